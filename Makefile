@@ -1,0 +1,24 @@
+# The commands a new user runs. Everything installs into .venv, created on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+## install: create .venv and install seg4reg_tf with its test extras
+install: $(VENV)/.installed
+
+## test: run the test suite (real-data tests run when SEG4REG_AASCE_ROOT is set)
+test: install
+	$(BIN)/python -m pytest -q tests
+
+## clean: remove the virtual environment and caches
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

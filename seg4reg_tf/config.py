@@ -1,0 +1,344 @@
+"""Typed configuration: one frozen dataclass per concern, YAML files that override defaults.
+
+The defaults are the paper's recipe (Lin et al., MICCAI 2021, §3): 512×256 input, Adam,
+segmentation 90 epochs at lr 1e-4, regression 200 epochs at lr 1e-3, weight decay 1e-5,
+random flip, rotation in ±45° and isotropic rescaling in [0.85, 1.25].
+
+The paper gives 90 segmentation and 200 regression epochs "in total" without splitting them
+across the phases of Algorithm 1; the defaults split them as seg 60 + roie 15 + tcl 15 = 90
+and reg 150 + refine 50 = 200.
+
+A YAML file only overrides: every key it names must exist here and carry a value of the
+declared type, otherwise `load_config` raises `ValueError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from typing import Any, Literal
+
+import yaml
+
+def _check_weights(weights: str) -> None:
+    if not weights:
+        raise ValueError("'weights' must be 'imagenet', 'none' or a weights file path, got ''")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the radiographs come from and how they are prepared.
+
+    Attributes:
+        root: folder in the AASCE layout (`data/<split>`, `labels/<split>`); `None` means the
+            embedded synthetic data set.
+        split: split folder name inside `root` used for training and validation.
+        image_height, image_width: model input size in pixels, (512, 256) in the paper; both
+            multiples of 32 because both networks downsample by powers of two.
+        validation_fraction: share of the training records held out for validation.
+        seed: seed of the validation split and of the shuffling.
+        flip: random horizontal flip during training.
+        rotation_degrees: rotations drawn uniformly in ±this many degrees.
+        scale_range: isotropic rescaling factors (x and y alike) drawn in this range.
+        angle_scale_degrees: angles in degrees are divided by this to lie in [0, 1] (the
+            regressor ends in a sigmoid); 180 covers every angle the Cobb algorithm returns,
+            including the 156° annotation outlier of AASCE training image 480.
+    """
+
+    root: str | None = None
+    split: str = "training"
+    image_height: int = 512
+    image_width: int = 256
+    validation_fraction: float = 0.2
+    seed: int = 0
+    flip: bool = True
+    rotation_degrees: float = 45.0
+    scale_range: tuple[float, float] = (0.85, 1.25)
+    angle_scale_degrees: float = 180.0
+
+    def __post_init__(self) -> None:
+        for name in ("image_height", "image_width"):
+            value = getattr(self, name)
+            if value <= 0 or value % 32:
+                raise ValueError(f"'{name}' must be a positive multiple of 32, got {value}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(
+                f"'validation_fraction' must be in [0, 1), got {self.validation_fraction}"
+            )
+        if not 0.0 <= self.rotation_degrees <= 180.0:
+            raise ValueError(f"'rotation_degrees' must be in [0, 180], got {self.rotation_degrees}")
+        low, high = self.scale_range
+        if not 0.0 < low <= high:
+            raise ValueError(f"'scale_range' must satisfy 0 < low <= high, got {self.scale_range}")
+        if self.angle_scale_degrees <= 0:
+            raise ValueError(
+                f"'angle_scale_degrees' must be positive, got {self.angle_scale_degrees}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmenterConfig:
+    """N_S: PSPNet with a dilated pyramid on a dilated ResNet-50 (paper §2, Eq. 1).
+
+    Attributes:
+        weights: backbone initialisation: "imagenet", "none", or a path to a weights file.
+        output_stride: input size / feature-map size of the dilated backbone.
+        pyramid_dilations: dilation rates of the pyramid's parallel convolutions, which
+            replace PSPNet's pooling bins.
+        pyramid_filters: channels of each pyramid branch.
+        ce_weight: λ of Eq. 1, the weight of cross-entropy next to the Dice loss.
+        positive_class_weight: cross-entropy weight of spine pixels relative to background.
+    """
+
+    weights: str = "imagenet"
+    output_stride: int = 8
+    pyramid_dilations: tuple[int, ...] = (1, 6, 12, 18)
+    pyramid_filters: int = 512
+    ce_weight: float = 1.0
+    positive_class_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.output_stride not in (8, 16, 32):
+            raise ValueError(f"'output_stride' must be 8, 16 or 32, got {self.output_stride}")
+        if not self.pyramid_dilations or min(self.pyramid_dilations) < 1:
+            raise ValueError(
+                f"'pyramid_dilations' must be positive integers, got {self.pyramid_dilations}"
+            )
+        _check_weights(self.weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class RegressorConfig:
+    """N_R: EfficientNet-B1 ending in 3 sigmoid outputs (paper §2, Eq. 3).
+
+    Attributes:
+        weights: backbone initialisation: "imagenet", "none", or a path to a weights file.
+        input_mode: what N_R sees: the image, the mask, or both as two channels.
+        smape_epsilon: ε of the SMAPE loss (Eq. 3), on angles scaled to [0, 1].
+        dropout: dropout rate before the output layer.
+    """
+
+    weights: str = "imagenet"
+    input_mode: Literal["image", "mask", "image+mask"] = "image+mask"
+    smape_epsilon: float = 1e-6
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
+        _check_weights(self.weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseConfig:
+    """Optimisation settings shared by every phase of Algorithm 1.
+
+    Attributes:
+        epochs: passes over the training records.
+        batch_size: global batch size (split across replicas under a distribution strategy).
+        learning_rate: Adam step size.
+        weight_decay: weight decay of the optimizer.
+    """
+
+    epochs: int = 60
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"'epochs' must be >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"'batch_size' must be >= 1, got {self.batch_size}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"'learning_rate' must be positive, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ValueError(f"'weight_decay' must be >= 0, got {self.weight_decay}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegressionPhaseConfig(PhaseConfig):
+    """Phases that train N_R with attention regularisation (Alg. 1 lines 5–10 and 19).
+
+    Attributes:
+        ar_weight: weight of L_AR (Eq. 4) next to the two SMAPE terms.
+        mask_source: masks fed to N_R: predicted by the frozen N_S (the method) or the
+            ground truth (an ablation).
+    """
+
+    epochs: int = 150
+    learning_rate: float = 1e-3
+    ar_weight: float = 1.0
+    mask_source: Literal["predicted", "ground_truth"] = "predicted"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.ar_weight < 0:
+            raise ValueError(f"'ar_weight' must be >= 0, got {self.ar_weight}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """The SavedModel written for TF Serving.
+
+    Attributes:
+        model_name: folder name under the export base (`<base>/<model_name>/<version>/`).
+        max_image_pixels: encoded images decoding to more pixels than this are refused, so a
+            decompression bomb cannot exhaust the server's memory.
+    """
+
+    model_name: str = "seg4reg"
+    max_image_pixels: int = 40_000_000
+
+    def __post_init__(self) -> None:
+        if not self.model_name or "/" in self.model_name:
+            raise ValueError(f"'model_name' must be a plain folder name, got {self.model_name!r}")
+        if self.max_image_pixels < 1:
+            raise ValueError(f"'max_image_pixels' must be positive, got {self.max_image_pixels}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs; `phases` of Algorithm 1 are `seg`, `reg`, `roie`, `tcl`, `refine`."""
+
+    data: DataConfig = DataConfig()
+    segmenter: SegmenterConfig = SegmenterConfig()
+    regressor: RegressorConfig = RegressorConfig()
+    seg: PhaseConfig = PhaseConfig(epochs=60, learning_rate=1e-4)
+    reg: RegressionPhaseConfig = RegressionPhaseConfig(epochs=150, learning_rate=1e-3)
+    roie: PhaseConfig = PhaseConfig(epochs=15, learning_rate=1e-4)
+    tcl: PhaseConfig = PhaseConfig(epochs=15, learning_rate=1e-4)
+    refine: RegressionPhaseConfig = RegressionPhaseConfig(epochs=50, learning_rate=1e-3)
+    export: ExportConfig = ExportConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the configuration as plain YAML-ready values (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Reads a YAML file whose keys override the paper's defaults.
+
+    Args:
+        path: a YAML file of nested mappings (`data: {image_height: 256}`), or `None` for the
+            defaults.
+
+    Returns:
+        The frozen `Config`.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the YAML does not parse, or names an unknown key, or gives a value of the
+            wrong type or out of range; the message names the file and the dotted key.
+    """
+    if path is None:
+        return Config()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            values = yaml.safe_load(handle)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from None
+    return config_from_dict(values or {}, source=path)
+
+
+def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:
+    """Builds a `Config` from nested mappings; errors name `source` and the dotted key."""
+    return _build(Config(), values, source, prefix="")
+
+
+def save_config(config: Config, path: str | os.PathLike[str]) -> None:
+    """Writes `config` as YAML that `load_config` reads back to an equal `Config`."""
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+
+
+def _build(base: Any, values: Any, source: str, prefix: str) -> Any:
+    """Returns `base` (a dataclass instance) with the fields named in `values` replaced."""
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: '{where}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(type(base))
+    names = [field.name for field in dataclasses.fields(base)]
+    changes = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ValueError(
+                f"{source}: unknown key '{prefix}{key}' (known keys in {where}: "
+                f"{', '.join(names)})"
+            )
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _build(current, value, source, f"{prefix}{key}.")
+        else:
+            changes[key] = _coerce(value, hints[key], source, f"{prefix}{key}")
+    try:
+        return dataclasses.replace(base, **changes)
+    except ValueError as error:
+        raise ValueError(f"{source}: in '{where}': {error}") from None
+
+
+def _coerce(value: Any, annotation: Any, source: str, key: str) -> Any:
+    """Checks `value` against a field's type annotation; YAML lists become tuples."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+
+    def fail(expected: str) -> typing.NoReturn:
+        raise ValueError(
+            f"{source}: key '{key}' must be {expected}, got {value!r} ({type(value).__name__})"
+        )
+
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [arg for arg in args if arg is not type(None)]
+        return _coerce(value, inner[0], source, key)
+    if origin is Literal:
+        if value not in args:
+            fail("one of " + ", ".join(repr(arg) for arg in args))
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            fail(f"a list ({annotation})")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(item, args[0], source, f"{key}[{i}]") for i, item in enumerate(value))
+        if len(value) != len(args):
+            fail(f"a list of {len(args)} values")
+        return tuple(
+            _coerce(item, arg, source, f"{key}[{i}]") for i, (item, arg) in enumerate(zip(value, args))
+        )
+    if annotation is bool:
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("an integer")
+        return value
+    if annotation is float:
+        # PyYAML reads "1e-4" (no dot) as a string; accept it as the number it spells.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                fail("a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail("a number")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            fail("a string")
+        return value
+    raise TypeError(f"unsupported config annotation {annotation!r} for key '{key}'")

@@ -1,0 +1,490 @@
+"""Synthetic scoliotic AP radiographs written in the AASCE layout: the embedded data set.
+
+Each image is drawn from a random spine: 17 vertebrae T1–L5 growing in size downward, laid
+along a C- or S-shaped curve whose largest Cobb angle follows a gamma distribution fitted to
+AASCE (mean 39°, sd 19°), wedged and with pedicles and spinous process shifted like an
+axially rotated vertebra near the apex. Around it: transverse processes, ribs, lungs,
+clavicles, pelvis, a soft-tissue gradient, an occasional side marker, then blur, contrast
+changes and noise. The labels are exact: the landmarks are the drawn vertebra corners and
+the angles are `geometry.cobb_angles` of the stored (uint16) landmarks.
+
+    python -m seg4reg_tf.data.synthetic --out DIR --train N --test M --seed S
+
+writes DIR/data/{training,test}/*.jpg and DIR/labels/{training,test}/ with .jpg.mat files
+(uint16 'p2') and headerless filenames.csv, angles.csv and landmarks.csv. The output is a
+pure function of the seed and sizes; each image depends only on (seed, split, index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import os
+import shutil
+import sys
+import tempfile
+
+import cv2
+import numpy as np
+import scipy.io
+
+from seg4reg_tf import geometry
+
+SPLITS = ("training", "test")
+# AASCE largest Cobb angle: mean 38.7°, sd 19.2°, 5th–95th percentile 11°–72°.
+_LARGEST_ANGLE_SHAPE = 4.2
+_LARGEST_ANGLE_MEAN = 39.0
+_MAT_HEADER = b"MATLAB 5.0 MAT-file, written by seg4reg_tf.data.synthetic"
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """Knobs of the generator.
+
+    Attributes:
+        height_range: image heights in pixels, drawn uniformly (AASCE: 973–3755).
+        aspect_range: height / width, drawn uniformly (portrait; AASCE median 2.7).
+        s_curve_probability: share of spines built from two opposite curves.
+        max_largest_angle: cap on the drawn largest Cobb angle, degrees.
+        jpeg_quality: JPEG quality of the written images.
+    """
+
+    height_range: tuple[int, int] = (1000, 2000)
+    aspect_range: tuple[float, float] = (2.0, 3.5)
+    s_curve_probability: float = 0.8
+    max_largest_angle: float = 95.0
+    jpeg_quality: int = 92
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Spine:
+    """One drawn spine.
+
+    Attributes:
+        landmarks: (68, 2) float64 pixels, AASCE corner order (TL, TR, BL, BR).
+        tilts: (17,) mid-line tilt of each vertebra, degrees (positive: right side lower).
+        rotation: (17,) axial-rotation-like shift in [-1, 1] (pedicles toward the convexity).
+        heights: (17,) vertebra heights in pixels.
+        widths: (17,) vertebra widths in pixels.
+        curve: "C" or "S", how the tilt profile was built.
+    """
+
+    landmarks: np.ndarray
+    tilts: np.ndarray
+    rotation: np.ndarray
+    heights: np.ndarray
+    widths: np.ndarray
+    curve: str
+
+
+def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The random generator of one image: independent of how many images are made."""
+    return np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else 99, index])
+
+
+def draw_image_size(rng: np.random.Generator, config: SyntheticConfig) -> tuple[int, int]:
+    """Draws (height, width) in pixels."""
+    height = int(rng.integers(config.height_range[0], config.height_range[1] + 1))
+    width = int(round(height / rng.uniform(*config.aspect_range)))
+    return height, width
+
+
+def tilt_profile(rng: np.random.Generator, config: SyntheticConfig) -> tuple[np.ndarray, str]:
+    """Draws the 17 vertebra tilts in degrees; their spread is the largest Cobb angle.
+
+    The curvature along the spine is one Gaussian lobe (C curve) or two of opposite sign (S
+    curve); the tilt is its integral, centred so the head stays above the pelvis, and scaled
+    so that max − min equals a gamma-distributed target. A jitter of ~1° per vertebra mimics
+    real vertebrae and annotation.
+    """
+    t = np.linspace(0.0, 1.0, 161)
+    curve = "S" if rng.uniform() < config.s_curve_probability else "C"
+    if curve == "C":
+        apex = rng.uniform(0.35, 0.7)
+        curvature = _lobe(t, apex, rng.uniform(0.1, 0.2))
+        # Compensatory curves above and below keep the head over the pelvis.
+        if rng.uniform() < 0.8:
+            curvature -= rng.uniform(0.2, 0.6) * _lobe(t, rng.uniform(0.0, apex - 0.25), rng.uniform(0.06, 0.12))
+        if rng.uniform() < 0.8:
+            curvature -= rng.uniform(0.2, 0.6) * _lobe(t, rng.uniform(apex + 0.25, 1.0), rng.uniform(0.06, 0.12))
+    else:
+        major = rng.uniform(0.4, 1.0)
+        upper = _lobe(t, rng.uniform(0.25, 0.45), rng.uniform(0.07, 0.13))
+        lower = _lobe(t, rng.uniform(0.6, 0.85), rng.uniform(0.07, 0.13))
+        upper, lower = (upper, -major * lower) if rng.uniform() < 0.5 else (major * upper, -lower)
+        curvature = upper + lower
+        # Small end curves of opposite sign, so T1 and L5 are rarely end vertebrae.
+        if rng.uniform() < 0.85:
+            curvature -= np.sign(upper.sum()) * rng.uniform(0.2, 0.5) * _lobe(t, rng.uniform(0.0, 0.12), 0.06)
+        if rng.uniform() < 0.5:
+            curvature -= np.sign(lower.sum()) * rng.uniform(0.2, 0.5) * _lobe(t, rng.uniform(0.9, 1.0), 0.06)
+    curvature *= rng.choice([-1.0, 1.0])
+    tilt = np.cumsum(curvature)[:: len(t) // (geometry.NUM_VERTEBRAE - 1)]
+    tilt -= tilt.mean()
+    target = min(
+        rng.gamma(_LARGEST_ANGLE_SHAPE, _LARGEST_ANGLE_MEAN / _LARGEST_ANGLE_SHAPE),
+        config.max_largest_angle,
+    )
+    tilt *= target / max(np.ptp(tilt), 1e-9)
+    return tilt + rng.normal(0.0, 1.0, tilt.shape) + rng.uniform(-4.0, 4.0), curve
+
+
+def _lobe(t: np.ndarray, centre: float, width: float) -> np.ndarray:
+    return np.exp(-0.5 * ((t - centre) / width) ** 2)
+
+
+def draw_spine(rng: np.random.Generator, height: int, width: int, config: SyntheticConfig) -> Spine:
+    """Draws one spine and lays its 68 landmarks into a height × width image.
+
+    Vertebra heights grow ~1.8× from T1 to L5, widths are ~1.6–1.9× the height, discs ~25–35%
+    of the height. Vertebrae near the apex are wedged (the convex side taller) with the
+    mid-line kept, so wedging changes the look but not the Cobb angles. The chain is scaled
+    to span 80–93% of the image height and is shrunk if a large curve would leave the image.
+    """
+    tilts, curve = tilt_profile(rng, config)
+    k = np.arange(geometry.NUM_VERTEBRAE) / (geometry.NUM_VERTEBRAE - 1)
+    heights = (1.0 + 0.8 * k**1.2) * rng.uniform(0.95, 1.05, k.shape)
+    widths = heights * rng.uniform(1.6, 1.9) * (1.0 - 0.12 * k) * rng.uniform(0.96, 1.04, k.shape)
+    gaps = heights * (0.25 + 0.1 * k)
+    change = np.gradient(np.radians(tilts))  # tilt change per vertebra, radians
+    rotation = np.clip(change / max(np.abs(change).max(), 1e-9), -1.0, 1.0) * rng.uniform(0.3, 1.0)
+    wedge = widths * np.tan(rng.uniform(0.2, 0.5) * change / 2.0)
+
+    centres, axes, mids = _chain(np.radians(tilts), heights, gaps)
+    corners = _corners(centres, axes, mids, heights, widths, wedge)
+    span = rng.uniform(0.80, 0.93) * height
+    top = rng.uniform(0.02, 0.07) * height
+    scale = span / np.ptp(corners[..., 1])
+    spread = np.ptp(corners[..., 0]) * scale
+    if spread > 0.85 * width:  # a very large curve: shrink rather than leave the image
+        scale *= 0.85 * width / spread
+    corners = corners * scale
+    spread = np.ptp(corners[..., 0])
+    margin = (width - spread) / 2  # >= 0.075 * width after the shrink above
+    centre_x = width / 2 + rng.uniform(-0.1, 0.1) * width
+    centre_x = float(np.clip(centre_x, spread / 2 + 0.3 * margin, width - spread / 2 - 0.3 * margin))
+    corners[..., 0] += centre_x - (corners[..., 0].min() + corners[..., 0].max()) / 2.0
+    corners[..., 1] += top - corners[..., 1].min()
+    return Spine(
+        landmarks=corners.reshape(geometry.NUM_LANDMARKS, 2),
+        tilts=tilts,
+        rotation=rotation,
+        heights=heights * scale,
+        widths=widths * scale,
+        curve=curve,
+    )
+
+
+def _chain(tilts: np.ndarray, heights: np.ndarray, gaps: np.ndarray):
+    """Centres (17, 2), downward axes (17, 2) and mid-line directions (17, 2) of the chain."""
+    mids = np.stack([np.cos(tilts), np.sin(tilts)], axis=1)
+    axes = np.stack([-np.sin(tilts), np.cos(tilts)], axis=1)
+    centres = np.zeros((len(tilts), 2))
+    for i in range(1, len(tilts)):
+        step = axes[i - 1] + axes[i]
+        step /= np.linalg.norm(step)
+        centres[i] = centres[i - 1] + step * (heights[i - 1] / 2 + gaps[i - 1] + heights[i] / 2)
+    return centres, axes, mids
+
+
+def _corners(centres, axes, mids, heights, widths, wedge) -> np.ndarray:
+    """(17, 4, 2) corners TL, TR, BL, BR; `wedge` makes the right side taller by 2×wedge."""
+    half_w = (widths / 2)[:, None] * mids
+    left_h = ((heights - wedge) / 2)[:, None] * axes
+    right_h = ((heights + wedge) / 2)[:, None] * axes
+    return np.stack(
+        [
+            centres - half_w - left_h,
+            centres + half_w - right_h,
+            centres - half_w + left_h,
+            centres + half_w + right_h,
+        ],
+        axis=1,
+    )
+
+
+def render_radiograph(spine: Spine, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Draws an AP radiograph around `spine`: (height, width) uint8, bone bright."""
+    corners = spine.landmarks.reshape(geometry.NUM_VERTEBRAE, 4, 2)
+    centres = corners.mean(axis=1)
+    scale = float(np.median(spine.heights))
+    canvas = _soft_tissue(height, width, centres, rng)
+    canvas += _lungs(height, width, centres, spine, rng)
+    bone = np.zeros((height, width), np.float32)
+    _draw_ribs(bone, centres, spine, rng)
+    _draw_clavicles(bone, centres, width, scale, rng)
+    _draw_pelvis(bone, corners, width, scale, rng)
+    bone = cv2.GaussianBlur(bone, (0, 0), 0.15 * scale)
+    _draw_vertebrae(bone, corners, spine, rng)
+    canvas += bone
+    if rng.uniform() < 0.3:
+        _draw_marker(canvas, rng)
+    return _acquire(canvas, scale, rng)
+
+
+def _soft_tissue(height, width, centres, rng) -> np.ndarray:
+    """Body thicker in the middle and toward the abdomen: a smooth grey background."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    body_x = np.median(centres[:, 0]) + rng.uniform(-0.1, 0.1) * width
+    across = np.clip(1.0 - ((x - body_x) / (rng.uniform(0.55, 0.8) * width)) ** 2, 0.0, 1.0)
+    level = rng.uniform(0.18, 0.32)
+    return level + rng.uniform(0.1, 0.22) * across + rng.uniform(0.0, 0.12) * y / height
+
+
+def _lungs(height, width, centres, spine, rng) -> np.ndarray:
+    """Two dark lung fields beside the thoracic spine, drawn small and blurred."""
+    factor = 8
+    small = np.zeros((height // factor + 1, width // factor + 1), np.float32)
+    top, bottom = centres[0, 1] - spine.heights[0], centres[rng.integers(9, 12), 1]
+    for side in (-1, 1):
+        cx = centres[5, 0] + side * rng.uniform(0.22, 0.32) * width
+        cy = (top + bottom) / 2
+        axes = (rng.uniform(0.14, 0.22) * width, max((bottom - top) / 2, 1.0))
+        cv2.ellipse(
+            small,
+            (int(cx / factor), int(cy / factor)),
+            (int(axes[0] / factor) + 1, int(axes[1] / factor) + 1),
+            rng.uniform(-8, 8),
+            0,
+            360,
+            1.0,
+            -1,
+        )
+    small = cv2.GaussianBlur(small, (0, 0), max(width / factor * 0.05, 1.0))
+    return -rng.uniform(0.08, 0.2) * cv2.resize(small, (width, height))
+
+
+def _draw_ribs(bone, centres, spine, rng) -> None:
+    """Posterior ribs: 12 pairs of bright arcs leaving the thoracic vertebrae."""
+    reach = rng.uniform(0.3, 0.45) * bone.shape[1]
+    for k in range(12):
+        for side in (-1, 1):
+            drop = rng.uniform(0.8, 1.4) * spine.heights[k] * (2.0 + k / 6)
+            u = np.linspace(0.0, 1.0, 16)
+            x = centres[k, 0] + side * (spine.widths[k] * 0.45 + u * reach)
+            y = centres[k, 1] - 0.3 * spine.heights[k] * np.sin(np.pi * u) + drop * u**2
+            points = np.round(np.stack([x, y], 1) * 16).astype(np.int32)
+            thick = max(int(0.35 * spine.heights[k]), 1)
+            cv2.polylines(bone, [points], False, rng.uniform(0.08, 0.14), thick, cv2.LINE_AA, 4)
+
+
+def _draw_clavicles(bone, centres, width, scale, rng) -> None:
+    """Two bright bands across the top, partly off the image when T1 sits high."""
+    for side in (-1, 1):
+        start = centres[0] + np.array([side * 0.6 * scale, -1.2 * scale])
+        end = start + np.array([side * rng.uniform(0.4, 0.6) * width, -rng.uniform(0.5, 2.0) * scale])
+        points = np.round(np.stack([start, (start + end) / 2 + [0, -0.4 * scale], end]) * 16)
+        cv2.polylines(bone, [points.astype(np.int32)], False, 0.12, max(int(0.6 * scale), 1), cv2.LINE_AA, 4)
+
+
+def _draw_pelvis(bone, corners, width, scale, rng) -> None:
+    """Sacrum below L5 and the iliac wings either side, mostly below the image edge."""
+    l5 = corners[-1]
+    bottom = (l5[2] + l5[3]) / 2
+    axis = bottom - (l5[0] + l5[1]) / 2
+    axis /= np.linalg.norm(axis)
+    apex = bottom + axis * rng.uniform(3.0, 4.0) * scale
+    sacrum = np.stack([l5[2] + axis * 0.3 * scale, l5[3] + axis * 0.3 * scale, apex])
+    cv2.fillConvexPoly(bone, np.round(sacrum * 16).astype(np.int32), 0.12, cv2.LINE_AA, 4)
+    for side in (-1, 1):
+        centre = bottom + np.array([side * rng.uniform(0.22, 0.3) * width, rng.uniform(1.5, 3.0) * scale])
+        axes = (int(rng.uniform(0.15, 0.22) * width), int(rng.uniform(2.0, 3.0) * scale))
+        tilt = side * rng.uniform(10, 30)
+        cv2.ellipse(bone, tuple(int(v) for v in centre), axes, tilt, 0, 360, 0.08, -1, cv2.LINE_AA)
+        cv2.ellipse(bone, tuple(int(v) for v in centre), axes, tilt, 180, 360, 0.16, max(int(0.3 * scale), 1), cv2.LINE_AA)
+
+
+def _draw_vertebrae(bone, corners, spine, rng) -> None:
+    """Vertebral bodies (the labelled polygons) with cortex, pedicles and processes."""
+    body_level = rng.uniform(0.1, 0.22)
+    for k, quad in enumerate(corners):
+        outline = quad[list(geometry.OUTLINE_ORDER)]
+        centre = quad.mean(axis=0)
+        mid = (quad[1] + quad[3] - quad[0] - quad[2]) / 2
+        mid /= np.linalg.norm(mid)
+        down = np.array([-mid[1], mid[0]])
+        w, h, turn = spine.widths[k], spine.heights[k], spine.rotation[k]
+        # Transverse processes stick out sideways from the upper half (outside the label).
+        for side in (-1, 1):
+            root = centre + side * mid * 0.45 * w - down * 0.15 * h
+            tip = root + side * mid * rng.uniform(0.2, 0.35) * w
+            cv2.line(bone, _fixed(root), _fixed(tip), body_level * 0.6, max(int(0.22 * h), 1), cv2.LINE_AA, 4)
+        cv2.fillConvexPoly(bone, _fixed(outline), body_level, cv2.LINE_AA, 4)
+        cv2.polylines(bone, [_fixed(outline)], True, body_level * 0.6, max(int(0.08 * h), 1), cv2.LINE_AA, 4)
+        # Axial rotation moves pedicles and the spinous process toward one side.
+        for side in (-1, 1):
+            pedicle = centre + mid * (side * 0.3 + 0.15 * turn) * w - down * 0.2 * h
+            size = (max(int(0.09 * w * (1 - 0.4 * side * turn)), 1), max(int(0.16 * h), 1))
+            cv2.ellipse(bone, _point(pedicle), size, 0, 0, 360, body_level * 0.7, max(int(0.05 * h), 1), cv2.LINE_AA)
+        spinous = centre - mid * 0.2 * turn * w + down * 0.25 * h
+        cv2.ellipse(bone, _point(spinous), (max(int(0.06 * w), 1), max(int(0.22 * h), 1)), 0, 0, 360, body_level * 0.4, -1, cv2.LINE_AA)
+
+
+def _fixed(points: np.ndarray) -> np.ndarray:
+    """Pixel coordinates → OpenCV fixed point with 4 fractional bits."""
+    return np.round(np.asarray(points) * 16).astype(np.int32)
+
+
+def _point(point: np.ndarray) -> tuple[int, int]:
+    return int(round(point[0])), int(round(point[1]))
+
+
+def _draw_marker(canvas, rng) -> None:
+    """A bright side marker letter in a corner, as radiographers place them."""
+    height, width = canvas.shape
+    size = width / 300
+    x = int(rng.uniform(0.05, 0.2) * width) if rng.uniform() < 0.5 else int(rng.uniform(0.75, 0.85) * width)
+    y = int(rng.uniform(0.03, 0.1) * height + 20 * size)
+    layer = np.zeros(canvas.shape, np.uint8)  # putText draws on 8-bit images only
+    cv2.putText(layer, str(rng.choice(["R", "L"])), (x, y), cv2.FONT_HERSHEY_SIMPLEX, size, 255, max(int(2 * size), 1))
+    canvas += layer.astype(np.float32) * (0.9 / 255.0)
+
+
+def _acquire(canvas, scale, rng) -> np.ndarray:
+    """Detector effects: blur, mottle, contrast curve, noise; returns uint8."""
+    image = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.05, 0.2) * scale)
+    height, width = image.shape
+    mottle = cv2.resize(rng.normal(0, 1, (8, 4)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    image = image + rng.uniform(0.0, 0.04) * mottle
+    low, high = np.percentile(image, [rng.uniform(0.5, 3), rng.uniform(97, 99.8)])
+    image = np.clip((image - low) / max(high - low, 1e-6), 0.0, 1.0) ** rng.uniform(0.7, 1.4)
+    image = rng.uniform(0.0, 0.1) + rng.uniform(0.75, 0.95) * image
+    image += rng.normal(0.0, rng.uniform(0.01, 0.04), image.shape) * np.sqrt(image + 0.05)
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_example(seed: int, split: str, index: int, config: SyntheticConfig = SyntheticConfig()):
+    """Makes one radiograph.
+
+    Returns:
+        (image (H, W) uint8, landmarks (68, 2) uint16 pixels, spine) — the stored landmarks
+        are the rounded drawn corners, as AASCE stores integers.
+    """
+    rng = image_rng(seed, split, index)
+    height, width = draw_image_size(rng, config)
+    spine = draw_spine(rng, height, width, config)
+    image = render_radiograph(spine, height, width, rng)
+    upper = np.array([width - 1, height - 1])
+    landmarks = np.clip(np.round(spine.landmarks), 0, upper).astype(np.uint16)
+    return image, landmarks, spine
+
+
+def mat_bytes(landmarks: np.ndarray) -> bytes:
+    """A MATLAB 5 file holding 'p2', with a fixed header so the bytes depend only on data."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"p2": landmarks}, format="5")
+    data = bytearray(buffer.getvalue())
+    data[:116] = _MAT_HEADER.ljust(116, b" ")  # scipy writes the creation time here
+    return bytes(data)
+
+
+def write_split(out: str, split: str, count: int, seed: int, config: SyntheticConfig) -> None:
+    """Writes `count` images of one split into the AASCE layout under `out`."""
+    image_dir = os.path.join(out, "data", split)
+    label_dir = os.path.join(out, "labels", split)
+    os.makedirs(image_dir)
+    os.makedirs(label_dir)
+    names, angle_rows, landmark_rows = [], [], []
+    for index in range(count):
+        image, landmarks, _ = make_example(seed, split, index, config)
+        name = f"synthetic-{split}-{index:04d} AP.jpg"
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality])
+        if not ok:
+            raise RuntimeError(f"could not encode {name}")
+        with open(os.path.join(image_dir, name), "wb") as handle:
+            handle.write(encoded.tobytes())
+        with open(os.path.join(label_dir, name + ".mat"), "wb") as handle:
+            handle.write(mat_bytes(landmarks))
+        height, width = image.shape
+        angles = geometry.cobb_angles(landmarks.astype(np.float64), height)
+        names.append(name)
+        angle_rows.append(",".join(f"{value:.5g}" for value in angles))
+        normalised = np.concatenate([landmarks[:, 0] / width, landmarks[:, 1] / height])
+        landmark_rows.append(",".join(f"{value:.5g}" for value in normalised))
+    for file_name, rows in (
+        ("filenames.csv", names),
+        ("angles.csv", angle_rows),
+        ("landmarks.csv", landmark_rows),
+    ):
+        with open(os.path.join(label_dir, file_name), "w", encoding="utf-8", newline="\n") as handle:
+            handle.write("".join(row + "\n" for row in rows))
+
+
+def generate_dataset(
+    out: str | os.PathLike[str],
+    train: int,
+    test: int,
+    seed: int = 0,
+    config: SyntheticConfig = SyntheticConfig(),
+    overwrite: bool = False,
+) -> str:
+    """Writes a synthetic data set in the AASCE layout, atomically.
+
+    Everything is written into a temporary folder beside `out` and renamed into place at the
+    end, so an interrupted run leaves no half-written data set and an existing one is only
+    replaced (with `overwrite`) once the new one is complete.
+
+    Args:
+        out: destination folder.
+        train, test: number of images per split (0 leaves the split out).
+        seed: the data set is a pure function of seed, sizes and `config`.
+        config: generator settings.
+        overwrite: replace an existing non-empty `out`.
+
+    Returns:
+        `out` as a string.
+
+    Raises:
+        FileExistsError: `out` exists, is not empty, and `overwrite` is False.
+        ValueError: negative counts or no images at all.
+    """
+    out = os.path.abspath(os.fspath(out))
+    if train < 0 or test < 0 or train + test == 0:
+        raise ValueError(f"need a positive number of images, got train={train} test={test}")
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)) and not overwrite:
+        raise FileExistsError(f"{out} already exists and is not empty (pass overwrite to replace it)")
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    try:
+        for split, count in zip(SPLITS, (train, test)):
+            if count:
+                write_split(staging, split, count, seed, config)
+        if os.path.exists(out):
+            shutil.rmtree(out) if os.path.isdir(out) else os.remove(out)
+        os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: `python -m seg4reg_tf.data.synthetic --out DIR --train N --test M --seed S`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m seg4reg_tf.data.synthetic",
+        description="Write synthetic scoliotic AP radiographs in the AASCE layout.",
+    )
+    parser.add_argument("--out", required=True, help="destination folder")
+    parser.add_argument("--train", type=int, default=200, help="training images (default 200)")
+    parser.add_argument("--test", type=int, default=50, help="test images (default 50)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--min-height", type=int, default=SyntheticConfig.height_range[0])
+    parser.add_argument("--max-height", type=int, default=SyntheticConfig.height_range[1])
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    args = parser.parse_args(argv)
+    if not 64 <= args.min_height <= args.max_height:
+        parser.error("need 64 <= --min-height <= --max-height")
+    config = SyntheticConfig(height_range=(args.min_height, args.max_height))
+    try:
+        out = generate_dataset(args.out, args.train, args.test, args.seed, config, args.overwrite)
+    except (FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.train} training and {args.test} test images to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Installs seg4reg_tf: Seg4Reg+ (Lin et al., MICCAI 2021) in TensorFlow 2.21 / Keras 3."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="seg4reg_tf",
+    version="0.1.0",
+    description=(
+        "Cobb angles of scoliosis from spine X-rays: spine segmentation and angle "
+        "regression trained by triangle consistency learning (Seg4Reg+)."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["seg4reg_tf", "seg4reg_tf.*"]),
+    python_requires=">=3.10,<3.14",
+    install_requires=[
+        # The networks, tf.data pipeline and SavedModel export.
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.12,<4",
+        "numpy>=1.26",
+        # Reading the AASCE .mat landmark files (MATLAB 5 format).
+        "scipy>=1.11",
+        # The YAML configs in configs/.
+        "pyyaml>=6.0",
+        # Polygon rasterisation of spine masks, image encoding, CLAHE.
+        "opencv-python-headless>=4.8",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+    },
+)

@@ -1,0 +1,80 @@
+"""Config defaults are the paper's; YAML overrides; bad keys and values are named."""
+
+import dataclasses
+import pathlib
+
+import pytest
+
+from seg4reg_tf import config as config_module
+from seg4reg_tf.config import Config, load_config
+
+CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+
+def test_defaults_are_the_papers_recipe():
+    config = Config()
+    assert (config.data.image_height, config.data.image_width) == (512, 256)
+    assert config.data.flip and config.data.rotation_degrees == 45.0
+    assert config.data.scale_range == (0.85, 1.25)
+    segmentation = [config.seg, config.roie, config.tcl]
+    regression = [config.reg, config.refine]
+    assert sum(phase.epochs for phase in segmentation) == 90
+    assert sum(phase.epochs for phase in regression) == 200
+    assert all(phase.learning_rate == 1e-4 for phase in segmentation)
+    assert all(phase.learning_rate == 1e-3 for phase in regression)
+    assert all(phase.weight_decay == 1e-5 for phase in segmentation + regression)
+    assert config.segmenter.output_stride == 8
+
+
+def test_paper_yaml_states_the_defaults_and_smoke_yaml_is_small():
+    assert load_config(CONFIGS / "paper.yaml") == Config()
+    smoke = load_config(CONFIGS / "smoke.yaml")
+    assert smoke.data.image_height * smoke.data.image_width <= 64 * 32
+    assert smoke.segmenter.weights == "none" and smoke.regressor.weights == "none"
+    for path in CONFIGS.glob("*.yaml"):
+        assert path.read_text().startswith("#"), f"{path} must open with a comment"
+
+
+def test_yaml_overrides_only_what_it_names(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seg:\n  epochs: 3\ndata:\n  scale_range: [0.9, 1.1]\n  root: /data\n")
+    config = load_config(path)
+    assert config.seg.epochs == 3 and config.seg.learning_rate == 1e-4
+    assert config.data.scale_range == (0.9, 1.1) and config.data.root == "/data"
+    assert config.roie.epochs == Config().roie.epochs
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("seg:\n  epoch: 3\n", r"c\.yaml: unknown key 'seg\.epoch'"),
+        ("segmentor:\n  weights: none\n", r"c\.yaml: unknown key 'segmentor'"),
+        ("seg:\n  epochs: ten\n", r"c\.yaml: key 'seg\.epochs' must be an integer"),
+        ("seg:\n  epochs: 2.5\n", r"key 'seg\.epochs' must be an integer"),
+        ("data:\n  flip: 1\n", r"key 'data\.flip' must be true or false"),
+        ("data:\n  scale_range: [0.9]\n", r"key 'data\.scale_range' must be a list of 2"),
+        ("regressor:\n  input_mode: rgb\n", r"key 'regressor\.input_mode' must be one of"),
+        ("data:\n  image_height: 500\n", r"c\.yaml: in 'data': 'image_height' must be a positive multiple of 32"),
+        ("data: 3\n", r"c\.yaml: 'data' must be a mapping"),
+        ("seg: [\n", r"c\.yaml: not valid YAML"),
+    ],
+)
+def test_bad_yaml_names_file_and_key(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_config(path)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_configs_are_frozen_and_round_trip(tmp_path):
+    config = load_config(CONFIGS / "smoke.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seg.epochs = 5
+    path = tmp_path / "saved.yaml"
+    config_module.save_config(config, path)
+    assert load_config(path) == config

@@ -1,0 +1,116 @@
+"""The synthetic generator: deterministic, AASCE layout, plausible spines, atomic writes."""
+
+import filecmp
+import os
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+
+from seg4reg_tf import geometry
+from seg4reg_tf.data import aasce, synthetic
+from tests.conftest import SMALL
+
+
+def _all_files(root):
+    return sorted(
+        os.path.relpath(os.path.join(folder, name), root)
+        for folder, _, names in os.walk(root)
+        for name in names
+    )
+
+
+def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path, synthetic_root):
+    again = synthetic.generate_dataset(tmp_path / "again", train=6, test=2, seed=3, config=SMALL)
+    files = _all_files(synthetic_root)
+    assert files == _all_files(again)
+    _, mismatch, errors = filecmp.cmpfiles(synthetic_root, again, files, shallow=False)
+    assert mismatch == [] and errors == []
+    other = synthetic.generate_dataset(tmp_path / "other", train=6, test=2, seed=4, config=SMALL)
+    _, mismatch, _ = filecmp.cmpfiles(synthetic_root, other, files, shallow=False)
+    assert any(name.endswith(".jpg") for name in mismatch)
+
+
+def test_layout_is_aascel_and_reader_round_trips(synthetic_root):
+    labels = os.path.join(synthetic_root, "labels", "training")
+    for name in ("filenames.csv", "angles.csv", "landmarks.csv"):
+        first_line = open(os.path.join(labels, name)).readline()
+        assert not first_line[0].isalpha() or first_line.endswith(".jpg\n"), "no header row"
+    records = aasce.read_split(synthetic_root, "training")
+    assert len(records) == 6 and len(aasce.read_split(synthetic_root, "test")) == 2
+    normalised = np.loadtxt(os.path.join(labels, "landmarks.csv"), delimiter=",")
+    for row, record in zip(normalised, records):
+        raw = scipy.io.loadmat(os.path.join(labels, record.name + ".mat"))["p2"]
+        assert raw.dtype == np.uint16 and raw.shape == (68, 2)
+        image = cv2.imread(record.image_path, cv2.IMREAD_UNCHANGED)
+        assert image.ndim == 2 and image.dtype == np.uint8
+        assert image.shape == (record.height, record.width)
+        assert SMALL.height_range[0] <= record.height <= SMALL.height_range[1]
+        assert 1.9 <= record.height / record.width <= 3.6
+        # angles.csv holds cobb_angles of the stored landmarks to 5 significant digits.
+        np.testing.assert_allclose(
+            record.angles, geometry.cobb_angles(record.landmarks, record.height), rtol=1e-4, atol=1e-3
+        )
+        size = np.array([record.width, record.height])
+        np.testing.assert_allclose(row.reshape(2, 68).T * size, record.landmarks, atol=0.02 * size.max() / 100)
+
+
+def test_spine_is_brighter_than_its_surroundings(synthetic_root):
+    # The labelled vertebral bodies are bone: brighter than the band of tissue beside them.
+    for record in aasce.read_split(synthetic_root, "training"):
+        image = cv2.imread(record.image_path, cv2.IMREAD_GRAYSCALE).astype(float)
+        mask = geometry.landmarks_to_mask(record.landmarks, record.height, record.width)
+        near = cv2.dilate(mask, np.ones((15, 15), np.uint8)) - mask
+        assert image[mask > 0].mean() > image[near > 0].mean() + 5, record.name
+        assert image.std() > 20
+
+
+def test_angle_distribution_resembles_aasce():
+    config = synthetic.SyntheticConfig()
+    largest, s_shaped, growth = [], [], []
+    for index in range(300):
+        rng = synthetic.image_rng(0, "training", index)
+        height, width = synthetic.draw_image_size(rng, config)
+        spine = synthetic.draw_spine(rng, height, width, config)
+        landmarks = np.round(spine.landmarks)
+        assert landmarks.min() >= -1 and (landmarks.max(axis=0) <= [width, height]).all()
+        largest.append(geometry.cobb_angles(landmarks, height)[0])
+        s_shaped.append(geometry.is_s_shaped(landmarks[None])[0])
+        growth.append(spine.heights[-1] / spine.heights[0])
+    largest = np.array(largest)
+    # AASCE training: mean 38.7°, median 36.9°, 5th percentile 11°, 95th 72°.
+    assert 33 < largest.mean() < 45 and 30 < np.median(largest) < 43
+    assert np.percentile(largest, 5) < 20 and np.percentile(largest, 95) > 60
+    assert largest.max() <= synthetic.SyntheticConfig().max_largest_angle + 5
+    assert 0.3 < np.mean(s_shaped) < 0.95
+    assert min(growth) > 1.4  # L5 is much taller than T1
+
+
+def test_existing_folder_is_kept_and_failure_leaves_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="already exists"):
+        synthetic.generate_dataset(out, train=1, test=0, config=SMALL)
+    assert (out / "keep.txt").read_text() == "mine"
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(synthetic, "render_radiograph", explode)
+    with pytest.raises(RuntimeError, match="disk full"):
+        synthetic.generate_dataset(out, train=2, test=0, config=SMALL, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path)) == ["set"], "no staging folder left behind"
+
+
+def test_command_line(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["--out", str(out), "--train", "2", "--test", "1", "--seed", "5", "--min-height", "256", "--max-height", "300"]
+    assert synthetic.main(args) == 0
+    assert "wrote 2 training and 1 test images" in capsys.readouterr().out
+    assert len(aasce.read_split(out, "test")) == 1
+    assert synthetic.main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert synthetic.main(args + ["--overwrite"]) == 0
