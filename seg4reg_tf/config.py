@@ -45,6 +45,11 @@ class DataConfig:
         angle_scale_degrees: angles in degrees are divided by this to lie in [0, 1] (the
             regressor ends in a sigmoid); 180 covers every angle the Cobb algorithm returns,
             including the 156° annotation outlier of AASCE training image 480.
+        cache: where decoded, resized images are kept after the first epoch: "memory",
+            "none", or a folder for cache files (for data sets larger than memory).
+        clahe: contrast-limited adaptive histogram equalisation after resizing (Seg4Reg).
+        clahe_clip_limit: CLAHE contrast limit (OpenCV's clipLimit).
+        clahe_grid: CLAHE tiles along (height, width); must divide the input size.
     """
 
     root: str | None = None
@@ -57,6 +62,10 @@ class DataConfig:
     rotation_degrees: float = 45.0
     scale_range: tuple[float, float] = (0.85, 1.25)
     angle_scale_degrees: float = 180.0
+    cache: str = "memory"
+    clahe: bool = False
+    clahe_clip_limit: float = 2.0
+    clahe_grid: tuple[int, int] = (8, 4)
 
     def __post_init__(self) -> None:
         for name in ("image_height", "image_width"):
@@ -75,6 +84,14 @@ class DataConfig:
         if self.angle_scale_degrees <= 0:
             raise ValueError(
                 f"'angle_scale_degrees' must be positive, got {self.angle_scale_degrees}"
+            )
+        if not self.cache:
+            raise ValueError("'cache' must be 'memory', 'none' or a folder, got ''")
+        rows, cols = self.clahe_grid
+        if rows < 1 or cols < 1 or self.image_height % rows or self.image_width % cols:
+            raise ValueError(
+                f"'clahe_grid' {self.clahe_grid} must divide the input size "
+                f"{self.image_height}x{self.image_width}"
             )
 
 
