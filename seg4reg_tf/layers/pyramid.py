@@ -1,0 +1,74 @@
+"""PSPNet's pyramid module with dilated convolutions in place of pooling (Seg4Reg, §2).
+
+PSPNet pools the backbone features into 1×1, 2×2, 3×3 and 6×6 bins to see context at
+several scales; Seg4Reg replaces the pooling by parallel 3×3 convolutions with growing
+dilation rates (a 1×1 convolution for rate 1), which keep the full resolution. The branches
+are concatenated with the input features and fused by a 3×3 convolution.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+@keras.saving.register_keras_serializable(package="seg4reg")
+class DilatedPyramid(keras.layers.Layer):
+    """Parallel dilated convolution branches, concatenated with the input and fused.
+
+    Args:
+        filters: channels of each branch and of the fused output.
+        dilations: one branch per rate; rate 1 is a 1×1 convolution.
+        synchronized: synchronise BatchNorm statistics across replicas (tf.distribute).
+
+    Call:
+        features: (B, H, W, C).
+
+    Returns:
+        (B, H, W, filters).
+    """
+
+    def __init__(self, filters: int = 512, dilations=(1, 6, 12, 18), synchronized: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.dilations = tuple(dilations)
+        self.synchronized = synchronized
+        self.branches = [self._conv_bn(1 if rate == 1 else 3, rate, f"branch{rate}") for rate in self.dilations]
+        self.fuse = self._conv_bn(3, 1, "fuse")
+
+    def _conv_bn(self, size: int, rate: int, name: str):
+        return [
+            layers.Conv2D(self.filters, size, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_conv"),
+            layers.BatchNormalization(synchronized=self.synchronized, name=f"{name}_bn"),
+            layers.ReLU(name=f"{name}_relu"),
+        ]
+
+    @staticmethod
+    def _apply(stack, x, training):
+        for layer in stack:
+            x = layer(x, training=training) if isinstance(layer, layers.BatchNormalization) else layer(x)
+        return x
+
+    def build(self, input_shape):
+        for stack in self.branches:
+            shape = input_shape
+            for layer in stack:
+                layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+        fused_channels = input_shape[-1] + self.filters * len(self.dilations)
+        shape = (*input_shape[:-1], fused_channels)
+        for layer in self.fuse:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+
+    def call(self, features, training=None):
+        outputs = [features] + [self._apply(stack, features, training) for stack in self.branches]
+        return self._apply(self.fuse, keras.ops.concatenate(outputs, axis=-1), training)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "dilations": list(self.dilations), "synchronized": self.synchronized})
+        return config

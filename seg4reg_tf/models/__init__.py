@@ -1,0 +1,7 @@
+"""The two networks of Seg4Reg+: N_S (`build_segmenter`) and N_R (`build_regressor`)."""
+
+from seg4reg_tf.models.backbone import copy_weights_by_name
+from seg4reg_tf.models.pspnet import build_segmenter
+from seg4reg_tf.models.regressor import build_regressor, mask_branch_inputs, regressor_inputs
+
+__all__ = ["copy_weights_by_name", "build_regressor", "build_segmenter", "mask_branch_inputs", "regressor_inputs"]

@@ -1,0 +1,173 @@
+"""Backbones: ResNet-50 with dilated last stages (N_S) and EfficientNet-B1 (N_R).
+
+The dilated ResNet-50 is built here with keras.applications' layer names, so ImageNet or a
+local weights file of the stock `keras.applications.ResNet50` copy in by name: dilation
+and stride change how a kernel is applied, not its shape. Pretrained first convolutions
+are adapted to 1- or 2-channel inputs (`adapt_channels`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import keras
+import numpy as np
+from keras import layers
+
+_BN_EPSILON = 1.001e-5
+# ResNet-50 stages: (name, bottleneck filters, blocks).
+_RESNET50_STAGES = (("conv2", 64, 3), ("conv3", 128, 4), ("conv4", 256, 6), ("conv5", 512, 3))
+
+
+def _bottleneck(x, filters, stride, dilation, shortcut_conv, name, synchronized):
+    """keras.applications' residual_block_v1 with a dilation rate on the 3×3 convolution."""
+
+    def bn(y, suffix):
+        return layers.BatchNormalization(epsilon=_BN_EPSILON, synchronized=synchronized, name=f"{name}_{suffix}_bn")(y)
+
+    shortcut = x
+    if shortcut_conv:
+        shortcut = bn(layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x), "0")
+    x = layers.Activation("relu", name=f"{name}_1_relu")(bn(layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x), "1"))
+    x = layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation, name=f"{name}_2_conv")(x)
+    x = layers.Activation("relu", name=f"{name}_2_relu")(bn(x, "2"))
+    x = bn(layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x), "3")
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def dilated_resnet50(input_shape, output_stride: int = 8, weights: str = "none", synchronized: bool = False) -> keras.Model:
+    """ResNet-50 whose later stages trade stride for dilation.
+
+    Args:
+        input_shape: (H, W, C), inputs already preprocessed (ImageNet scale, 0–255 minus mean).
+        output_stride: 8 (conv4 and conv5 dilated by 2 and 4), 16 (conv5 by 2) or 32 (stock).
+        weights: "imagenet", "none" or a path to weights of the stock ResNet50 without top.
+        synchronized: synchronised BatchNorm for tf.distribute.
+
+    Returns:
+        A model (B, H, W, C) → (B, H/output_stride, W/output_stride, 2048).
+    """
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    inputs = keras.Input(input_shape, name="backbone_input")
+    x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPSILON, synchronized=synchronized, name="conv1_bn")(x)
+    x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    stride, dilation = 4, 1
+    for index, (stage, filters, blocks) in enumerate(_RESNET50_STAGES):
+        first_stride = 1 if index == 0 else 2
+        if index > 0 and stride >= output_stride:
+            first_stride, dilation = 1, dilation * 2
+        stride *= first_stride
+        for block in range(1, blocks + 1):
+            x = _bottleneck(
+                x, filters, first_stride if block == 1 else 1, dilation, block == 1,
+                f"{stage}_block{block}", synchronized,
+            )
+    model = keras.Model(inputs, x, name="dilated_resnet50")
+    load_pretrained(model, keras.applications.ResNet50, weights, "ResNet-50")
+    return model
+
+
+def efficientnet_b1(input_shape, weights: str = "none") -> keras.Model:
+    """EfficientNet-B1 trunk for 1- or 2-channel inputs in [0, 255].
+
+    Keras' EfficientNet rescales by 1/255 and normalises internally; that normalisation is
+    set here to ImageNet's gray mean and deviation for every `weights` choice, so a model
+    behaves the same whether its weights came from ImageNet, a file or training.
+
+    Returns:
+        A model (B, H, W, C) → (B, H/32, W/32, 1280), the `top_activation` features.
+    """
+    with warnings.catch_warnings():  # "usually expects 1 or 3 input channels": 2 is by design
+        warnings.filterwarnings("ignore", message="This model usually expects")
+        model = keras.applications.EfficientNetB1(include_top=False, weights=None, input_shape=input_shape)
+    for layer in model.layers:
+        if isinstance(layer, layers.Normalization):
+            channels = input_shape[-1]
+            layer.set_weights([np.full(channels, 0.449, "float32"), np.full(channels, 0.226**2, "float32"), np.array(0, "int64")][: len(layer.get_weights())])
+            layer.finalize_state()  # Normalization computes with values derived here, not the variables
+    load_pretrained(model, keras.applications.EfficientNetB1, weights, "EfficientNet-B1")
+    return model
+
+
+def load_pretrained(model: keras.Model, stock_factory, weights: str, description: str) -> None:
+    """Copies weights of a stock keras.applications model into `model`, layer by name.
+
+    Args:
+        model: the target, built with the stock layer names.
+        stock_factory: e.g. `keras.applications.ResNet50`.
+        weights: "none" (leave as initialised), "imagenet" or a weights file path.
+        description: network name for error messages.
+
+    Raises:
+        FileNotFoundError: a weights file that does not exist.
+        ValueError: the file does not fit the stock model, or ImageNet weights cannot be
+            downloaded (no network): the message says to use "none" or a local file.
+    """
+    if weights == "none":
+        return
+    if weights != "imagenet" and not os.path.isfile(weights):
+        raise FileNotFoundError(f"{description} weights file not found: {weights}")
+    try:
+        stock = stock_factory(include_top=False, weights=weights, input_shape=(224, 224, 3))
+    except Exception as error:  # download (URLError, HTTPError) or file format errors
+        source = "ImageNet weights could not be downloaded" if weights == "imagenet" else f"{weights} does not fit"
+        raise ValueError(
+            f"{description}: {source} ({type(error).__name__}: {error}). Use weights 'none' or "
+            f"a local weights file of keras.applications.{stock_factory.__name__} (include_top=False)."
+        ) from None
+    if copy_weights_by_name(stock, model, adapt=True) == 0:
+        raise ValueError(f"{description}: no layer of {weights} matched the model")
+
+
+def copy_weights_by_name(source: keras.Model, target: keras.Model, adapt: bool = False) -> int:
+    """Copies the weights of every layer of `target` that `source` has under the same name.
+
+    Nested models (a backbone inside N_S) count as one layer. Normalization layers are
+    skipped (their statistics are set by the builders). With `adapt`, a pretrained first
+    convolution is fitted to another number of input channels (`adapt_channels`).
+
+    Returns:
+        The number of layers copied.
+    """
+    copied = 0
+    for layer in target.layers:
+        if isinstance(layer, layers.Normalization) or not layer.weights:
+            continue
+        try:
+            source_layer = source.get_layer(layer.name)
+        except ValueError:
+            continue
+        values = source_layer.get_weights()
+        if len(values) != len(layer.weights):
+            continue
+        if adapt:
+            values = [adapt_channels(v, w.shape) for v, w in zip(values, layer.weights)]
+        layer.set_weights(values)
+        copied += 1
+    return copied
+
+
+def adapt_channels(value: np.ndarray, shape) -> np.ndarray:
+    """Fits a pretrained array to `shape`; only a conv kernel's input channels may differ.
+
+    (kh, kw, 3, out) → (kh, kw, C, out) as timm's `adapt_input_conv`: C = 1 sums the RGB
+    filters (a gray image gets the response of the same gray in RGB); other C cycle the
+    RGB filters and scale them by 3 / C.
+    """
+    shape = tuple(shape)
+    if value.shape == shape:
+        return value
+    if value.ndim == 4 and value.shape[:2] + value.shape[3:] == shape[:2] + shape[3:]:
+        channels = shape[2]
+        if channels == 1:
+            return value.sum(axis=2, keepdims=True)
+        cycled = value[:, :, [c % value.shape[2] for c in range(channels)], :]
+        return cycled * (value.shape[2] / channels)
+    raise ValueError(f"pretrained weight of shape {value.shape} does not fit {shape}")

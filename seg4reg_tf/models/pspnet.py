@@ -1,0 +1,55 @@
+"""N_S: PSPNet with a dilated pyramid on a dilated ResNet-50, optionally ROIE-gated.
+
+image (B, H, W, 1) in [0, 1] → ImageNet-scale preprocessing → dilated ResNet-50 (stride 8,
+2048 channels) = f_m → [ROIE gate with the regressor's CAM, Eq. 2] → dilated pyramid →
+1×1 classifier → bilinear upsampling ×8 → `mask_logits` and `mask` (sigmoid), (B, H, W, 1).
+
+f_m, the feature map between the encoder and the decoder, is where the ROIE gate acts.
+A gated and an ungated segmenter share every layer name, so weights move between them by
+name and, with α = 0, they compute the same masks.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from seg4reg_tf.config import Config
+from seg4reg_tf.layers import DilatedPyramid, ROIEGate
+from seg4reg_tf.models.backbone import dilated_resnet50
+
+# ImageNet mean of ResNet's caffe preprocessing, averaged over B, G, R (0–255 scale).
+_IMAGENET_GRAY_MEAN = 114.8
+REGRESSOR_STRIDE = 32
+
+
+def build_segmenter(config: Config, with_roie: bool = False, synchronized: bool = False, name: str = "segmenter") -> keras.Model:
+    """Builds N_S.
+
+    Args:
+        config: uses `data.image_height/width` and `segmenter`.
+        with_roie: add the `cam` input and the ROIE gate on f_m.
+        synchronized: synchronised BatchNorm (for tf.distribute strategies).
+        name: model name.
+
+    Returns:
+        A model taking {"image": (B, H, W, 1)} (plus "cam": (B, H/32, W/32, 1) in [0, 1]
+        with the gate) and returning {"mask": (B, H, W, 1) probabilities,
+        "mask_logits": (B, H, W, 1)}.
+    """
+    height, width = config.data.image_height, config.data.image_width
+    settings = config.segmenter
+    image = keras.Input((height, width, 1), name="image")
+    inputs = {"image": image}
+    x = layers.Rescaling(255.0, offset=-_IMAGENET_GRAY_MEAN, name="preprocess")(image)
+    features = dilated_resnet50((height, width, 1), settings.output_stride, settings.weights, synchronized)(x)
+    if with_roie:
+        cam = keras.Input((height // REGRESSOR_STRIDE, width // REGRESSOR_STRIDE, 1), name="cam")
+        inputs["cam"] = cam
+        features = ROIEGate(name="roie_gate")([features, cam])
+    x = DilatedPyramid(settings.pyramid_filters, settings.pyramid_dilations, synchronized, name="pyramid")(features)
+    x = layers.Dropout(0.1, name="pyramid_dropout")(x)
+    logits = layers.Conv2D(1, 1, name="classifier")(x)
+    logits = layers.UpSampling2D(settings.output_stride, interpolation="bilinear", name="mask_logits")(logits)
+    mask = layers.Activation("sigmoid", name="mask")(logits)
+    return keras.Model(inputs, {"mask": mask, "mask_logits": logits}, name=name)

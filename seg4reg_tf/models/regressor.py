@@ -1,0 +1,66 @@
+"""N_R: EfficientNet-B1 whose last layer gives the 3 Cobb angles through a sigmoid.
+
+inputs (B, H, W, C) in [0, 1] → ×255 (Keras' EfficientNet rescales internally) →
+EfficientNet-B1 trunk (B, H/32, W/32, 1280) = `features` → `ClassActivationMap` head:
+`logits` (B, 3), `cam` (B, H/32, W/32, 4) = one map per angle and their mean, each
+min-max normalised → `angles` = sigmoid(logits) in [0, 1] (× angle_scale_degrees).
+
+Input modes: "image" (C = 1, the X-ray), "mask" (C = 1, the spine mask) and "image+mask"
+(C = 2, X-ray then mask). The Siamese branches of the attention-regularisation module share
+one network: branch A sees the mode's input, branch B the mask in the same channel layout:
+for "image+mask" that is (zeros, mask), a zero image channel; for "image" the mask alone in
+the image channel; for "mask" both branches see the mask, so L_AR is 0 by construction.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from seg4reg_tf.config import Config
+from seg4reg_tf.layers import ClassActivationMap
+from seg4reg_tf.models.backbone import efficientnet_b1
+
+INPUT_CHANNELS = {"image": 1, "mask": 1, "image+mask": 2}
+
+
+def regressor_inputs(image, mask, mode: str):
+    """Composes N_R's input: (B, H, W, C) from image and mask, each (B, H, W, 1) in [0, 1]."""
+    if mode == "image":
+        return image
+    if mode == "mask":
+        return mask
+    if mode == "image+mask":
+        return ops.concatenate([image, mask], axis=-1)
+    raise ValueError(f"unknown regressor input mode {mode!r}; expected one of {sorted(INPUT_CHANNELS)}")
+
+
+def mask_branch_inputs(mask, mode: str):
+    """Branch B of the AR module: the mask alone, in the channel layout of `mode`."""
+    if mode == "image+mask":
+        return ops.concatenate([ops.zeros_like(mask), mask], axis=-1)
+    return regressor_inputs(mask, mask, "image" if mode == "image" else "mask")
+
+
+def build_regressor(config: Config, name: str = "regressor") -> keras.Model:
+    """Builds N_R.
+
+    Args:
+        config: uses `data.image_height/width` and `regressor`.
+        name: model name.
+
+    Returns:
+        A model (B, H, W, C) → {"angles" (B, 3) in [0, 1], "logits" (B, 3),
+        "cam" (B, H/32, W/32, 4) in [0, 1], "features" (B, H/32, W/32, 1280)}.
+    """
+    settings = config.regressor
+    channels = INPUT_CHANNELS[settings.input_mode]
+    shape = (config.data.image_height, config.data.image_width, channels)
+    inputs = keras.Input(shape, name="inputs")
+    x = layers.Rescaling(255.0, name="to_255")(inputs)
+    features = efficientnet_b1(shape, settings.weights)(x)
+    features = layers.Identity(name="features")(features)
+    logits, cam = ClassActivationMap(3, settings.dropout, name="head")(features)
+    angles = layers.Activation("sigmoid", name="angles")(logits)
+    outputs = {"angles": angles, "logits": logits, "cam": cam, "features": features}
+    return keras.Model(inputs, outputs, name=name)

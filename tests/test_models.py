@@ -1,0 +1,126 @@
+"""N_S and N_R: shapes, output stride, ROIE gate identity, .keras reload, weight options."""
+
+import pathlib
+import urllib.error
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seg4reg_tf.config import Config, config_from_dict, load_config
+from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, mask_branch_inputs, regressor_inputs
+from tests.harness import assert_keras_file_round_trip, assert_same_outputs
+
+SMOKE = load_config(pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml")
+RNG = np.random.default_rng(0)
+
+
+def images(batch=2, height=64, width=32, channels=1):
+    return RNG.random((batch, height, width, channels)).astype("float32")
+
+
+def with_mode(config, mode):
+    return config_from_dict({**config.to_dict(), "regressor": {**config.to_dict()["regressor"], "input_mode": mode}})
+
+
+def test_segmenter_shapes_and_output_stride_8():
+    model = build_segmenter(SMOKE)
+    out = model({"image": images()})
+    assert out["mask"].shape == (2, 64, 32, 1) and out["mask_logits"].shape == (2, 64, 32, 1)
+    assert 0.0 <= float(tf.reduce_min(out["mask"])) <= float(tf.reduce_max(out["mask"])) <= 1.0
+    assert model.get_layer("dilated_resnet50").output.shape == (None, 64 // 8, 32 // 8, 2048)
+
+
+@pytest.mark.slow
+def test_paper_size_shapes():
+    config = config_from_dict({"segmenter": {"weights": "none"}, "regressor": {"weights": "none"}})
+    segmenter = build_segmenter(config)
+    assert segmenter.get_layer("dilated_resnet50").output.shape == (None, 64, 32, 2048)
+    assert segmenter({"image": images(1, 512, 256)})["mask"].shape == (1, 512, 256, 1)
+    out = build_regressor(config)(images(1, 512, 256, 2))
+    assert out["angles"].shape == (1, 3) and out["cam"].shape == (1, 16, 8, 4)
+    assert out["features"].shape == (1, 16, 8, 1280)
+
+
+@pytest.mark.parametrize("mode, channels", [("image", 1), ("mask", 1), ("image+mask", 2)])
+def test_regressor_modes(mode, channels):
+    config = with_mode(SMOKE, mode)
+    model = build_regressor(config)
+    assert model.input.shape == (None, 64, 32, channels)
+    image, mask = images(), (images() > 0.5).astype("float32")
+    out = model(regressor_inputs(image, mask, mode))
+    assert out["angles"].shape == (2, 3) and out["cam"].shape == (2, 2, 1, 4)
+    assert 0 < float(tf.reduce_min(out["angles"])) and float(tf.reduce_max(out["angles"])) < 1
+    # The AR branches share this one network: branch B has the same channel layout.
+    assert mask_branch_inputs(mask, mode).shape == (2, 64, 32, channels)
+    if mode == "image+mask":
+        np.testing.assert_array_equal(mask_branch_inputs(mask, mode)[..., 0], 0.0)
+
+
+def test_gated_segmenter_at_alpha_zero_equals_the_ungated_one():
+    plain = build_segmenter(SMOKE)
+    gated = build_segmenter(SMOKE, with_roie=True)
+    assert copy_weights_by_name(plain, gated) == sum(1 for layer in plain.layers if layer.weights)
+    x = images()
+    cam = RNG.random((2, 2, 1, 1)).astype("float32")
+    expected = plain({"image": x}, training=False)
+    assert_same_outputs(expected, gated({"image": x, "cam": cam}, training=False), atol=1e-6)
+    alpha = gated.get_layer("roie_gate").alpha
+    with tf.GradientTape() as tape:
+        out = gated({"image": x, "cam": cam}, training=False)
+        loss = tf.reduce_mean(tf.square(out["mask"] - 1.0))
+    gradient = tape.gradient(loss, alpha)
+    assert gradient is not None and float(tf.abs(gradient)) > 0
+    alpha.assign(1.0)
+    changed = gated({"image": x, "cam": cam}, training=False)["mask"]
+    assert np.abs(changed.numpy() - expected["mask"].numpy()).max() > 1e-4
+
+
+def test_models_survive_keras_files(tmp_path):
+    gated = build_segmenter(SMOKE, with_roie=True)
+    gated.get_layer("roie_gate").alpha.assign(0.3)
+    inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
+    assert_keras_file_round_trip(gated, inputs, tmp_path / "segmenter.keras")
+    # 128×64 input: a 4×2 CAM (a 2×1 one is too small for its min-max normalisation).
+    larger = config_from_dict({**SMOKE.to_dict(), "data": {**SMOKE.to_dict()["data"], "image_height": 128, "image_width": 64}})
+    regressor = build_regressor(larger)
+    assert_keras_file_round_trip(regressor, images(2, 128, 64, 2), tmp_path / "regressor.keras")
+
+
+def test_local_weights_files_load_by_name_with_channel_adaptation(tmp_path):
+    stock_resnet = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(64, 64, 3))
+    stock_resnet.save_weights(tmp_path / "resnet.weights.h5")
+    stock_effnet = keras.applications.EfficientNetB1(include_top=False, weights=None, input_shape=(64, 64, 3))
+    stock_effnet.save_weights(tmp_path / "effnet.weights.h5")
+    config = config_from_dict({
+        **SMOKE.to_dict(),
+        "segmenter": {**SMOKE.to_dict()["segmenter"], "weights": str(tmp_path / "resnet.weights.h5")},
+        "regressor": {**SMOKE.to_dict()["regressor"], "weights": str(tmp_path / "effnet.weights.h5")},
+    })
+    backbone = build_segmenter(config).get_layer("dilated_resnet50")
+    stock_kernel = stock_resnet.get_layer("conv1_conv").kernel.numpy()
+    np.testing.assert_allclose(backbone.get_layer("conv1_conv").kernel.numpy()[:, :, 0], stock_kernel.sum(axis=2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(backbone.get_layer("conv5_block3_3_conv").kernel.numpy(), stock_resnet.get_layer("conv5_block3_3_conv").kernel.numpy())
+    trunk = build_regressor(config).get_layer("efficientnetb1")
+    stem = stock_effnet.get_layer("stem_conv").kernel.numpy()
+    np.testing.assert_allclose(trunk.get_layer("stem_conv").kernel.numpy(), stem[:, :, :2] * 1.5, rtol=1e-6)
+    np.testing.assert_array_equal(trunk.get_layer("top_conv").kernel.numpy(), stock_effnet.get_layer("top_conv").kernel.numpy())
+
+
+def test_bad_weights_options_are_named(tmp_path, monkeypatch):
+    missing = config_from_dict({"segmenter": {"weights": str(tmp_path / "nope.h5")}, "data": {"image_height": 64, "image_width": 32}})
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        build_segmenter(missing)
+    garbage = tmp_path / "garbage.weights.h5"
+    garbage.write_bytes(b"not weights")
+    bad = config_from_dict({"regressor": {"weights": str(garbage)}, "data": {"image_height": 64, "image_width": 32}})
+    with pytest.raises(ValueError, match="garbage.weights.h5 does not fit"):
+        build_regressor(bad)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(keras.applications, "ResNet50", offline)
+    with pytest.raises(ValueError, match="ImageNet weights could not be downloaded.*'none'"):
+        build_segmenter(config_from_dict({"data": {"image_height": 64, "image_width": 32}}))
