@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test clean
+.PHONY: install test demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(VENV)/.installed
 test: install
 	$(BIN)/python -m pytest -q tests
 
+## demo: train all five phases on the embedded synthetic data (configs/demo.yaml)
+demo: install
+	$(BIN)/python -m seg4reg_tf.train --phase all --workdir workdirs/demo
+
 ## clean: remove the virtual environment and caches
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache workdirs

@@ -50,6 +50,8 @@ class DataConfig:
         clahe: contrast-limited adaptive histogram equalisation after resizing (Seg4Reg).
         clahe_clip_limit: CLAHE contrast limit (OpenCV's clipLimit).
         clahe_grid: CLAHE tiles along (height, width); must divide the input size.
+        synthetic_train, synthetic_test, synthetic_seed: size and seed of the embedded
+            synthetic data set used when `root` is unset (generated on first use).
     """
 
     root: str | None = None
@@ -66,6 +68,9 @@ class DataConfig:
     clahe: bool = False
     clahe_clip_limit: float = 2.0
     clahe_grid: tuple[int, int] = (8, 4)
+    synthetic_train: int = 200
+    synthetic_test: int = 50
+    synthetic_seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("image_height", "image_width"):

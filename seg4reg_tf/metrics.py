@@ -45,8 +45,8 @@ def segmentation_per_image(gt, pred, score: str, threshold: float = 0.5):
     """
     if score not in SEGMENTATION_SCORES:
         raise ValueError(f"unknown segmentation score {score!r}; expected one of {SEGMENTATION_SCORES}")
-    truth = ops.cast(ops.convert_to_tensor(gt) > 0.5, "float32")
-    predicted = ops.cast(ops.convert_to_tensor(pred) > threshold, "float32")
+    truth = ops.cast(ops.cast(gt, "float32") > 0.5, "float32")
+    predicted = ops.cast(ops.cast(pred, "float32") > threshold, "float32")
     axes = tuple(range(1, len(truth.shape)))
     tp = ops.sum(truth * predicted, axis=axes)
     fp = ops.sum((1 - truth) * predicted, axis=axes)

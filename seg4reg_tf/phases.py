@@ -1,0 +1,228 @@
+"""Triangle consistency learning (paper Algorithm 1, Fig. 2): one trainer per phase.
+
+Each trainer is a Keras model (TensorFlow backend) whose `train_step` runs a
+`tf.GradientTape` over the trainable sub-model only. The other sub-model is frozen: its
+`trainable` flag is cleared before `compile()` (Keras ignores later changes), it is called
+with `training=False` so BatchNorm uses its moving statistics, and its variables are not
+sources of the tape, yet gradients still flow *through* it where a phase needs that (tcl).
+
+    seg     Alg. 1 lines 1–4    N_S trains on Eq. 1.
+    reg     lines 5–10          N_R trains on SMAPE(r(x ⊕ s(x)), ŷ) + SMAPE(r(s(x)), ŷ)
+                                + w·L_AR, with s(x) from the frozen N_S (or ground truth).
+    roie    lines 11–14         the ROIE-gated N_S trains on Eq. 1, fed the CAM of frozen N_R.
+    tcl     lines 15–18         gated N_S trains on SMAPE(r(x ⊕ y), r(x ⊕ s(x))) through the
+                                frozen N_R: masks become what N_R reads best.
+    refine  line 19             `reg` again, on masks of the refined N_S.
+
+The circularity of the gate (the CAM needs a mask, the mask needs the CAM) is resolved by
+two passes, in training and at inference alike (`segment`): the gated N_S first runs with
+a zero CAM — with which it computes exactly the ungated network, whatever α is — the frozen
+N_R turns that mask into a CAM, and the gated N_S runs again with it.
+
+Losses are per-image means; under a `tf.distribute` strategy they are divided by the
+replica count before the gradient, because the optimizer sums gradients across replicas.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from seg4reg_tf import losses, metrics
+from seg4reg_tf.config import Config
+from seg4reg_tf.models.regressor import mask_branch_inputs, regressor_inputs
+
+PHASES = ("seg", "reg", "roie", "tcl", "refine")
+# Validation metric that keeps the best weights of each phase, and whether higher is better.
+MONITOR = {
+    "seg": ("val_dice", "max"),
+    "reg": ("val_smape", "min"),
+    "roie": ("val_dice", "max"),
+    "tcl": ("val_smape", "min"),
+    "refine": ("val_smape", "min"),
+}
+
+
+def is_gated(segmenter: keras.Model) -> bool:
+    """Whether N_S has the ROIE gate (a `cam` input)."""
+    return isinstance(segmenter.input, dict) and "cam" in segmenter.input
+
+
+def segment(segmenter, regressor, image, mode: str, training: bool = False):
+    """s(x): N_S's mask probabilities (B, H, W, 1), with the two-pass CAM when gated.
+
+    Args:
+        segmenter: N_S, gated or not.
+        regressor: N_R, used (frozen, inference mode) only for a gated N_S.
+        image: (B, H, W, 1) in [0, 1].
+        mode: N_R's input mode.
+        training: training mode of the second (final) N_S pass.
+
+    Returns:
+        {"mask", "mask_logits"} of the final pass, and "cam" (B, h, w, 1) when gated.
+    """
+    if not is_gated(segmenter):
+        return segmenter({"image": image}, training=training)
+    cam_shape = segmenter.input["cam"].shape[1:]
+    zero_cam = ops.zeros((ops.shape(image)[0], *cam_shape), dtype=image.dtype)
+    first = segmenter({"image": image, "cam": zero_cam}, training=False)["mask"]
+    first = ops.stop_gradient(first)
+    cam = regressor(regressor_inputs(image, first, mode), training=False)["cam"][..., -1:]
+    cam = ops.stop_gradient(cam)
+    return {**segmenter({"image": image, "cam": cam}, training=training), "cam": cam}
+
+
+class PhaseTrainer(keras.Model):
+    """Shared mechanics: the optimizer step, loss tracking, validation metrics.
+
+    Subclasses set which sub-model trains and implement `compute(batch, training)`, which
+    returns the total loss, a dict of named loss terms, and the predictions the validation
+    metrics read ("mask" and/or "angles").
+    """
+
+    def __init__(self, segmenter, regressor, config: Config, **kwargs):
+        super().__init__(**kwargs)
+        self.segmenter = segmenter
+        self.regressor = regressor
+        self.config = config
+        self.mode = config.regressor.input_mode
+        self.trackers = {}
+        self.validation_metrics = []
+
+    def track(self, *names):
+        for name in names:
+            self.trackers[name] = keras.metrics.Mean(name=name)
+
+    def compute(self, batch, training: bool):
+        raise NotImplementedError
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values()) + self.validation_metrics
+
+    def call(self, batch, training=False):
+        return self.compute(batch, training)[2]
+
+    def train_step(self, data):
+        batch = keras.utils.unpack_x_y_sample_weight(data)[0]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            loss, terms, predictions = self.compute(batch, training=True)
+            scaled = self.optimizer.scale_loss(loss / replicas)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(gradients, variables)
+        return self.update(batch, loss, terms, predictions)
+
+    def test_step(self, data):
+        batch = keras.utils.unpack_x_y_sample_weight(data)[0]
+        loss, terms, predictions = self.compute(batch, training=False)
+        return self.update(batch, loss, terms, predictions)
+
+    def update(self, batch, loss, terms, predictions):
+        self.trackers["loss"].update_state(loss)
+        for name, value in terms.items():
+            self.trackers[name].update_state(value)
+        for metric in self.validation_metrics:
+            if isinstance(metric, metrics.SegmentationScore):
+                metric.update_state(batch["mask"], predictions["mask"])
+            else:
+                metric.update_state(batch["angles"], predictions["angles"])
+        return {metric.name: metric.result() for metric in self.metrics}
+
+
+class SegmentationPhase(PhaseTrainer):
+    """seg and roie: N_S on Eq. 1; with a gated N_S the frozen N_R supplies the CAM."""
+
+    def __init__(self, segmenter, regressor, config: Config, **kwargs):
+        super().__init__(segmenter, regressor, config, **kwargs)
+        if regressor is not None:
+            regressor.trainable = False
+        self.track("loss")
+        self.validation_metrics = [metrics.SegmentationScore("dice"), metrics.SegmentationScore("jaccard")]
+
+    def compute(self, batch, training: bool):
+        out = segment(self.segmenter, self.regressor, batch["image"], self.mode, training)
+        settings = self.config.segmenter
+        loss = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight)
+        return loss, {}, out
+
+
+class RegressionPhase(PhaseTrainer):
+    """reg and refine: N_R with attention regularisation over a frozen N_S.
+
+    Branch A sees the mode's input (x ⊕ s(x) for "image+mask"), branch B the mask alone;
+    both run as one batch of 2B so BatchNorm sees one set of statistics. With
+    `ar_weight` 0 only branch A runs: the plain regressor of the ablation's baseline.
+    """
+
+    def __init__(self, segmenter, regressor, config: Config, phase: str = "reg", **kwargs):
+        super().__init__(segmenter, regressor, config, **kwargs)
+        segmenter.trainable = False
+        self.settings = getattr(config, phase)
+        self.track("loss", "smape_image", "smape_mask", "ar")
+        scale = config.data.angle_scale_degrees
+        self.validation_metrics = [metrics.Smape(), metrics.AngleMAE(scale)] + [metrics.AngleMAE(scale, column=i) for i in range(3)]
+
+    def masks(self, batch):
+        if self.settings.mask_source == "ground_truth":
+            return ops.cast(batch["mask"], "float32")
+        return ops.stop_gradient(segment(self.segmenter, self.regressor, batch["image"], self.mode)["mask"])
+
+    def compute(self, batch, training: bool):
+        image, angles = batch["image"], batch["angles"]
+        mask = self.masks(batch)
+        epsilon = self.config.regressor.smape_epsilon
+        branch_a = regressor_inputs(image, mask, self.mode)
+        if self.settings.ar_weight == 0:
+            out = self.regressor(branch_a, training=training)
+            loss = losses.smape_loss(angles, out["angles"], epsilon)
+            zero = ops.zeros(())
+            return loss, {"smape_image": loss, "smape_mask": zero, "ar": zero}, out
+        both = self.regressor(ops.concatenate([branch_a, mask_branch_inputs(mask, self.mode)], axis=0), training=training)
+        half = ops.shape(image)[0]
+        a = {key: value[:half] for key, value in both.items()}
+        b = {key: value[half:] for key, value in both.items()}
+        smape_a = losses.smape_loss(angles, a["angles"], epsilon)
+        smape_b = losses.smape_loss(angles, b["angles"], epsilon)
+        ar = losses.attention_regularization_loss(a["cam"][..., :3], b["cam"][..., :3])
+        loss = smape_a + smape_b + self.settings.ar_weight * ar
+        return loss, {"smape_image": smape_a, "smape_mask": smape_b, "ar": ar}, a
+
+
+class ConsistencyPhase(PhaseTrainer):
+    """tcl: the gated N_S learns, through the frozen N_R, masks that N_R reads like the
+    ground-truth mask: SMAPE(r(x ⊕ y), r(x ⊕ s(x))) (Alg. 1 lines 15–18)."""
+
+    def __init__(self, segmenter, regressor, config: Config, **kwargs):
+        super().__init__(segmenter, regressor, config, **kwargs)
+        regressor.trainable = False
+        self.track("loss")
+        scale = config.data.angle_scale_degrees
+        self.validation_metrics = [
+            metrics.Smape(),
+            metrics.AngleMAE(scale),
+            metrics.SegmentationScore("dice"),
+            metrics.SegmentationScore("jaccard"),
+        ]
+
+    def compute(self, batch, training: bool):
+        image = batch["image"]
+        out = segment(self.segmenter, self.regressor, image, self.mode, training)
+        truth = ops.cast(batch["mask"], "float32")
+        target = ops.stop_gradient(self.regressor(regressor_inputs(image, truth, self.mode), training=False)["angles"])
+        predicted = self.regressor(regressor_inputs(image, out["mask"], self.mode), training=False)["angles"]
+        loss = losses.smape_loss(target, predicted, self.config.regressor.smape_epsilon)
+        return loss, {}, {**out, "angles": predicted}
+
+
+def make_trainer(phase: str, segmenter, regressor, config: Config) -> PhaseTrainer:
+    """The trainer of `phase` over the given networks (frozen flags set, not compiled)."""
+    if phase in ("seg", "roie"):
+        return SegmentationPhase(segmenter, regressor if phase == "roie" else None, config, name=f"{phase}_phase")
+    if phase in ("reg", "refine"):
+        return RegressionPhase(segmenter, regressor, config, phase=phase, name=f"{phase}_phase")
+    if phase == "tcl":
+        return ConsistencyPhase(segmenter, regressor, config, name="tcl_phase")
+    raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")

@@ -1,0 +1,302 @@
+"""`python -m seg4reg_tf.train --phase {seg,reg,roie,tcl,refine,all}`: Algorithm 1 on disk.
+
+Workdir layout (each phase reads what its predecessor left):
+
+    <workdir>/config.yaml                the configuration of the run
+    <workdir>/<phase>/backup/            mid-phase state; a killed run resumes from it
+    <workdir>/<phase>/best.weights.h5    best weights so far by the validation metric
+    <workdir>/<phase>/logs/              TensorBoard
+    <workdir>/<phase>/segmenter.keras    seg, roie, tcl: the trained N_S
+    <workdir>/<phase>/regressor.keras    reg, refine: the trained N_R
+    <workdir>/<phase>/summary.json       written last: the phase is complete
+
+Without `--config` the run uses configs/demo.yaml on the embedded synthetic data set,
+generated on first use under $SEG4REG_DATA_HOME (default ~/.cache/seg4reg_tf).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from seg4reg_tf.config import Config, load_config, save_config
+
+REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+DEMO_CONFIG = REPO_CONFIGS / "demo.yaml"
+# What each phase needs from earlier phases: (phase, file).
+NEEDS = {
+    "seg": (),
+    "reg": (("seg", "segmenter.keras"),),
+    "roie": (("seg", "segmenter.keras"), ("reg", "regressor.keras")),
+    "tcl": (("roie", "segmenter.keras"), ("reg", "regressor.keras")),
+    "refine": (("tcl", "segmenter.keras"), ("reg", "regressor.keras")),
+}
+PRODUCES = {"seg": "segmenter.keras", "reg": "regressor.keras", "roie": "segmenter.keras", "tcl": "segmenter.keras", "refine": "regressor.keras"}
+
+
+def data_home() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("SEG4REG_DATA_HOME", pathlib.Path.home() / ".cache" / "seg4reg_tf"))
+
+
+def resolve_records(config: Config):
+    """(training records, validation records, data root) for a run; generates the embedded
+    synthetic set on first use when `data.root` is unset."""
+    from seg4reg_tf.data import pipeline, synthetic
+    from seg4reg_tf.data.aasce import read_split
+
+    data = config.data
+    root = data.root
+    if root is None:
+        root = data_home() / f"synthetic-seed{data.synthetic_seed}-{data.synthetic_train}-{data.synthetic_test}"
+        if not root.exists():
+            print(f"generating the embedded synthetic data set in {root} ...", flush=True)
+            synthetic.generate_dataset(root, data.synthetic_train, data.synthetic_test, seed=data.synthetic_seed)
+    records = read_split(root, data.split)
+    training, validation = pipeline.split_records(records, data.validation_fraction, data.seed)
+    return training, validation, str(root)
+
+
+def phase_dir(workdir: pathlib.Path, phase: str) -> pathlib.Path:
+    return workdir / phase
+
+
+def is_done(workdir: pathlib.Path, phase: str) -> bool:
+    return (phase_dir(workdir, phase) / "summary.json").exists()
+
+
+def check_predecessors(workdir: pathlib.Path, phase: str, config: Config) -> None:
+    """Raises FileNotFoundError naming the phase to run first when its output is missing."""
+    for needed_phase, file_name in NEEDS[phase]:
+        if phase == "reg" and config.reg.mask_source == "ground_truth":
+            continue
+        path = phase_dir(workdir, needed_phase) / file_name
+        if not path.exists():
+            raise FileNotFoundError(
+                f"phase '{phase}' needs {path}, which phase '{needed_phase}' writes: run "
+                f"`python -m seg4reg_tf.train --phase {needed_phase} --workdir {workdir}` first"
+            )
+
+
+def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronized: bool):
+    """(segmenter, regressor) for `phase`: predecessors' files, or new networks."""
+    import keras
+
+    import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+    from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name
+
+    def load(previous: str, name: str):
+        return keras.saving.load_model(phase_dir(workdir, previous) / name, compile=False)
+
+    if phase == "seg":
+        return build_segmenter(config, synchronized=synchronized), None
+    if phase == "reg":
+        if config.reg.mask_source == "ground_truth" and not (phase_dir(workdir, "seg") / "segmenter.keras").exists():
+            segmenter = build_segmenter(config, synchronized=synchronized)
+        else:
+            segmenter = load("seg", "segmenter.keras")
+        return segmenter, build_regressor(config)
+    regressor = load("reg", "regressor.keras")
+    if phase == "roie":
+        gated = build_segmenter(config, with_roie=True, synchronized=synchronized)
+        copy_weights_by_name(load("seg", "segmenter.keras"), gated)
+        return gated, regressor
+    return load("tcl" if phase == "refine" else "roie", "segmenter.keras"), regressor
+
+
+class _BestValue:
+    """Keeps the best monitored value on disk so a resumed run does not forget it."""
+
+    def __init__(self, path: pathlib.Path, monitor: str, mode: str):
+        import keras
+
+        self.path, self.monitor, self.mode = path, monitor, mode
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_end(inner, epoch, logs=None):  # noqa: N805
+                value = (logs or {}).get(monitor)
+                if value is None:
+                    return
+                best = self.load()
+                if best is None or (value < best if mode == "min" else value > best):
+                    self.path.write_text(json.dumps({"epoch": epoch + 1, monitor: float(value)}))
+
+        self.callback = Callback()
+
+    def load(self):
+        if not self.path.exists():
+            return None
+        return json.loads(self.path.read_text())[self.monitor]
+
+
+def baselines(training, validation, config: Config) -> dict:
+    """Validation figures of predictors that ignore the image: the training-mean angles,
+    and the training-mean mask (thresholded at 0.5) — the floor each phase must beat."""
+    from seg4reg_tf import metrics
+    from seg4reg_tf.data import pipeline
+
+    truth = np.stack([record.angles for record in validation])
+    mean_angles = np.stack([record.angles for record in training]).mean(axis=0)
+    constant = np.broadcast_to(mean_angles, truth.shape)
+    per_angle, overall = metrics.mean_absolute_error(truth, constant)
+    data = config.data
+
+    def masks(records):
+        from seg4reg_tf import geometry
+
+        frame = pipeline.model_frame_landmarks(records, data)
+        return np.stack([geometry.landmarks_to_mask(p, data.image_height, data.image_width) for p in frame])[..., None]
+
+    prior = (masks(training).mean(axis=0) > 0.5).astype(np.float32)
+    truth_masks = masks(validation)
+    scores = metrics.segmentation_scores(truth_masks, np.broadcast_to(prior, truth_masks.shape))
+    return {"smape": metrics.smape(truth, constant), "mae": overall, "mae_columns": per_angle.tolist(), "dice": scores["dice"], "jaccard": scores["jaccard"]}
+
+
+def make_strategy(name: str, cpu_replicas: int):
+    """None, or a tf.distribute strategy; must run before TensorFlow creates devices."""
+    import tensorflow as tf
+
+    if cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+    if name == "none":
+        return None
+    if name == "mirrored":
+        devices = [f"/cpu:{i}" for i in range(cpu_replicas)] if cpu_replicas > 1 and not tf.config.list_physical_devices("GPU") else None
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
+
+
+def train_phase(phase: str, config: Config, workdir: pathlib.Path, strategy=None, jit_compile="auto", verbose: int = 1) -> dict:
+    """Runs (or resumes) one phase and returns its summary (also written to summary.json)."""
+    import contextlib
+
+    import keras
+
+    from seg4reg_tf.data import pipeline
+    from seg4reg_tf.phases import MONITOR, make_trainer
+
+    check_predecessors(workdir, phase, config)
+    folder = phase_dir(workdir, phase)
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = getattr(config, phase)
+    training, validation, root = resolve_records(config)
+    distributed = strategy is not None and strategy.num_replicas_in_sync > 1
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        segmenter, regressor = load_networks(workdir, phase, config, synchronized=distributed)
+        trainer = make_trainer(phase, segmenter, regressor, config)
+        optimizer = keras.optimizers.Adam(settings.learning_rate, weight_decay=settings.weight_decay or None)
+        trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+    train_data = pipeline.make_dataset(training, config.data, training=True, batch_size=settings.batch_size)
+    validation_data = None
+    if validation:
+        validation_data = pipeline.make_dataset(validation, config.data, training=False, batch_size=settings.batch_size, drop_remainder=distributed)
+    monitor, mode = MONITOR[phase]
+    if validation_data is None:
+        monitor = monitor[len("val_"):]
+    best = _BestValue(folder / "best.json", monitor, mode)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(folder / "backup")),
+        keras.callbacks.ModelCheckpoint(
+            str(folder / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True,
+            save_weights_only=True, initial_value_threshold=best.load(),
+        ),
+        best.callback,
+        keras.callbacks.TensorBoard(str(folder / "logs")),
+    ]
+    started = time.perf_counter()
+    history = trainer.fit(train_data, validation_data=validation_data, epochs=settings.epochs, callbacks=callbacks, verbose=verbose)
+    if (folder / "best.weights.h5").exists():
+        trainer.load_weights(folder / "best.weights.h5")
+    trained = regressor if phase in ("reg", "refine") else segmenter
+    trained.save(folder / PRODUCES[phase])
+    final = trainer.evaluate(validation_data, verbose=0, return_dict=True) if validation_data is not None else {}
+    summary = {
+        "phase": phase,
+        "data": root,
+        "training_images": len(training),
+        "validation_images": len(validation),
+        "epochs": settings.epochs,
+        "seconds": round(time.perf_counter() - started, 1),
+        "monitor": monitor,
+        "best": best.load(),
+        "validation": {key: float(value) for key, value in final.items()},
+        "baseline": baselines(training, validation, config) if validation else {},
+        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def report(summary: dict) -> str:
+    """One line per phase: its validation figures next to the image-blind baseline."""
+    phase, values, base = summary["phase"], summary["validation"], summary["baseline"]
+    if not values:
+        return f"{phase}: no validation split"
+    if "smape" in values and phase in ("reg", "refine", "tcl"):
+        line = f"{phase}: validation SMAPE {values['smape']:.2f}% MAE {values['mae']:.2f}° (mean-angle baseline: SMAPE {base['smape']:.2f}% MAE {base['mae']:.2f}°)"
+    else:
+        line = f"{phase}: validation Dice {values['dice']:.2f}% Jaccard {values['jaccard']:.2f}% (mean-mask baseline: Dice {base['dice']:.2f}% Jaccard {base['jaccard']:.2f}%)"
+    return line + f" [{summary['seconds']:.0f} s]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.train", description="Train Seg4Reg+ phase by phase (Algorithm 1).")
+    parser.add_argument("--phase", required=True, choices=["seg", "reg", "roie", "tcl", "refine", "all"])
+    parser.add_argument("--config", help=f"YAML config (default: {DEMO_CONFIG.relative_to(REPO_CONFIGS.parent)} on the embedded synthetic data)")
+    parser.add_argument("--workdir", default="workdirs/demo", help="where phases read and write (default workdirs/demo)")
+    parser.add_argument("--data", help="AASCE-layout root; overrides data.root of the config")
+    parser.add_argument("--strategy", choices=["none", "mirrored", "multiworker"], default="none", help="tf.distribute strategy (multiworker reads TF_CONFIG)")
+    parser.add_argument("--cpu-replicas", type=int, default=1, help="split the CPU into this many logical devices (to exercise strategies without GPUs)")
+    parser.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA for the train step (auto: off on CPU and under strategies)")
+    args = parser.parse_args(argv)
+
+    config_path = args.config or DEMO_CONFIG
+    try:
+        config = load_config(config_path)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.data:
+        from seg4reg_tf.config import config_from_dict
+
+        config = config_from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "root": args.data}}, source=str(config_path))
+    workdir = pathlib.Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    saved = workdir / "config.yaml"
+    if saved.exists() and load_config(saved) != config:
+        print(f"error: {workdir} was trained with another configuration ({saved}); use a new --workdir", file=sys.stderr)
+        return 2
+    save_config(config, saved)
+    strategy = make_strategy(args.strategy, args.cpu_replicas)
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    verbose = 1 if sys.stdout.isatty() else 2
+    phases = ["seg", "reg", "roie", "tcl", "refine"] if args.phase == "all" else [args.phase]
+    lines = []
+    try:
+        for phase in phases:
+            if args.phase == "all" and is_done(workdir, phase):
+                summary = json.loads((phase_dir(workdir, phase) / "summary.json").read_text())
+                print(f"phase {phase}: already complete in {phase_dir(workdir, phase)}")
+            else:
+                print(f"=== phase {phase} ===", flush=True)
+                summary = train_phase(phase, config, workdir, strategy, jit, verbose)
+            lines.append(report(summary))
+            print(lines[-1], flush=True)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if len(lines) > 1:
+        print("\nvalidation per phase:\n  " + "\n  ".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
