@@ -18,6 +18,8 @@ setup(
         "tensorflow>=2.21,<2.22",
         "keras>=3.12,<4",
         "numpy>=1.26",
+        # Training logs (no longer installed with TensorFlow 2.21).
+        "tensorboard>=2.20,<3",
         # Reading the AASCE .mat landmark files (MATLAB 5 format).
         "scipy>=1.11",
         # The YAML configs in configs/.

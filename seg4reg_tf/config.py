@@ -112,6 +112,7 @@ class SegmenterConfig:
         pyramid_filters: channels of each pyramid branch.
         ce_weight: λ of Eq. 1, the weight of cross-entropy next to the Dice loss.
         positive_class_weight: cross-entropy weight of spine pixels relative to background.
+        dropout: dropout rate before the classifier (PSPNet's 0.1).
     """
 
     weights: str = "imagenet"
@@ -120,8 +121,11 @@ class SegmenterConfig:
     pyramid_filters: int = 512
     ce_weight: float = 1.0
     positive_class_weight: float = 1.0
+    dropout: float = 0.1
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
         if self.output_stride not in (8, 16, 32):
             raise ValueError(f"'output_stride' must be 8, 16 or 32, got {self.output_stride}")
         if not self.pyramid_dilations or min(self.pyramid_dilations) < 1:

@@ -220,9 +220,12 @@ class ConsistencyPhase(PhaseTrainer):
 def make_trainer(phase: str, segmenter, regressor, config: Config) -> PhaseTrainer:
     """The trainer of `phase` over the given networks (frozen flags set, not compiled)."""
     if phase in ("seg", "roie"):
-        return SegmentationPhase(segmenter, regressor if phase == "roie" else None, config, name=f"{phase}_phase")
-    if phase in ("reg", "refine"):
-        return RegressionPhase(segmenter, regressor, config, phase=phase, name=f"{phase}_phase")
-    if phase == "tcl":
-        return ConsistencyPhase(segmenter, regressor, config, name="tcl_phase")
-    raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+        trainer = SegmentationPhase(segmenter, regressor if phase == "roie" else None, config, name=f"{phase}_phase")
+    elif phase in ("reg", "refine"):
+        trainer = RegressionPhase(segmenter, regressor, config, phase=phase, name=f"{phase}_phase")
+    elif phase == "tcl":
+        trainer = ConsistencyPhase(segmenter, regressor, config, name="tcl_phase")
+    else:
+        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+    trainer.built = True  # its networks are built; weights can be saved before the first step
+    return trainer

@@ -3,7 +3,8 @@
 Workdir layout (each phase reads what its predecessor left):
 
     <workdir>/config.yaml                the configuration of the run
-    <workdir>/<phase>/backup/            mid-phase state; a killed run resumes from it
+    <workdir>/<phase>/backup/            state after the last finished epoch (networks, optimizer,
+                                         epoch): a killed run resumes from it
     <workdir>/<phase>/best.weights.h5    best weights so far by the validation metric
     <workdir>/<phase>/logs/              TensorBoard
     <workdir>/<phase>/segmenter.keras    seg, roie, tcl: the trained N_S
@@ -134,6 +135,32 @@ class _BestValue:
         return json.loads(self.path.read_text())[self.monitor]
 
 
+def resume_state(trainer, folder: pathlib.Path):
+    """(initial epoch, callback saving the state after every epoch).
+
+    The state is a `tf.train.Checkpoint` of the trainer's networks, the optimizer (Adam's
+    moments and step count included) and the number of finished epochs, so a killed run
+    continues where its last finished epoch left it.
+    """
+    import keras
+    import tensorflow as tf
+
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    trainer.optimizer.build(trainer.trainable_variables)
+    checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer, epoch=epoch)
+    manager = tf.train.CheckpointManager(checkpoint, str(folder / "backup"), max_to_keep=1)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        print(f"resuming from {manager.latest_checkpoint} after epoch {int(epoch.numpy())}", flush=True)
+
+    class SaveState(keras.callbacks.Callback):
+        def on_epoch_end(self, finished, logs=None):
+            epoch.assign(finished + 1)
+            manager.save()
+
+    return int(epoch.numpy()), SaveState()
+
+
 def baselines(training, validation, config: Config) -> dict:
     """Validation figures of predictors that ignore the image: the training-mean angles,
     and the training-mean mask (thresholded at 0.5) — the floor each phase must beat."""
@@ -173,7 +200,16 @@ def make_strategy(name: str, cpu_replicas: int):
     return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
 
 
-def train_phase(phase: str, config: Config, workdir: pathlib.Path, strategy=None, jit_compile="auto", verbose: int = 1) -> dict:
+def train_phase(
+    phase: str,
+    config: Config,
+    workdir: pathlib.Path,
+    strategy=None,
+    jit_compile="auto",
+    verbose: int = 1,
+    extra_callbacks=(),
+    run_eagerly: bool = False,
+) -> dict:
     """Runs (or resumes) one phase and returns its summary (also written to summary.json)."""
     import contextlib
 
@@ -193,7 +229,8 @@ def train_phase(phase: str, config: Config, workdir: pathlib.Path, strategy=None
         segmenter, regressor = load_networks(workdir, phase, config, synchronized=distributed)
         trainer = make_trainer(phase, segmenter, regressor, config)
         optimizer = keras.optimizers.Adam(settings.learning_rate, weight_decay=settings.weight_decay or None)
-        trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+        trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
+        initial_epoch, save_state = resume_state(trainer, folder)
     train_data = pipeline.make_dataset(training, config.data, training=True, batch_size=settings.batch_size)
     validation_data = None
     if validation:
@@ -203,16 +240,20 @@ def train_phase(phase: str, config: Config, workdir: pathlib.Path, strategy=None
         monitor = monitor[len("val_"):]
     best = _BestValue(folder / "best.json", monitor, mode)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(folder / "backup")),
+        save_state,
         keras.callbacks.ModelCheckpoint(
             str(folder / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True,
             save_weights_only=True, initial_value_threshold=best.load(),
         ),
         best.callback,
         keras.callbacks.TensorBoard(str(folder / "logs")),
+        *extra_callbacks,
     ]
     started = time.perf_counter()
-    history = trainer.fit(train_data, validation_data=validation_data, epochs=settings.epochs, callbacks=callbacks, verbose=verbose)
+    history = trainer.fit(
+        train_data, validation_data=validation_data, epochs=settings.epochs, initial_epoch=initial_epoch,
+        callbacks=callbacks, verbose=verbose,
+    )
     if (folder / "best.weights.h5").exists():
         trainer.load_weights(folder / "best.weights.h5")
     trained = regressor if phase in ("reg", "refine") else segmenter
@@ -256,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", choices=["none", "mirrored", "multiworker"], default="none", help="tf.distribute strategy (multiworker reads TF_CONFIG)")
     parser.add_argument("--cpu-replicas", type=int, default=1, help="split the CPU into this many logical devices (to exercise strategies without GPUs)")
     parser.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA for the train step (auto: off on CPU and under strategies)")
+    parser.add_argument("--run-eagerly", action="store_true", help="no tf.function: for debugging, and for tiny runs where tracing dominates")
     args = parser.parse_args(argv)
 
     config_path = args.config or DEMO_CONFIG
@@ -287,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"phase {phase}: already complete in {phase_dir(workdir, phase)}")
             else:
                 print(f"=== phase {phase} ===", flush=True)
-                summary = train_phase(phase, config, workdir, strategy, jit, verbose)
+                summary = train_phase(phase, config, workdir, strategy, jit, verbose, run_eagerly=args.run_eagerly)
             lines.append(report(summary))
             print(lines[-1], flush=True)
     except FileNotFoundError as error:

@@ -48,7 +48,7 @@ def build_segmenter(config: Config, with_roie: bool = False, synchronized: bool 
         inputs["cam"] = cam
         features = ROIEGate(name="roie_gate")([features, cam])
     x = DilatedPyramid(settings.pyramid_filters, settings.pyramid_dilations, synchronized, name="pyramid")(features)
-    x = layers.Dropout(0.1, name="pyramid_dropout")(x)
+    x = layers.Dropout(settings.dropout, name="pyramid_dropout")(x)
     logits = layers.Conv2D(1, 1, name="classifier")(x)
     logits = layers.UpSampling2D(settings.output_stride, interpolation="bilinear", name="mask_logits")(logits)
     mask = layers.Activation("sigmoid", name="mask")(logits)

@@ -1,0 +1,124 @@
+"""`python -m seg4reg_tf.train`: predecessors, resume after interruption, all phases, strategies."""
+
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import keras
+import pytest
+
+from seg4reg_tf import train
+from seg4reg_tf.config import config_from_dict, load_config
+
+CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+SMOKE = load_config(CONFIGS / "smoke.yaml")
+
+
+@pytest.fixture
+def data_home(tmp_path, monkeypatch):
+    home = tmp_path / "data-home"
+    monkeypatch.setenv("SEG4REG_DATA_HOME", str(home))
+    return home
+
+
+def test_missing_predecessor_names_the_phase_to_run_first(tmp_path, data_home, capsys):
+    code = train.main(["--phase", "roie", "--config", str(CONFIGS / "smoke.yaml"), "--workdir", str(tmp_path / "run")])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "phase 'roie' needs" in error and "--phase seg" in error
+    assert not (data_home).exists(), "nothing is generated before the check"
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the process-like run after `epochs` finished epochs, as a kill would."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt("killed")
+
+
+@pytest.mark.slow
+def test_interrupted_phase_resumes_from_its_last_epoch(tmp_path, data_home):
+    # Graph mode (no run_eagerly): the path real runs take.
+    config = config_from_dict({**SMOKE.to_dict(), "seg": {**SMOKE.to_dict()["seg"], "epochs": 3}})
+    workdir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train.train_phase("seg", config, workdir, verbose=0, extra_callbacks=[Interrupt(2)])
+    assert not (workdir / "seg" / "summary.json").exists()
+    assert json.loads((workdir / "seg" / "best.json").read_text())["epoch"] in (1, 2)
+    summary = train.train_phase("seg", config, workdir, verbose=0)
+    # Only the third epoch ran again; the optimizer kept counting from the first two.
+    assert len(summary["history"]["loss"]) == 1
+    segmenter = keras.saving.load_model(workdir / "seg" / "segmenter.keras", compile=False)
+    assert segmenter.name == "segmenter"
+    assert (workdir / "seg" / "summary.json").exists() and any((workdir / "seg" / "logs").iterdir())
+
+
+def test_all_phases_end_to_end(tmp_path, data_home, capsys):
+    workdir = tmp_path / "run"
+    args = ["--phase", "all", "--config", str(CONFIGS / "smoke.yaml"), "--workdir", str(workdir), "--run-eagerly"]
+    assert train.main(args) == 0
+    out = capsys.readouterr().out
+    for phase, produced in train.PRODUCES.items():
+        assert (workdir / phase / produced).exists()
+        summary = json.loads((workdir / phase / "summary.json").read_text())
+        assert summary["validation"] and summary["baseline"]
+        assert f"{phase}: validation" in out
+    assert "mean-angle baseline" in out and "mean-mask baseline" in out
+    gated = keras.saving.load_model(workdir / "tcl" / "segmenter.keras", compile=False)
+    assert float(gated.get_layer("roie_gate").alpha.numpy()) != 0.0
+    # A second `all` finds every phase complete and trains nothing.
+    assert train.main(args) == 0
+    assert capsys.readouterr().out.count("already complete") == 5
+    # Another configuration in the same workdir is refused.
+    other = tmp_path / "other.yaml"
+    other.write_text((CONFIGS / "smoke.yaml").read_text().replace("epochs: 1, batch_size: 2}", "epochs: 2, batch_size: 2}", 1))
+    assert train.main(["--phase", "seg", "--config", str(other), "--workdir", str(workdir)]) == 2
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import json, pathlib
+        import numpy as np, tensorflow as tf, keras
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from seg4reg_tf import phases, train
+        from seg4reg_tf.config import load_config, config_from_dict
+        from seg4reg_tf.data import pipeline
+        from seg4reg_tf.data.aasce import read_split
+        from seg4reg_tf.models import build_segmenter
+        config = load_config({str(CONFIGS / "smoke.yaml")!r})
+        # No dropout: replicas draw their own masks, which is not what this compares.
+        config = config_from_dict({{**config.to_dict(), "segmenter": {{**config.to_dict()["segmenter"], "dropout": 0.0}}}})
+        records = read_split({str(synthetic_root)!r})[:4]
+        batch = next(iter(pipeline.make_dataset(records, config.data, training=False, batch_size=4)))
+
+        def first_loss(strategy, eager):
+            keras.utils.set_random_seed(1)
+            with strategy.scope():
+                trainer = phases.make_trainer("seg", build_segmenter(config, synchronized=True), None, config)
+                trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=eager)
+            data = tf.data.Dataset.from_tensors(batch)
+            return trainer.fit(data, epochs=1, verbose=0).history["loss"][0]
+
+        single = first_loss(tf.distribute.get_strategy(), True)
+        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        print("LOSSES", json.dumps([single, first_loss(mirrored, False)]))
+        config = config_from_dict({{**config.to_dict(), "data": {{**config.to_dict()["data"], "root": {str(synthetic_root)!r}}}}})
+        summary = train.train_phase("seg", config, pathlib.Path({str(tmp_path / "mirrored")!r}), mirrored, verbose=0)
+        print("PHASE", summary["epochs"], sorted(summary["validation"]))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    single, mirrored = json.loads(result.stdout.split("LOSSES", 1)[1].splitlines()[0])
+    assert mirrored == pytest.approx(single, rel=1e-4)
+    assert "PHASE 1 ['dice', 'jaccard', 'loss']" in result.stdout
