@@ -33,6 +33,7 @@ def test_paper_yaml_states_the_defaults_and_smoke_yaml_is_small():
     assert smoke.segmenter.weights == "none" and smoke.regressor.weights == "none"
     for path in CONFIGS.glob("*.yaml"):
         assert path.read_text().startswith("#"), f"{path} must open with a comment"
+        load_config(path)  # every shipped config is valid
 
 
 def test_yaml_overrides_only_what_it_names(tmp_path):
