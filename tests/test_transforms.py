@@ -48,6 +48,8 @@ def spines(count=40):
     [
         ("decode", transforms.decode_image, (png(GRAY8),)),
         ("check+decode", lambda d: transforms.decode_checked(d, "x.png"), (png(GRAY8),)),
+        ("header size png", transforms.encoded_image_size, (png(GRAY8),)),
+        ("header size jpeg", transforms.encoded_image_size, (jpeg(GRAY8),)),
         ("letterbox image", lambda i: transforms.resize_with_pad(i, 64, 32), (RNG.random((90, 30, 1), np.float32),)),
         ("letterbox landmarks", lambda p: transforms.letterbox_landmarks(p, 900, 300, 64, 32), (RNG.random((68, 2), np.float32) * 300,)),
         ("content mask", lambda h: transforms.content_mask(h, 300, 64, 32), (np.int32(900),)),
@@ -95,6 +97,19 @@ def test_bad_bytes_raise_naming_the_source(data, problem):
         transforms.decode_checked(tf.constant(data), tf.constant("bad-file.jpg"))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)" + problem + r".*bad-file\.jpg"):
         in_dataset(lambda d: transforms.decode_checked(d, "bad-file.jpg"), data)
+
+
+def test_header_size_and_pixel_limit_come_before_decoding():
+    deep = RNG.integers(0, 65536, (37, 23)).astype(np.uint16)
+    for data in (png(GRAY8), jpeg(GRAY8), png(deep), png(np.repeat(GRAY8[..., None], 3, axis=2))):
+        decoded = transforms.decode_image(data).shape[:2]
+        assert tuple(transforms.encoded_image_size(tf.constant(data)).numpy()) == tuple(decoded)
+    data = png(GRAY8)  # 30 x 14 = 420 pixels
+    assert transforms.decode_checked(tf.constant(data), "small.png", max_pixels=420).shape == (30, 14, 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)image too large.*big\.png.*30.*14.*419"):
+        transforms.decode_checked(tf.constant(data), "big.png", max_pixels=419)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)PNG too short.*tiny\.png"):
+        transforms.decode_checked(tf.constant(b"\x89PNG\r\n\x1a\nIEND"), "tiny.png", max_pixels=419)
 
 
 def test_letterbox_keeps_aspect_and_moves_points_with_the_pixels():

@@ -79,18 +79,36 @@ def _rasterise(config: DataConfig):
     return rasterise
 
 
+def preprocess_encoded(data: tf.Tensor, name, config: DataConfig, max_pixels: int | None = None) -> tf.Tensor:
+    """Encoded file → the network's input, identically for training, evaluation and serving:
+    check, decode, aspect-preserving resize with padding, optional CLAHE.
+
+    Args:
+        data: scalar tf.string, a JPEG or PNG (8/16-bit, gray or colour).
+        name: scalar tf.string naming the image in errors.
+        config: model size and CLAHE settings.
+        max_pixels: refuse images whose header declares more pixels (None: no limit).
+
+    Returns:
+        (image_height, image_width, 1) float32 in [0, 1].
+    """
+    height, width = config.image_height, config.image_width
+    image = transforms.decode_checked(data, name, max_pixels)
+    shape = tf.shape(image)
+    resized = transforms.resize_with_pad(image, height, width)
+    if config.clahe:
+        valid = transforms.content_mask(shape[0], shape[1], height, width)
+        resized = transforms.clahe(resized, valid, config.clahe_clip_limit, config.clahe_grid)
+    return resized
+
+
 def _loader(config: DataConfig):
-    """The per-record map: read, check, decode, letterbox, optional CLAHE, rasterise mask."""
+    """The per-record map: read, preprocess, rasterise the mask."""
     height, width = config.image_height, config.image_width
     rasterise = _rasterise(config)
 
     def load(element: dict) -> dict:
-        image = transforms.decode_checked(tf.io.read_file(element["path"]), element["path"])
-        shape = tf.shape(image)
-        resized = transforms.resize_with_pad(image, height, width)
-        if config.clahe:
-            valid = transforms.content_mask(shape[0], shape[1], height, width)
-            resized = transforms.clahe(resized, valid, config.clahe_clip_limit, config.clahe_grid)
+        resized = preprocess_encoded(tf.io.read_file(element["path"]), element["path"], config)
         mask = tf.numpy_function(rasterise, [element["landmarks"]], tf.uint8, stateful=False)
         mask = tf.ensure_shape(mask, [height, width, 1])
         return {

@@ -23,6 +23,8 @@ import tensorflow as tf
 _JPEG_MAGIC = b"\xff\xd8"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TAIL = 64
+# Signature, IHDR chunk and IEND chunk: the smallest a valid PNG can be.
+_PNG_MINIMUM = 8 + 25 + 12
 
 
 def _contains(haystack: tf.Tensor, needle: bytes) -> tf.Tensor:
@@ -59,6 +61,7 @@ def check_encoded_image(data: tf.Tensor, name: tf.Tensor | str) -> tf.Tensor:
         tf.debugging.Assert(length > 0, ["empty image data:", name]),
         tf.debugging.Assert(is_jpeg | is_png, ["not a JPEG or PNG image:", name]),
         tf.debugging.Assert(complete, ["truncated image (no end-of-image marker):", name]),
+        tf.debugging.Assert(is_jpeg | (length >= _PNG_MINIMUM), ["PNG too short to hold a header:", name]),
     ]
     with tf.control_dependencies(checks):
         return tf.identity(data)
@@ -85,9 +88,59 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def decode_checked(data: tf.Tensor, name: tf.Tensor | str) -> tf.Tensor:
-    """`check_encoded_image` then `decode_image`: (H, W, 1) float32 in [0, 1]."""
-    return decode_image(check_encoded_image(data, name))
+def encoded_image_size(data: tf.Tensor) -> tf.Tensor:
+    """(height, width) int64 of a JPEG or PNG read from its header, without decoding.
+
+    Args:
+        data: scalar tf.string that passed `check_encoded_image`.
+
+    Returns:
+        (2,) int64.
+    """
+
+    def png_size():
+        # IHDR: width then height as big-endian uint32 at bytes 16–23.
+        fields = tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.uint8)
+        fields = tf.cast(tf.reshape(fields, [2, 4]), tf.int64)
+        width_height = tf.reduce_sum(fields * tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64), axis=1)
+        return tf.reverse(width_height, [0])
+
+    def jpeg_size():
+        return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)
+
+    return tf.cond(tf.equal(tf.strings.substr(data, 0, 2), _JPEG_MAGIC), jpeg_size, png_size)
+
+
+def check_pixel_limit(data: tf.Tensor, name: tf.Tensor | str, max_pixels: int) -> tf.Tensor:
+    """Asserts, before anything is decoded, that the image header declares at most
+    `max_pixels` pixels, so a decompression bomb fails fast instead of exhausting memory.
+
+    Returns:
+        `data`, with the check as a control dependency.
+
+    Raises:
+        tf.errors.InvalidArgumentError: the image is larger than the limit.
+    """
+    size = encoded_image_size(data)
+    pixels = size[0] * size[1]
+    check = tf.debugging.Assert(
+        pixels <= max_pixels,
+        ["image too large:", name, "has", size[0], "x", size[1], "pixels; the limit is", max_pixels, "pixels"],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(data)
+
+
+def decode_checked(data: tf.Tensor, name: tf.Tensor | str, max_pixels: int | None = None) -> tf.Tensor:
+    """`check_encoded_image`, the optional pixel limit, then `decode_image`.
+
+    Returns:
+        (H, W, 1) float32 in [0, 1].
+    """
+    data = check_encoded_image(data, name)
+    if max_pixels is not None:
+        data = check_pixel_limit(data, name, max_pixels)
+    return decode_image(data)
 
 
 def letterbox(height, width, target_height: int, target_width: int):

@@ -1,0 +1,246 @@
+"""`python -m seg4reg_tf.export`: the trained system as a SavedModel in TF Serving's layout.
+
+    <export base>/<name>/<version>/saved_model.pb, variables/     what TF Serving loads
+    <export base>/<name>/<version>/assets.extra/segmenter.keras   N_S (gated when trained so)
+    <export base>/<name>/<version>/assets.extra/regressor.keras   N_R
+    <export base>/<name>/<version>/assets.extra/seg4reg.json      config and provenance
+
+Signatures (the inference path of Algorithm 1's result: N_S, with the two-pass ROIE gate when
+trained, then N_R on the config's input mode, normally image ⊕ mask):
+
+    serving_default   images: (B,) tf.string, encoded JPEG/PNG of any size, 8/16-bit, gray or
+                      colour → cobb_angles (B, 3) float32 degrees, mask (B, H, W) float32
+                      probabilities at the model resolution, cam (B, H/32, W/32) float32 in
+                      [0, 1], letterbox (B, 3) float32 (scale, offset_y, offset_x): a pixel
+                      centre (x, y) of the original lies at ((x + ½)·scale + offset_x − ½,
+                      (y + ½)·scale + offset_y − ½) in the mask.
+    predict_tensor    images: (B, H, W, 1) float32 in [0, 1], already preprocessed → the same
+                      outputs without `letterbox`.
+
+Preprocessing inside `serving_default` is the training pipeline's own function
+(`pipeline.preprocess_encoded`): aspect-preserving resize with padding, CLAHE if trained
+with it. Bad input (empty, not JPEG/PNG, truncated, more pixels than the configured limit)
+fails the request with InvalidArgument naming the problem and the image's index; it never
+crashes the server, and the next request is served normally.
+
+Writing is atomic: the version is written under a hidden temporary name in the same folder
+and renamed into place, so TF Serving (which only loads numeric folder names) never sees a
+half-written version; a failed export removes its temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+
+# Phases whose outputs the exported system uses, latest first.
+SEGMENTER_PHASES = ("tcl", "roie", "seg")
+REGRESSOR_PHASES = ("refine", "reg")
+ANGLE_COLUMNS = ("largest", "second", "third")
+
+
+def final_networks(workdir: pathlib.Path):
+    """The last trained N_S and N_R of a workdir.
+
+    Returns:
+        (config, segmenter, regressor, sources), sources naming the file of each network.
+
+    Raises:
+        FileNotFoundError: no config.yaml, or no phase has produced one of the networks.
+    """
+    import keras
+
+    import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+    from seg4reg_tf.config import load_config
+
+    workdir = pathlib.Path(workdir)
+    config_path = workdir / "config.yaml"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{config_path} not found: {workdir} is not a training workdir (run `python -m seg4reg_tf.train` first)")
+    config = load_config(config_path)
+    sources = {}
+    for role, phases in (("segmenter", SEGMENTER_PHASES), ("regressor", REGRESSOR_PHASES)):
+        candidates = [workdir / phase / f"{role}.keras" for phase in phases]
+        found = next((path for path in candidates if path.exists()), None)
+        if found is None:
+            raise FileNotFoundError(
+                f"{workdir} has no trained {role} (looked for {', '.join(str(c) for c in candidates)}); "
+                f"train phase '{phases[-1]}' first"
+            )
+        sources[role] = found
+    segmenter = keras.saving.load_model(sources["segmenter"], compile=False)
+    regressor = keras.saving.load_model(sources["regressor"], compile=False)
+    return config, segmenter, regressor, {role: str(path) for role, path in sources.items()}
+
+
+def predict_images(segmenter, regressor, images, config):
+    """The inference path on preprocessed images.
+
+    Args:
+        segmenter, regressor: N_S (gated or not) and N_R.
+        images: (B, H, W, 1) float32 in [0, 1].
+        config: uses `regressor.input_mode` and `data.angle_scale_degrees`.
+
+    Returns:
+        {"cobb_angles": (B, 3) degrees, "mask": (B, H, W) probabilities,
+        "cam": (B, H/32, W/32) in [0, 1], the mean of the three angles' maps}.
+    """
+    from seg4reg_tf.models.regressor import regressor_inputs
+    from seg4reg_tf.phases import segment
+
+    from keras import ops
+
+    images = ops.convert_to_tensor(images, "float32")
+    mode = config.regressor.input_mode
+    mask = segment(segmenter, regressor, images, mode)["mask"]
+    out = regressor(regressor_inputs(images, mask, mode), training=False)
+    return {
+        "cobb_angles": out["angles"] * config.data.angle_scale_degrees,
+        "mask": mask[..., 0],
+        "cam": out["cam"][..., -1],
+    }
+
+
+def decode_requests(encoded, config, max_pixels: int):
+    """A batch of encoded images → model inputs and where each original lies in them.
+
+    Args:
+        encoded: (B,) tf.string.
+        config: the run's config (model size, CLAHE).
+        max_pixels: per-image pixel limit checked on the header before decoding.
+
+    Returns:
+        (images (B, H, W, 1) float32 in [0, 1], letterbox (B, 3) float32 scale, offset_y, offset_x).
+    """
+    import tensorflow as tf
+
+    from seg4reg_tf.data import pipeline, transforms
+
+    height, width = config.data.image_height, config.data.image_width
+
+    def one(element):
+        data, index = element
+        name = tf.strings.format("image {} of the request", index)
+        data = transforms.check_encoded_image(data, name)  # before the header is read below
+        image = pipeline.preprocess_encoded(data, name, config.data, max_pixels)
+        size = transforms.encoded_image_size(data)
+        scale, ty, tx = transforms.letterbox(size[0], size[1], height, width)
+        return image, tf.stack([scale, ty, tx])
+
+    indices = tf.range(tf.shape(encoded, out_type=tf.int64)[0])
+    return tf.map_fn(
+        one,
+        (encoded, indices),
+        fn_output_signature=(tf.TensorSpec([height, width, 1], tf.float32), tf.TensorSpec([3], tf.float32)),
+    )
+
+
+def next_version(model_dir: pathlib.Path) -> int:
+    """1 + the largest numeric version folder in `model_dir` (1 when there is none)."""
+    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: int) -> None:
+    """Writes the SavedModel with both signatures to `path` (which must not exist)."""
+    import keras
+    import tensorflow as tf
+
+    height, width = config.data.image_height, config.data.image_width
+
+    def predict_tensor(images):
+        return predict_images(segmenter, regressor, images, config)
+
+    def serving_default(images):
+        decoded, letterbox = decode_requests(images, config, max_pixels)
+        return {**predict_images(segmenter, regressor, decoded, config), "letterbox": letterbox}
+
+    archive = keras.export.ExportArchive()
+    archive.track(segmenter)
+    archive.track(regressor)
+    archive.add_endpoint("serving_default", serving_default, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    archive.add_endpoint("predict_tensor", predict_tensor, input_signature=[tf.TensorSpec([None, height, width, 1], tf.float32, name="images")])
+    archive.write_out(str(path), verbose=False)
+
+
+def export_saved_model(
+    workdir: pathlib.Path,
+    export_base: pathlib.Path,
+    name: str | None = None,
+    version: int | None = None,
+    max_image_pixels: int | None = None,
+) -> pathlib.Path:
+    """Exports a workdir's trained system; returns `<export_base>/<name>/<version>`.
+
+    Args:
+        workdir: a training workdir with at least phases seg and reg done.
+        export_base: TF Serving's model base path.
+        name: model name (default: the config's `export.model_name`).
+        version: version number (default: the next free one); an existing one is refused.
+        max_image_pixels: pixel limit of `serving_default` (default: the config's).
+
+    Raises:
+        FileNotFoundError: the workdir lacks trained networks.
+        FileExistsError: the version already exists.
+        ValueError: a version below 1.
+    """
+    config, segmenter, regressor, sources = final_networks(workdir)
+    name = name or config.export.model_name
+    max_pixels = max_image_pixels or config.export.max_image_pixels
+    model_dir = pathlib.Path(export_base) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = next_version(model_dir) if version is None else version
+    if version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}")
+    final = model_dir / str(version)
+    if final.exists():
+        raise FileExistsError(f"{final} already exists; TF Serving versions are immutable, choose another --version")
+    temporary = pathlib.Path(tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=model_dir))
+    try:
+        archive = temporary / "model"
+        write_archive(segmenter, regressor, config, archive, max_pixels)
+        extra = archive / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        segmenter.save(extra / "segmenter.keras")
+        regressor.save(extra / "regressor.keras")
+        info = {
+            "name": name,
+            "version": version,
+            "workdir": str(pathlib.Path(workdir).resolve()),
+            "networks": sources,
+            "input": {"height": config.data.image_height, "width": config.data.image_width, "channels": 1},
+            "angle_columns": list(ANGLE_COLUMNS),
+            "max_image_pixels": max_pixels,
+            "config": config.to_dict(),
+        }
+        (extra / "seg4reg.json").write_text(json.dumps(info, indent=2))
+        os.rename(archive, final)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.export", description="Export a trained workdir as a SavedModel for TF Serving.")
+    parser.add_argument("--workdir", required=True, help="training workdir (phases seg and reg at least)")
+    parser.add_argument("--out", required=True, help="export base path: the model goes to OUT/NAME/VERSION/")
+    parser.add_argument("--name", help="model name (default: the config's export.model_name, 'seg4reg')")
+    parser.add_argument("--version", type=int, help="version number (default: the next free one)")
+    parser.add_argument("--max-image-pixels", type=int, help="refuse larger images at serving_default (default: the config's)")
+    args = parser.parse_args(argv)
+    try:
+        path = export_saved_model(pathlib.Path(args.workdir), pathlib.Path(args.out), args.name, args.version, args.max_image_pixels)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Clients for a TF Serving model server hosting an export of `seg4reg_tf.export`.
+
+    python -m seg4reg_tf.serving_client --host localhost --grpc IMAGE...   (port 8500)
+    python -m seg4reg_tf.serving_client --host localhost --rest IMAGE...   (port 8501)
+
+Both send the encoded files unchanged to the `serving_default` signature (preprocessing runs
+in the server's graph) and return the Cobb angles in degrees, one row per image, columns as
+in AASCE: the largest curve, then the two others. gRPC uses `tensorflow-serving-api`'s
+PredictionService; REST the `:predict` JSON API with base64 instances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import pathlib
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+DEFAULT_PORTS = {"grpc": 8500, "rest": 8501}
+SIGNATURE = "serving_default"
+
+
+class ServingError(RuntimeError):
+    """The server refused or failed a request; the message is the server's."""
+
+
+def read_images(paths) -> list[bytes]:
+    """The bytes of each file; FileNotFoundError / ValueError name a missing or empty file."""
+    contents = []
+    for path in map(pathlib.Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such image file")
+        data = path.read_bytes()
+        if not data:
+            raise ValueError(f"{path}: empty file")
+        contents.append(data)
+    return contents
+
+
+def grpc_predict(host: str, port: int, images: list[bytes], model: str = "seg4reg", timeout: float = 60.0, version: int | None = None) -> dict:
+    """Calls PredictionService/Predict over gRPC.
+
+    Args:
+        host, port: the model server's gRPC address.
+        images: encoded JPEG/PNG files.
+        model: the served model name; version: a specific version (default: the latest).
+        timeout: seconds.
+
+    Returns:
+        {"cobb_angles": (B, 3) degrees, "mask": (B, H, W), "cam": (B, h, w), "letterbox": (B, 3)}
+        as NumPy arrays.
+
+    Raises:
+        ServingError: the server answered with an error (e.g. INVALID_ARGUMENT for a bad image).
+    """
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = SIGNATURE
+    if version is not None:
+        request.model_spec.version.value = version
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string, shape=[len(images)]))
+    options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
+    with grpc.insecure_channel(f"{host}:{port}", options=options) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            response = stub.Predict(request, timeout)
+        except grpc.RpcError as error:
+            raise ServingError(f"gRPC {error.code().name}: {error.details()}") from error
+    return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
+
+
+def rest_predict(host: str, port: int, images: list[bytes], model: str = "seg4reg", timeout: float = 60.0, version: int | None = None) -> dict:
+    """Calls `POST /v1/models/<model>[/versions/<v>]:predict` with base64 instances.
+
+    Returns and raises as `grpc_predict`.
+    """
+    path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "") + ":predict"
+    body = {"signature_name": SIGNATURE, "instances": [{"b64": base64.b64encode(data).decode("ascii")} for data in images]}
+    request = urllib.request.Request(
+        f"http://{host}:{port}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")
+        try:
+            detail = json.loads(detail)["error"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise ServingError(f"REST {error.code}: {detail}") from error
+    except urllib.error.URLError as error:
+        raise ServingError(f"REST: cannot reach http://{host}:{port} ({error.reason})") from error
+    rows = answer["predictions"]
+    return {key: np.asarray([row[key] for row in rows], dtype=np.float32) for key in rows[0]} if rows else {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.serving_client", description="Cobb angles from a TF Serving model server.")
+    parser.add_argument("images", nargs="+", help="JPEG or PNG files")
+    protocol = parser.add_mutually_exclusive_group(required=True)
+    protocol.add_argument("--grpc", action="store_const", const="grpc", dest="protocol", help="PredictionService over gRPC (default port 8500)")
+    protocol.add_argument("--rest", action="store_const", const="rest", dest="protocol", help="REST :predict (default port 8501)")
+    parser.add_argument("--host", default="localhost")
+    parser.add_argument("--port", type=int, help="default: 8500 for gRPC, 8501 for REST")
+    parser.add_argument("--model", default="seg4reg", help="served model name")
+    parser.add_argument("--version", type=int, help="model version (default: the latest the server has)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    args = parser.parse_args(argv)
+    try:
+        images = read_images(args.images)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    call = grpc_predict if args.protocol == "grpc" else rest_predict
+    try:
+        outputs = call(args.host, args.port or DEFAULT_PORTS[args.protocol], images, args.model, args.timeout, args.version)
+    except ServingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("image\tlargest_deg\tsecond_deg\tthird_deg")
+    for path, angles in zip(args.images, outputs["cobb_angles"]):
+        print(f"{path}\t" + "\t".join(f"{value:.2f}" for value in angles))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Export for TF Serving: layout, signatures, atomic versions, bad input, clients, Keras loading.
+
+One export of an untrained smoke-sized system (gated N_S with α = 0.5 so the two-pass ROIE
+path matters) is shared by the module: tracing ResNet-50 + EfficientNet-B1 into two
+signatures is the expensive part.
+"""
+
+import hashlib
+import io
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seg4reg_tf import export, serving_client
+from seg4reg_tf.config import load_config, save_config
+from seg4reg_tf.data import pipeline
+from seg4reg_tf.models import build_regressor, build_segmenter
+from tests.loopback_server import LoopbackServer
+
+SMOKE = pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
+BIN = pathlib.Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def make_workdir(folder: pathlib.Path) -> pathlib.Path:
+    """A workdir as phases roie and reg leave it, with seeded untrained networks."""
+    config = load_config(SMOKE)
+    keras.utils.set_random_seed(0)
+    segmenter = build_segmenter(config, with_roie=True)
+    segmenter.get_layer("roie_gate").set_weights([np.array(0.5, "float32")])
+    regressor = build_regressor(config)
+    for phase in ("roie", "reg"):
+        (folder / phase).mkdir(parents=True)
+    save_config(config, folder / "config.yaml")
+    segmenter.save(folder / "roie" / "segmenter.keras")
+    regressor.save(folder / "reg" / "regressor.keras")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    workdir = make_workdir(tmp_path_factory.mktemp("export") / "workdir")
+    base = workdir.parent / "models"
+    path = export.export_saved_model(workdir, base)
+    config, segmenter, regressor, _ = export.final_networks(workdir)
+    return {"workdir": workdir, "base": base, "path": path, "config": config, "segmenter": segmenter,
+            "regressor": regressor, "loaded": tf.saved_model.load(str(path))}
+
+
+def synthetic_images(synthetic_root) -> list[bytes]:
+    return [path.read_bytes() for path in sorted((pathlib.Path(synthetic_root) / "data" / "training").glob("*.jpg"))[:2]]
+
+
+def in_memory(exported, encoded: bytes) -> dict:
+    image = pipeline.preprocess_encoded(tf.constant(encoded), "test", exported["config"].data)[None]
+    out = export.predict_images(exported["segmenter"], exported["regressor"], image, exported["config"])
+    return {key: keras.ops.convert_to_numpy(value)[0] for key, value in out.items()}
+
+
+def test_layout_follows_tf_serving(exported):
+    path = exported["path"]
+    assert path == exported["base"] / "seg4reg" / "1"
+    assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
+    for name in ("segmenter.keras", "regressor.keras", "seg4reg.json"):
+        assert (path / "assets.extra" / name).is_file()
+    assert [p.name for p in path.parent.iterdir()] == ["1"]  # no temporary left behind
+
+
+def test_saved_model_cli_shows_both_signatures(exported):
+    shown = subprocess.run([BIN / "saved_model_cli", "show", "--dir", str(exported["path"]), "--all"],
+                           capture_output=True, text=True, check=True).stdout
+    serving = shown[shown.index("signature_def['serving_default']"):]
+    tensor = shown[shown.index("signature_def['predict_tensor']"):shown.index("signature_def['serving_default']")]
+    assert "dtype: DT_STRING" in serving and "shape: (-1)" in serving
+    assert "shape: (-1, 64, 32, 1)" in tensor
+    for output in ("cobb_angles", "mask", "cam"):
+        assert f"outputs['{output}']" in serving and f"outputs['{output}']" in tensor
+    assert "outputs['letterbox']" in serving
+
+
+def test_saved_model_cli_run_matches_in_memory_model(exported, tmp_path):
+    image = np.random.default_rng(2).random((1, 64, 32, 1)).astype(np.float32)
+    np.save(tmp_path / "images.npy", image)
+    subprocess.run(
+        [BIN / "saved_model_cli", "run", "--dir", str(exported["path"]), "--tag_set", "serve",
+         "--signature_def", "predict_tensor", "--inputs", f"images={tmp_path / 'images.npy'}",
+         "--outdir", str(tmp_path / "out")],
+        capture_output=True, text=True, check=True,
+    )
+    angles = np.load(tmp_path / "out" / "cobb_angles.npy")
+    expected = export.predict_images(exported["segmenter"], exported["regressor"], image, exported["config"])
+    np.testing.assert_allclose(angles, keras.ops.convert_to_numpy(expected["cobb_angles"]), atol=1e-4)
+
+
+def test_reloaded_export_gives_the_in_memory_angles(exported, synthetic_root):
+    images = synthetic_images(synthetic_root)
+    out = exported["loaded"].signatures["serving_default"](images=tf.constant(images))
+    assert out["cobb_angles"].shape == (2, 3) and out["mask"].shape == (2, 64, 32) and out["cam"].shape == (2, 2, 1)
+    for i, encoded in enumerate(images):
+        expected = in_memory(exported, encoded)
+        np.testing.assert_allclose(out["cobb_angles"][i].numpy(), expected["cobb_angles"], atol=1e-4)
+        np.testing.assert_allclose(out["mask"][i].numpy(), expected["mask"], atol=1e-4)
+    # the letterbox output maps the original onto the model frame: width-limited here
+    height, width = tf.io.decode_jpeg(images[0]).shape[:2]
+    scale = out["letterbox"][0, 0].numpy()
+    np.testing.assert_allclose(scale, min(64 / height, 32 / width), rtol=1e-6)
+
+
+def test_png16_rgb_and_jpeg_of_one_image_agree(exported):
+    gray = (np.random.default_rng(1).random((200, 90)) * 65535).astype(np.uint16)
+    png16 = tf.io.encode_png(gray[..., None]).numpy()
+    rgb = tf.io.encode_png(np.repeat((gray >> 8).astype(np.uint8)[..., None], 3, axis=-1)).numpy()
+    png8 = tf.io.encode_png((gray >> 8).astype(np.uint8)[..., None]).numpy()
+    out = exported["loaded"].signatures["serving_default"](images=tf.constant([png16, rgb, png8]))
+    masks = out["mask"].numpy()
+    np.testing.assert_allclose(masks[1], masks[2], atol=1e-3)  # RGB collapses to the same gray
+    np.testing.assert_allclose(masks[0], masks[2], atol=0.05)  # 16-bit differs only below 8 bits
+
+
+def encode(array) -> bytes:
+    return tf.io.encode_png(np.asarray(array, np.uint8)[..., None]).numpy()
+
+
+BAD_INPUTS = {
+    "empty": (b"", "empty image data"),
+    "not an image": (b"GIF89a, or any other bytes", "not a JPEG or PNG image"),
+    "truncated JPEG": (None, "truncated image"),
+    "decompression bomb": (None, "image too large"),
+}
+
+
+def bad_input(kind: str) -> bytes:
+    if kind == "truncated JPEG":
+        data = tf.io.encode_jpeg(np.full((120, 60, 1), 128, np.uint8)).numpy()
+        return data[: len(data) // 2]
+    if kind == "decompression bomb":
+        return encode(np.zeros((8000, 6000)))  # 48 Mpixel, 47 kB on disk; limit 40 Mpixel
+    return BAD_INPUTS[kind][0]
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_bad_input_is_an_invalid_argument_and_the_next_request_works(exported, kind):
+    serve = exported["loaded"].signatures["serving_default"]
+    good = encode(np.full((100, 50), 90))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=BAD_INPUTS[kind][1] + r".*image 1 of the request"):
+        serve(images=tf.constant([good, bad_input(kind)]))
+    assert np.isfinite(serve(images=tf.constant([good]))["cobb_angles"].numpy()).all()
+
+
+def test_a_second_export_is_version_2_and_leaves_version_1_intact(exported, monkeypatch):
+    first = exported["path"]
+    digest = hashlib.sha256((first / "saved_model.pb").read_bytes()).hexdigest()
+
+    # Tracing the networks again would cost two minutes and prove nothing new here: the
+    # versioning around `write_archive` is what is under test, so it copies version 1.
+    def copy_first(segmenter, regressor, config, path, max_pixels):
+        shutil.copytree(first, path, ignore=shutil.ignore_patterns("assets.extra"))
+
+    monkeypatch.setattr(export, "write_archive", copy_first)
+    code = export.main(["--workdir", str(exported["workdir"]), "--out", str(exported["base"])])
+    assert code == 0
+    assert sorted(p.name for p in first.parent.iterdir()) == ["1", "2"]
+    assert hashlib.sha256((first / "saved_model.pb").read_bytes()).hexdigest() == digest
+    assert (first.parent / "2" / "assets.extra" / "seg4reg.json").is_file()
+    with pytest.raises(FileExistsError, match="already exists"):
+        export.export_saved_model(exported["workdir"], exported["base"], version=1)
+
+
+def test_a_failed_export_leaves_no_version_behind(exported, monkeypatch, tmp_path):
+    def fail(segmenter, regressor, config, path, max_pixels):
+        (path / "variables").mkdir(parents=True)
+        (path / "saved_model.pb").write_bytes(b"half written")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "write_archive", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export.export_saved_model(exported["workdir"], tmp_path)
+    assert list((tmp_path / "seg4reg").iterdir()) == []
+
+
+def test_export_names_the_missing_phase(tmp_path):
+    workdir = make_workdir(tmp_path / "workdir")
+    (workdir / "reg" / "regressor.keras").unlink()
+    with pytest.raises(FileNotFoundError, match="no trained regressor.*train phase 'reg'"):
+        export.export_saved_model(workdir, tmp_path / "models")
+    assert export.main(["--workdir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "models")]) == 2
+
+
+def test_loading_in_other_keras_code(exported, synthetic_root):
+    path = str(exported["path"])
+    images = synthetic_images(synthetic_root)
+    reference = exported["loaded"].signatures["serving_default"](images=tf.constant(images))["cobb_angles"].numpy()
+
+    # the serving signature as a layer of another Keras model
+    encoded = keras.Input(shape=(), dtype="string", name="encoded")
+    angles = keras.layers.TFSMLayer(path, call_endpoint="serving_default")(encoded)["cobb_angles"]
+    wrapper = keras.Model(encoded, keras.layers.Lambda(lambda a: a / 180.0)(angles))
+    np.testing.assert_allclose(wrapper.predict(tf.constant(images), verbose=0), reference / 180.0, atol=1e-5)
+
+    # the .keras files with this package's registered layers
+    import seg4reg_tf.layers  # noqa: F401
+
+    segmenter = keras.saving.load_model(exported["path"] / "assets.extra" / "segmenter.keras")
+    regressor = keras.saving.load_model(exported["path"] / "assets.extra" / "regressor.keras")
+    decoded = pipeline.preprocess_encoded(tf.constant(images[0]), "x", exported["config"].data)[None]
+    out = export.predict_images(segmenter, regressor, decoded, exported["config"])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["cobb_angles"])[0], reference[0], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    with LoopbackServer("seg4reg", str(exported["path"])) as running:
+        yield running
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_clients_round_trip(exported, server, synthetic_root, protocol):
+    images = synthetic_images(synthetic_root)
+    direct = exported["loaded"].signatures["serving_default"](images=tf.constant(images))
+    call = serving_client.grpc_predict if protocol == "grpc" else serving_client.rest_predict
+    port = server.grpc_port if protocol == "grpc" else server.rest_port
+    out = call("127.0.0.1", port, images)
+    np.testing.assert_allclose(out["cobb_angles"], direct["cobb_angles"].numpy(), atol=1e-4)
+    assert out["mask"].shape == (2, 64, 32)
+    for kind in sorted(BAD_INPUTS):
+        with pytest.raises(serving_client.ServingError, match=BAD_INPUTS[kind][1]):
+            call("127.0.0.1", port, [images[0], bad_input(kind)])
+    np.testing.assert_allclose(call("127.0.0.1", port, images[:1])["cobb_angles"], direct["cobb_angles"].numpy()[:1], atol=1e-4)
+    with pytest.raises(serving_client.ServingError, match="not found|NOT_FOUND"):
+        call("127.0.0.1", port, images[:1], model="other")
+
+
+def test_client_command_line(server, synthetic_root, capsys, tmp_path):
+    paths = sorted(str(p) for p in (pathlib.Path(synthetic_root) / "data" / "training").glob("*.jpg"))[:2]
+    assert serving_client.main(["--grpc", "--host", "127.0.0.1", "--port", str(server.grpc_port), *paths]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("image\tlargest_deg") and len(lines) == 3
+    assert all(len(line.split("\t")) == 4 for line in lines[1:])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert serving_client.main(["--rest", "--port", str(server.rest_port), str(empty)]) == 2
+    assert "empty.png: empty file" in capsys.readouterr().err
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(io.BytesIO(b"\xff\xd8 not really").read())
+    assert serving_client.main(["--rest", "--host", "127.0.0.1", "--port", str(server.rest_port), str(broken)]) == 1
+    assert "truncated image" in capsys.readouterr().err
