@@ -193,25 +193,30 @@ def test_export_names_the_missing_phase(tmp_path):
     assert export.main(["--workdir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "models")]) == 2
 
 
-def test_loading_in_other_keras_code(exported, synthetic_root):
-    path = str(exported["path"])
-    images = synthetic_images(synthetic_root)
-    reference = exported["loaded"].signatures["serving_default"](images=tf.constant(images))["cobb_angles"].numpy()
+def readme_snippet(heading: str) -> str:
+    """The first ```python block after `heading` in README.md."""
+    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    after = text[text.index(heading):]
+    return after[after.index("```python\n") + len("```python\n"):after.index("```\n", after.index("```python"))]
 
-    # the serving signature as a layer of another Keras model
-    encoded = keras.Input(shape=(), dtype="string", name="encoded")
-    angles = keras.layers.TFSMLayer(path, call_endpoint="serving_default")(encoded)["cobb_angles"]
-    wrapper = keras.Model(encoded, keras.layers.Lambda(lambda a: a / 180.0)(angles))
-    np.testing.assert_allclose(wrapper.predict(tf.constant(images), verbose=0), reference / 180.0, atol=1e-5)
 
-    # the .keras files with this package's registered layers
-    import seg4reg_tf.layers  # noqa: F401
+def test_readme_snippet_loads_the_export_in_other_keras_code(exported, synthetic_root):
+    image_path = sorted((pathlib.Path(synthetic_root) / "data" / "training").glob("*.jpg"))[0]
+    code = readme_snippet("### Using the model in other Keras").replace('"exports/seg4reg/1"', repr(str(exported["path"])))
+    code = code.replace('"xray1.jpg"', repr(str(image_path)))
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    image = image_path.read_bytes()
+    reference = exported["loaded"].signatures["serving_default"](images=tf.constant([image]))["cobb_angles"].numpy()
 
-    segmenter = keras.saving.load_model(exported["path"] / "assets.extra" / "segmenter.keras")
-    regressor = keras.saving.load_model(exported["path"] / "assets.extra" / "regressor.keras")
-    decoded = pipeline.preprocess_encoded(tf.constant(images[0]), "x", exported["config"].data)[None]
-    out = export.predict_images(segmenter, regressor, decoded, exported["config"])
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["cobb_angles"])[0], reference[0], atol=1e-4)
+    # 1. TFSMLayer inside another Keras model
+    np.testing.assert_allclose(namespace["angles_model"].predict(tf.constant([image]), verbose=0), reference, atol=1e-5)
+    # 2. tf.saved_model.load
+    np.testing.assert_allclose(namespace["loaded"].signatures["serving_default"](images=tf.constant([image]))["cobb_angles"], reference, atol=1e-5)
+    # 3. the .keras files, loaded with this package's registered layers, compute the same angles
+    decoded = pipeline.preprocess_encoded(tf.constant(image), "x", exported["config"].data)[None]
+    out = export.predict_images(namespace["segmenter"], namespace["regressor"], decoded, exported["config"])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["cobb_angles"]), reference, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
