@@ -17,11 +17,13 @@ install: $(VENV)/.installed
 
 ## test: run the test suite (real-data tests run when SEG4REG_AASCE_ROOT is set)
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=10 tests
 
-## demo: train all five phases on the embedded synthetic data (configs/demo.yaml)
+## demo: train all five phases on the embedded synthetic data (configs/demo.yaml), then
+## export the result as a SavedModel for TF Serving (a new version on every run)
 demo: install
 	$(BIN)/python -m seg4reg_tf.train --phase all --workdir workdirs/demo
+	$(BIN)/python -m seg4reg_tf.export --workdir workdirs/demo --out workdirs/demo/exports
 
 ## clean: remove the virtual environment and caches
 clean:

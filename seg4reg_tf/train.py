@@ -227,6 +227,11 @@ def train_phase(
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         segmenter, regressor = load_networks(workdir, phase, config, synchronized=distributed)
+        if phase == "reg":
+            from seg4reg_tf.models import start_at_mean_angles
+
+            mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
+            start_at_mean_angles(regressor, mean)
         trainer = make_trainer(phase, segmenter, regressor, config)
         optimizer = keras.optimizers.Adam(settings.learning_rate, weight_decay=settings.weight_decay or None)
         trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)

@@ -9,7 +9,14 @@ import pytest
 import tensorflow as tf
 
 from seg4reg_tf.config import Config, config_from_dict, load_config
-from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, mask_branch_inputs, regressor_inputs
+from seg4reg_tf.models import (
+    build_regressor,
+    build_segmenter,
+    copy_weights_by_name,
+    mask_branch_inputs,
+    regressor_inputs,
+    start_at_mean_angles,
+)
 from tests.harness import assert_keras_file_round_trip, assert_same_outputs
 
 SMOKE = load_config(pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml")
@@ -56,6 +63,16 @@ def test_regressor_modes(mode, channels):
     assert mask_branch_inputs(mask, mode).shape == (2, 64, 32, channels)
     if mode == "image+mask":
         np.testing.assert_array_equal(mask_branch_inputs(mask, mode)[..., 0], 0.0)
+
+
+def test_regressor_can_start_at_the_mean_angles():
+    model = build_regressor(SMOKE)
+    mean = np.array([38.7, 19.7, 18.5]) / 180.0
+    start_at_mean_angles(model, mean)
+    head = model.get_layer("head")
+    head.kernel.assign(np.zeros(head.kernel.shape, "float32"))  # outputs now depend on the bias only
+    angles = keras.ops.convert_to_numpy(model(images(channels=2))["angles"])
+    np.testing.assert_allclose(angles, np.broadcast_to(mean, (2, 3)), rtol=1e-5)
 
 
 def test_gated_segmenter_at_alpha_zero_equals_the_ungated_one():

@@ -2,6 +2,6 @@
 
 from seg4reg_tf.models.backbone import copy_weights_by_name
 from seg4reg_tf.models.pspnet import build_segmenter
-from seg4reg_tf.models.regressor import build_regressor, mask_branch_inputs, regressor_inputs
+from seg4reg_tf.models.regressor import build_regressor, mask_branch_inputs, regressor_inputs, start_at_mean_angles
 
-__all__ = ["copy_weights_by_name", "build_regressor", "build_segmenter", "mask_branch_inputs", "regressor_inputs"]
+__all__ = ["copy_weights_by_name", "build_regressor", "build_segmenter", "mask_branch_inputs", "regressor_inputs", "start_at_mean_angles"]
