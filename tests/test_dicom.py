@@ -1,0 +1,118 @@
+"""DICOM reading: modality and VOI LUTs, polarity, bit depths, spacing, refusals. The files
+are built with pydicom itself."""
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
+
+from seg4reg_tf.data import dicom, transforms
+
+RNG = np.random.default_rng(0)
+IMAGE = RNG.random((40, 20))  # the "true" radiograph in [0, 1], bone bright
+
+
+def write(path, stored: np.ndarray, photometric="MONOCHROME2", bits=12, syntax=ExplicitVRLittleEndian, frames_data=None, **elements):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = syntax
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID = SecondaryCaptureImageStorage
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.Modality = "DX"
+    dataset.Rows, dataset.Columns = stored.shape[-2:]
+    dataset.SamplesPerPixel = 1
+    dataset.PhotometricInterpretation = photometric
+    dataset.BitsAllocated = 16
+    dataset.BitsStored = bits
+    dataset.HighBit = bits - 1
+    dataset.PixelRepresentation = 0
+    dataset.PixelData = stored.astype(np.uint16).tobytes()
+    if frames_data is not None:  # encapsulated (compressed) frames
+        from pydicom.encaps import encapsulate
+
+        dataset.BitsAllocated = 8
+        dataset.PixelData = encapsulate(frames_data)
+        dataset["PixelData"].VR = "OB"
+    for key, value in elements.items():
+        setattr(dataset, key, value)
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def stored_values(bits=12, invert=False):
+    top = 2**bits - 1
+    values = np.round(IMAGE * top)
+    return (top - values if invert else values).astype(np.uint16)
+
+
+def test_monochrome1_and_2_and_bit_depths_agree(tmp_path):
+    expected = IMAGE
+    for bits in (12, 16):
+        two = dicom.read_dicom(write(tmp_path / f"m2-{bits}.dcm", stored_values(bits), bits=bits))
+        one = dicom.read_dicom(write(tmp_path / f"m1-{bits}.dcm", stored_values(bits, invert=True), "MONOCHROME1", bits))
+        np.testing.assert_allclose(two.pixels, expected, atol=0.5 / (2**bits - 1) + 1e-6)
+        np.testing.assert_allclose(one.pixels, expected, atol=0.5 / (2**bits - 1) + 1e-6)
+        assert two.pixels.dtype == np.float32 and two.bits_stored == bits
+    assert one.photometric == "MONOCHROME1"
+
+
+def test_window_and_rescale_follow_the_standard(tmp_path):
+    stored = stored_values(12)
+    # Rescale to "HU-like" values v = 2·s − 1000, then a LINEAR window of centre c, width w.
+    path = write(tmp_path / "window.dcm", stored, RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=3000, WindowWidth=2001)
+    values = 2.0 * stored - 1000
+    expected = np.clip((values - 2999.5) / 2000 + 0.5, 0, 1)  # PS3.3 C.11.2.1.2.1, by hand
+    np.testing.assert_allclose(dicom.read_dicom(path).pixels, expected, atol=1e-6)
+    assert 0 < (expected == 0).mean() < 1 and 0 < (expected == 1).mean() < 1  # the window clips both ends
+    sigmoid = write(tmp_path / "sigmoid.dcm", stored, WindowCenter=2048, WindowWidth=1000, VOILUTFunction="SIGMOID")
+    np.testing.assert_allclose(dicom.read_dicom(sigmoid).pixels, 1 / (1 + np.exp(-4 * (stored - 2048.0) / 1000)), atol=1e-6)
+
+
+def test_voi_lut_sequence(tmp_path):
+    stored = stored_values(12)
+    lut = Dataset()
+    lut.LUTDescriptor = [4096, 0, 16]
+    table = np.round(65535 * np.sqrt(np.arange(4096) / 4095)).astype(np.uint16)  # a 12 → 16-bit gamma
+    lut.add_new(0x00283006, "US", table.tolist())  # LUTData
+    path = write(tmp_path / "lut.dcm", stored, VOILUTSequence=pydicom.Sequence([lut]))
+    np.testing.assert_allclose(dicom.read_dicom(path).pixels, table[stored] / 65535.0, atol=1e-6)
+
+
+def test_pixel_spacing_is_carried(tmp_path):
+    path = write(tmp_path / "spacing.dcm", stored_values(), ImagerPixelSpacing=[0.143, 0.139])
+    assert dicom.read_dicom(path).pixel_spacing_mm == pytest.approx((0.143, 0.139))
+    assert dicom.read_dicom(write(tmp_path / "none.dcm", stored_values())).pixel_spacing_mm is None
+
+
+def test_png16_hand_over_keeps_the_precision(tmp_path):
+    image = dicom.read_dicom(write(tmp_path / "deep.dcm", stored_values(16), bits=16))
+    decoded = transforms.decode_image(dicom.to_png16(image.pixels)).numpy()[..., 0]
+    np.testing.assert_allclose(decoded, image.pixels, atol=0.6 / 65535)
+    assert dicom.is_dicom(tmp_path / "deep.dcm")
+
+
+def test_refusals_name_the_file_and_the_problem(tmp_path):
+    not_dicom = tmp_path / "note.dcm"
+    not_dicom.write_bytes(b"this is not a DICOM file at all" * 10)
+    with pytest.raises(ValueError, match=r"note\.dcm: not a DICOM file"):
+        dicom.read_dicom(not_dicom)
+    assert not dicom.is_dicom(not_dicom)
+    frames = np.stack([stored_values(), stored_values()])
+    multi = write(tmp_path / "multi.dcm", frames, NumberOfFrames=2)
+    with pytest.raises(ValueError, match=r"multi\.dcm: multi-frame DICOM \(2 frames\)"):
+        dicom.read_dicom(multi)
+    with pytest.raises(FileNotFoundError, match=r"missing\.dcm"):
+        dicom.read_dicom(tmp_path / "missing.dcm")
+
+
+def test_compressed_syntax_is_decoded_or_refused_clearly(tmp_path):
+    """A JPEG Baseline file whose encapsulated frame is not a valid JPEG: with or without a
+    decoder plugin installed, the error names the file and the transfer syntax."""
+    path = write(tmp_path / "compressed.dcm", stored_values(8), bits=8, syntax=JPEGBaseline8Bit,
+                 frames_data=[b"\xff\xd8 not a real JPEG stream \xff\xd9"])
+    with pytest.raises(ValueError, match=r"compressed\.dcm: cannot decode the compressed transfer syntax 'JPEG Baseline"):
+        dicom.read_dicom(path)
