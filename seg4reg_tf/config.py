@@ -226,6 +226,33 @@ class ExportConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """`python -m seg4reg_tf.predict`: test-time augmentation and its confidence flag.
+
+    Attributes:
+        tta: average the angles over flipped and isotropically rescaled views of each image
+            (Cobb angles are invariant to both) and report their spread.
+        tta_flip: include the left-right mirror of each view.
+        tta_scales: isotropic zoom factors about the image centre besides 1.0.
+        low_confidence_spread_degrees: an image whose spread (max − min over the views) of
+            any angle exceeds this many degrees is flagged `low_confidence`.
+    """
+
+    tta: bool = False
+    tta_flip: bool = True
+    tta_scales: tuple[float, ...] = (0.9, 1.1)
+    low_confidence_spread_degrees: float = 5.0
+
+    def __post_init__(self) -> None:
+        if any(scale <= 0 for scale in self.tta_scales):
+            raise ValueError(f"'tta_scales' must be positive, got {self.tta_scales}")
+        if self.low_confidence_spread_degrees < 0:
+            raise ValueError(
+                f"'low_confidence_spread_degrees' must be >= 0, got {self.low_confidence_spread_degrees}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything a run needs; `phases` of Algorithm 1 are `seg`, `reg`, `roie`, `tcl`, `refine`."""
 
@@ -238,6 +265,7 @@ class Config:
     tcl: PhaseConfig = PhaseConfig(epochs=15, learning_rate=1e-4)
     refine: RegressionPhaseConfig = RegressionPhaseConfig(epochs=50, learning_rate=1e-3)
     export: ExportConfig = ExportConfig()
+    predict: PredictConfig = PredictConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the configuration as plain YAML-ready values (tuples become lists)."""

@@ -38,10 +38,11 @@ import shutil
 import sys
 import tempfile
 
+from seg4reg_tf.data.aasce import ANGLE_COLUMNS
+
 # Phases whose outputs the exported system uses, latest first.
 SEGMENTER_PHASES = ("tcl", "roie", "seg")
 REGRESSOR_PHASES = ("refine", "reg")
-ANGLE_COLUMNS = ("largest", "second", "third")
 
 
 def final_networks(workdir: pathlib.Path):
@@ -106,13 +107,14 @@ def predict_images(segmenter, regressor, images, config):
     }
 
 
-def decode_requests(encoded, config, max_pixels: int):
+def decode_requests(encoded, config, max_pixels: int, names=None):
     """A batch of encoded images → model inputs and where each original lies in them.
 
     Args:
         encoded: (B,) tf.string.
         config: the run's config (model size, CLAHE).
         max_pixels: per-image pixel limit checked on the header before decoding.
+        names: (B,) tf.string naming each image in errors (default "image i of the request").
 
     Returns:
         (images (B, H, W, 1) float32 in [0, 1], letterbox (B, 3) float32 scale, offset_y, offset_x).
@@ -122,20 +124,21 @@ def decode_requests(encoded, config, max_pixels: int):
     from seg4reg_tf.data import pipeline, transforms
 
     height, width = config.data.image_height, config.data.image_width
+    if names is None:
+        indices = tf.strings.as_string(tf.range(tf.shape(encoded, out_type=tf.int64)[0]))
+        names = tf.strings.join(["image ", indices, " of the request"])
 
     def one(element):
-        data, index = element
-        name = tf.strings.format("image {} of the request", index)
+        data, name = element
         data = transforms.check_encoded_image(data, name)  # before the header is read below
         image = pipeline.preprocess_encoded(data, name, config.data, max_pixels)
         size = transforms.encoded_image_size(data)
         scale, ty, tx = transforms.letterbox(size[0], size[1], height, width)
         return image, tf.stack([scale, ty, tx])
 
-    indices = tf.range(tf.shape(encoded, out_type=tf.int64)[0])
     return tf.map_fn(
         one,
-        (encoded, indices),
+        (encoded, names),
         fn_output_signature=(tf.TensorSpec([height, width, 1], tf.float32), tf.TensorSpec([3], tf.float32)),
     )
 

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from seg4reg_tf.data import synthetic
+from tests.harness import make_workdir
 
 SMALL = synthetic.SyntheticConfig(height_range=(300, 420))
 
@@ -29,3 +30,19 @@ def aasce_root():
     if not os.path.isdir(root):
         pytest.fail(f"SEG4REG_AASCE_ROOT={root} is not a folder")
     return root
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """An untrained smoke-sized workdir and its export (version 1), shared by the session:
+    tracing both signatures costs about two minutes. Tests must not change either."""
+    import tensorflow as tf
+
+    from seg4reg_tf import export
+
+    workdir = make_workdir(tmp_path_factory.mktemp("export") / "workdir")
+    base = workdir.parent / "models"
+    path = export.export_saved_model(workdir, base)
+    config, segmenter, regressor, _ = export.final_networks(workdir)
+    return {"workdir": workdir, "base": base, "path": path, "config": config, "segmenter": segmenter,
+            "regressor": regressor, "loaded": tf.saved_model.load(str(path))}

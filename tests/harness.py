@@ -1,7 +1,14 @@
 """Checks every custom layer and model gets: config round-trip and .keras reload."""
 
+import pathlib
+
 import keras
 import numpy as np
+
+from seg4reg_tf.config import load_config, save_config
+from seg4reg_tf.models import build_regressor, build_segmenter
+
+SMOKE = pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 
 
 def assert_same_outputs(first, second, atol=1e-4):
@@ -28,3 +35,19 @@ def assert_keras_file_round_trip(model, inputs, path):
     loaded = keras.saving.load_model(path)
     assert_same_outputs(expected, loaded(inputs, training=False))
     return loaded
+
+
+def make_workdir(folder: pathlib.Path) -> pathlib.Path:
+    """A workdir as phases roie and reg leave it, with seeded untrained smoke-sized networks
+    (the gate's α = 0.5, so the two-pass ROIE path matters)."""
+    config = load_config(SMOKE)
+    keras.utils.set_random_seed(0)
+    segmenter = build_segmenter(config, with_roie=True)
+    segmenter.get_layer("roie_gate").set_weights([np.array(0.5, "float32")])
+    regressor = build_regressor(config)
+    for phase in ("roie", "reg"):
+        (folder / phase).mkdir(parents=True)
+    save_config(config, folder / "config.yaml")
+    segmenter.save(folder / "roie" / "segmenter.keras")
+    regressor.save(folder / "reg" / "regressor.keras")
+    return folder

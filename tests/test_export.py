@@ -1,8 +1,8 @@
 """Export for TF Serving: layout, signatures, atomic versions, bad input, clients, Keras loading.
 
 One export of an untrained smoke-sized system (gated N_S with α = 0.5 so the two-pass ROIE
-path matters) is shared by the module: tracing ResNet-50 + EfficientNet-B1 into two
-signatures is the expensive part.
+path matters; the `exported` fixture of conftest.py) is shared by the session: tracing
+ResNet-50 + EfficientNet-B1 into two signatures is the expensive part.
 """
 
 import hashlib
@@ -18,40 +18,13 @@ import pytest
 import tensorflow as tf
 
 from seg4reg_tf import export, serving_client
-from seg4reg_tf.config import load_config, save_config
 from seg4reg_tf.data import pipeline
-from seg4reg_tf.models import build_regressor, build_segmenter
+from tests.harness import make_workdir
 from tests.loopback_server import LoopbackServer
 
-SMOKE = pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 BIN = pathlib.Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
-
-
-def make_workdir(folder: pathlib.Path) -> pathlib.Path:
-    """A workdir as phases roie and reg leave it, with seeded untrained networks."""
-    config = load_config(SMOKE)
-    keras.utils.set_random_seed(0)
-    segmenter = build_segmenter(config, with_roie=True)
-    segmenter.get_layer("roie_gate").set_weights([np.array(0.5, "float32")])
-    regressor = build_regressor(config)
-    for phase in ("roie", "reg"):
-        (folder / phase).mkdir(parents=True)
-    save_config(config, folder / "config.yaml")
-    segmenter.save(folder / "roie" / "segmenter.keras")
-    regressor.save(folder / "reg" / "regressor.keras")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    workdir = make_workdir(tmp_path_factory.mktemp("export") / "workdir")
-    base = workdir.parent / "models"
-    path = export.export_saved_model(workdir, base)
-    config, segmenter, regressor, _ = export.final_networks(workdir)
-    return {"workdir": workdir, "base": base, "path": path, "config": config, "segmenter": segmenter,
-            "regressor": regressor, "loaded": tf.saved_model.load(str(path))}
 
 
 def synthetic_images(synthetic_root) -> list[bytes]:

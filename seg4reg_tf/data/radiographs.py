@@ -1,0 +1,113 @@
+"""Radiographs for prediction: find them among files, folders and globs, and read each one.
+
+Every input becomes the encoded bytes the exported `serving_default` signature takes, so
+`predict` and a TF Serving client see the same preprocessing: JPEG and PNG files pass through
+unchanged; a DICOM file is read with pydicom (`data/dicom.py`: modality and VOI LUTs,
+MONOCHROME1 inverted) and handed over as a lossless 16-bit PNG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import pathlib
+
+import cv2
+import numpy as np
+
+from seg4reg_tf.data import dicom, image_files
+
+# Suffixes picked up inside folders; DICOM files often have none, so extension-less files
+# are tried as well. Files named explicitly are always tried.
+FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
+_JPEG_MAGIC = b"\xff\xd8"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Radiograph:
+    """One readable input.
+
+    Attributes:
+        path: the file, as found.
+        encoded: JPEG or PNG bytes for the model.
+        pixels: (H, W) float32 in [0, 1], the image as displayed (for overlays).
+        file_format: "JPEG", "PNG" or "DICOM".
+        pixel_spacing_mm: (row, column) spacing from DICOM, else None.
+    """
+
+    path: str
+    encoded: bytes
+    pixels: np.ndarray
+    file_format: str
+    pixel_spacing_mm: tuple[float, float] | None = None
+
+
+def _in_folder(folder: pathlib.Path) -> list[str]:
+    found = []
+    for path in sorted(folder.rglob("*")):
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+        if path.is_file() and not hidden and (path.suffix.lower() in FOLDER_SUFFIXES or not path.suffix):
+            found.append(str(path))
+    return found
+
+
+def find_inputs(arguments: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Expands command-line inputs.
+
+    Args:
+        arguments: files, folders (searched recursively) and glob patterns (`**` allowed).
+
+    Returns:
+        (files in order without repeats, [(argument, error)] for arguments matching nothing).
+    """
+    files, missing = [], []
+    for argument in arguments:
+        if os.path.isdir(argument):
+            matches = _in_folder(pathlib.Path(argument))
+        elif os.path.isfile(argument):
+            matches = [argument]
+        elif glob.has_magic(argument):
+            matches = []
+            for match in sorted(glob.glob(argument, recursive=True)):
+                matches += _in_folder(pathlib.Path(match)) if os.path.isdir(match) else [match]
+            if not matches:
+                missing.append((argument, f"{argument}: no file matches this pattern"))
+        else:
+            missing.append((argument, f"{argument}: no such file or folder"))
+        files += [match for match in matches if match not in files]
+    return files, missing
+
+
+def _display_pixels(encoded: bytes, path: str) -> np.ndarray:
+    """Decodes JPEG/PNG bytes to (H, W) float32 in [0, 1] (16-bit kept, colour → gray)."""
+    image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{path}: the image data is corrupt and cannot be decoded")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    return image.astype(np.float32) / scale
+
+
+def read_radiograph(path: str) -> Radiograph:
+    """Reads one input file.
+
+    Raises:
+        ValueError: empty, neither JPEG, PNG nor DICOM, undecodable, or a DICOM file
+            `dicom.read_dicom` refuses; the message names the file.
+        OSError: the file cannot be read.
+    """
+    data = pathlib.Path(path).read_bytes()
+    if not data:
+        raise ValueError(f"{path}: empty file")
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        image = dicom.read_dicom(path)
+        encoded = dicom.to_png16(image.pixels)
+        return Radiograph(path, encoded, image.pixels.astype(np.float32), "DICOM", image.pixel_spacing_mm)
+    if not data.startswith((_JPEG_MAGIC, _PNG_MAGIC)):
+        raise ValueError(f"{path}: not a JPEG, PNG or DICOM file (starts with {data[:8]!r})")
+    image_files.image_size(path)  # names a truncated file or a corrupt header precisely
+    file_format = "JPEG" if data.startswith(_JPEG_MAGIC) else "PNG"
+    return Radiograph(path, data, _display_pixels(data, path), file_format)

@@ -1,0 +1,89 @@
+"""Prediction overlays: the X-ray with N_S's spine mask, N_R's CAM and the angles on it.
+
+The mask and CAM live in the model frame (the letterboxed input); they are mapped back onto
+the original radiograph with the letterbox transform the export reports, so the overlay is
+drawn at the radiograph's own aspect ratio (downscaled for display).
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from seg4reg_tf import files
+
+MASK_COLOUR = (60, 220, 60)  # BGR green: the predicted spine outline
+CAM_OPACITY = 0.35
+
+
+def model_to_display(letterbox, display_scale: float) -> np.ndarray:
+    """(2, 3) affine map from display pixels to model-frame pixels.
+
+    A display pixel centre u = (x + ½)·d − ½ of the original pixel x (display scale d) lies at
+    m = (x + ½)·s + t − ½ in the model frame (letterbox scale s, offset t), so
+    m = (u + ½)·s/d + t − ½.
+
+    Args:
+        letterbox: (scale, offset_y, offset_x) of the export's `letterbox` output.
+        display_scale: display pixels per original pixel.
+    """
+    scale, offset_y, offset_x = (float(value) for value in letterbox)
+    ratio = scale / display_scale
+    return np.array(
+        [[ratio, 0.0, 0.5 * ratio + offset_x - 0.5], [0.0, ratio, 0.5 * ratio + offset_y - 0.5]], np.float64
+    )
+
+
+def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024) -> np.ndarray:
+    """Draws one overlay.
+
+    Args:
+        pixels: (H, W) float in [0, 1], the original radiograph.
+        mask: (h, w) spine probabilities in the model frame.
+        cam: (h/32, w/32) class activation map in [0, 1] in the model frame.
+        letterbox: (scale, offset_y, offset_x) mapping the original into the model frame.
+        lines: text written on a band above the image (ASCII: OpenCV's fonts have no "°").
+        max_height: the radiograph is downscaled to at most this many rows.
+
+    Returns:
+        (rows, columns, 3) uint8 BGR image.
+    """
+    height, width = pixels.shape
+    display_scale = min(1.0, max_height / height)
+    size = (max(1, round(width * display_scale)), max(1, round(height * display_scale)))
+    gray = cv2.resize(np.asarray(pixels, np.float32), size, interpolation=cv2.INTER_AREA)
+    canvas = cv2.cvtColor(np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    to_model = model_to_display(letterbox, display_scale)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    mask_h, mask_w = np.asarray(mask).shape
+    cam_full = cv2.resize(np.asarray(cam, np.float32), (mask_w, mask_h), interpolation=cv2.INTER_LINEAR)
+    cam_display = cv2.warpAffine(cam_full, to_model, size, flags=flags)
+    mask_display = cv2.warpAffine(np.asarray(mask, np.float32), to_model, size, flags=flags)
+    heat = cv2.applyColorMap(np.round(np.clip(cam_display, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    canvas = cv2.addWeighted(canvas, 1.0 - CAM_OPACITY, heat, CAM_OPACITY, 0.0)
+    contours, _ = cv2.findContours((mask_display > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(canvas, contours, -1, MASK_COLOUR, max(1, size[0] // 300))
+    return _with_caption(canvas, lines)
+
+
+def _with_caption(canvas: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Adds a black band with `lines` of white text above `canvas`, sized to its width."""
+    width = canvas.shape[1]
+    font_scale = max(0.35, width / 900)
+    thickness = max(1, round(font_scale * 1.5))
+    line_height = int(28 * font_scale) + 6
+    band = np.zeros((line_height * len(lines) + 6, width, 3), np.uint8)
+    for row, text in enumerate(lines):
+        baseline = line_height * (row + 1)
+        cv2.putText(band, text, (6, baseline), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return np.concatenate([band, canvas], axis=0)
+
+
+def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Writes a (rows, columns, 3) uint8 BGR image as PNG, atomically."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"{path}: PNG encoding failed")
+    files.atomic_write(path, encoded.tobytes())

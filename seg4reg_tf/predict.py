@@ -1,0 +1,253 @@
+"""`python -m seg4reg_tf.predict`: Cobb angles and a report for a folder of radiographs.
+
+    python -m seg4reg_tf.predict --workdir workdirs/demo  xrays/ more/*.dcm  --out report/
+    python -m seg4reg_tf.predict --saved-model exports/seg4reg/1  xrays/  --out report/ --tta --overlays
+
+Inputs are files, folders (recursive) and glob patterns of JPEG, PNG (8/16-bit) and DICOM.
+The networks come from a training workdir (the last N_S and N_R, as `export` picks them) or
+from an exported SavedModel (its `predict_tensor` signature). Either way each file goes
+through the export's own preprocessing (`export.decode_requests`), so predict and TF Serving
+agree. Per image the report gives the three AASCE angles in degrees (column 1 the largest
+curve), the curve type (C / S / straight, from the predicted mask's centre line), the
+severity band of the largest angle and, with test-time augmentation, the spread of each
+angle over the views and a `low_confidence` flag. `--overlays` also writes
+OUT/overlays/<name>.png. A file that cannot be read or predicted becomes an error row and the
+run goes on; the exit status is 1 when any input failed, 2 when the run could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import re
+import sys
+
+import numpy as np
+
+from seg4reg_tf import curve, report, tta
+from seg4reg_tf.config import Config, config_from_dict
+
+
+@dataclasses.dataclass
+class Model:
+    """The inference path, however it was loaded.
+
+    Attributes:
+        config: the training run's config (input size, preprocessing, input mode).
+        source: where the networks came from, for the report.
+        run: (V, H, W, 1) float32 in [0, 1] → {"cobb_angles" (V, 3) degrees, "mask" (V, H, W),
+            "cam" (V, h, w)}, as NumPy.
+        max_pixels: pixel limit applied before decoding (the export's).
+    """
+
+    config: Config
+    source: dict
+    run: object
+    max_pixels: int
+    keep_alive: object = None  # the loaded SavedModel, which its signature does not keep alive
+
+    def decode(self, encoded: bytes, name: str):
+        """Encoded JPEG/PNG → ((H, W, 1) float32 model input, (3,) letterbox), as the export does.
+
+        Raises:
+            ValueError: the image is rejected (message names `name` and the problem).
+        """
+        import tensorflow as tf
+
+        from seg4reg_tf import export
+
+        try:
+            images, letterbox = export.decode_requests(
+                tf.constant([encoded]), self.config, self.max_pixels, names=tf.constant([name])
+            )
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(_tf_message(error, name)) from None
+        return images[0], letterbox[0].numpy()
+
+
+def _tf_message(error, name: str) -> str:
+    """The readable part of a TensorFlow error, naming the file once."""
+    first = error.message.strip().splitlines()[0]
+    asserted = re.search(r"assertion failed: (.*)", first)
+    if asserted:
+        first = " ".join(re.findall(r"\[([^\[\]]*)\]", asserted.group(1))).replace(f" {name}", "").rstrip(":")
+    return f"{name}: {first}" if name not in first else first
+
+
+def load_workdir(workdir: str) -> Model:
+    """The last N_S and N_R of a training workdir (see `export.final_networks`)."""
+    import tensorflow as tf
+
+    from seg4reg_tf import export
+
+    config, segmenter, regressor, sources = export.final_networks(pathlib.Path(workdir))
+    shape = [None, config.data.image_height, config.data.image_width, 1]
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+    def run(images):
+        return export.predict_images(segmenter, regressor, images, config)
+
+    def run_numpy(images):
+        return {key: value.numpy() for key, value in run(images).items()}
+
+    return Model(config, {"workdir": str(workdir), **sources}, run_numpy, config.export.max_image_pixels)
+
+
+def resolve_saved_model(path: str) -> pathlib.Path:
+    """A version folder, or a model folder whose highest numeric version is taken.
+
+    Raises:
+        FileNotFoundError: neither holds a saved_model.pb.
+    """
+    path = pathlib.Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = sorted((int(p.name), p) for p in path.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file())
+    if not versions:
+        raise FileNotFoundError(f"{path}: no saved_model.pb here nor in a numeric version folder below it")
+    return versions[-1][1]
+
+
+def load_saved_model(path: str) -> Model:
+    """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature."""
+    import tensorflow as tf
+
+    version = resolve_saved_model(path)
+    info_path = version / "assets.extra" / "seg4reg.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} not found: {version} was not written by seg4reg_tf.export")
+    info = json.loads(info_path.read_text())
+    config = config_from_dict(info["config"], source=str(info_path))
+    loaded = tf.saved_model.load(str(version))
+    signature = loaded.signatures["predict_tensor"]
+
+    def run_numpy(images):
+        outputs = signature(images=tf.convert_to_tensor(images, tf.float32))
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    return Model(config, {"saved_model": str(version)}, run_numpy, int(info["max_image_pixels"]), loaded)
+
+
+def predict_radiograph(model: Model, radiograph, settings, overlay_path: pathlib.Path | None = None) -> dict:
+    """One radiograph → its report row (see `report.FIELDS`); writes its overlay when
+    `overlay_path` is given.
+
+    Raises:
+        ValueError: the image is rejected by the preprocessing.
+    """
+    from seg4reg_tf import overlay
+
+    image, letterbox = model.decode(radiograph.encoded, radiograph.path)
+    chosen = tta.views(settings)
+    outputs = model.run(tta.augment(image, chosen))
+    angles, spread = tta.aggregate(outputs["cobb_angles"])
+    mask, cam = outputs["mask"][0], outputs["cam"][0]
+    row = {
+        "file": radiograph.path,
+        "status": "ok",
+        "format": radiograph.file_format,
+        **{field: float(value) for field, value in zip(report.ANGLE_FIELDS, angles)},
+        "curve_type": curve.curve_type(mask),
+        "severity": curve.severity(float(angles[0])),
+        "views": len(chosen),
+        "height": int(radiograph.pixels.shape[0]),
+        "width": int(radiograph.pixels.shape[1]),
+    }
+    if len(chosen) > 1:
+        row.update({field: float(value) for field, value in zip(report.SPREAD_FIELDS, spread)})
+        row["low_confidence"] = bool(spread.max() > settings.low_confidence_spread_degrees)
+    if radiograph.pixel_spacing_mm:
+        row["pixel_spacing_row_mm"], row["pixel_spacing_column_mm"] = map(float, radiograph.pixel_spacing_mm)
+    if overlay_path is not None:
+        lines = [
+            "  ".join(f"{name} {value:.1f} deg" for name, value in zip(("largest", "second", "third"), angles)),
+            f"{row['curve_type']} curve, {row['severity']}"
+            + (f", spread {spread.max():.1f} deg" if len(chosen) > 1 else "")
+            + (", LOW CONFIDENCE" if row.get("low_confidence") else ""),
+        ]
+        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, lines)
+        overlay.write_png(overlay_path, picture)
+        row["overlay"] = str(overlay_path)
+    return row
+
+
+def predict_files(model: Model, paths: list[str], writer: report.ReportWriter, settings, overlay_dir=None, verbose=True) -> list[dict]:
+    """Predicts each file, adding its row (or its error) to `writer` as soon as it is done."""
+    import keras
+
+    from seg4reg_tf.data import radiographs
+
+    bar = keras.utils.Progbar(len(paths), unit_name="image") if verbose and paths else None
+    used: set[str] = set()
+    for done, path in enumerate(paths, start=1):
+        target = None
+        if overlay_dir is not None:
+            target = overlay_dir / _unique_name(pathlib.Path(path).name + ".png", used)
+        try:
+            row = predict_radiograph(model, radiographs.read_radiograph(path), settings, target)
+        except (ValueError, OSError) as error:
+            row = report.error_row(path, str(error))
+        writer.add(row)
+        if bar is not None:
+            bar.update(done)
+    return writer.rows
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    """`name`, or name-2, name-3, ... when files of one name come from several folders."""
+    stem, suffix = name.rsplit(".", 1)
+    candidate, number = name, 1
+    while candidate in used:
+        number += 1
+        candidate = f"{stem}-{number}.{suffix}"
+    used.add(candidate)
+    return candidate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.predict", description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="training workdir (uses its last N_S and N_R)")
+    source.add_argument("--saved-model", help="exported SavedModel: a version folder, or the model folder (highest version)")
+    parser.add_argument("inputs", nargs="+", help="files, folders (recursive) or glob patterns of JPEG, PNG and DICOM")
+    parser.add_argument("--out", required=True, help="output folder for predictions.csv / .json (and overlays/)")
+    parser.add_argument("--overlays", action="store_true", help="write OUT/overlays/<file>.png: mask, CAM and angles")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="test-time augmentation (default: the config's predict.tta)")
+    parser.add_argument("--low-confidence-spread", type=float, help="degrees of spread over the TTA views that flag an image (default: the config's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    from seg4reg_tf.data import radiographs
+
+    paths, missing = radiographs.find_inputs(args.inputs)
+    try:
+        model = load_workdir(args.workdir) if args.workdir else load_saved_model(args.saved_model)
+        settings = model.config.predict
+        if args.tta is not None:
+            settings = dataclasses.replace(settings, tta=args.tta)
+        if args.low_confidence_spread is not None:
+            settings = dataclasses.replace(settings, low_confidence_spread_degrees=args.low_confidence_spread)
+        header = {"model": model.source, "predict": dataclasses.asdict(settings), "angle_unit": "degrees"}
+        writer = report.ReportWriter(args.out, header, overwrite=args.overwrite)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for argument, message in missing:
+        writer.add(report.error_row(argument, message))
+    overlay_dir = pathlib.Path(args.out) / "overlays" if args.overlays else None
+    rows = predict_files(model, paths, writer, settings, overlay_dir, verbose=not args.quiet)
+    for row in rows:
+        if row["status"] != "ok":
+            print(f"failed: {row['error']}", file=sys.stderr)
+    print(report.summary_line(rows))
+    print(f"report: {writer.csv_path} and {writer.json_path}")
+    if overlay_dir is not None:
+        print(f"overlays: {overlay_dir}")
+    return 1 if any(row["status"] != "ok" for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

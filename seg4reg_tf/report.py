@@ -1,0 +1,114 @@
+"""The prediction report: `predictions.csv` and `predictions.json`, one row per input file.
+
+Rows are written as they complete: the CSV gets each row appended and flushed to disk, the
+JSON is rewritten atomically after each row. A run that is killed keeps every row it had
+finished, and neither file is ever half-written. Failed inputs are rows too (status
+"error" and the message), so the report accounts for every file it was given.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pathlib
+
+from seg4reg_tf import files
+from seg4reg_tf.data.aasce import ANGLE_COLUMNS
+
+ANGLE_FIELDS = tuple(f"cobb_{name}_deg" for name in ANGLE_COLUMNS)
+SPREAD_FIELDS = tuple(f"spread_{name}_deg" for name in ANGLE_COLUMNS)
+FIELDS = (
+    "file", "status", "error", "format", *ANGLE_FIELDS, "curve_type", "severity",
+    *SPREAD_FIELDS, "views", "low_confidence", "pixel_spacing_row_mm", "pixel_spacing_column_mm",
+    "height", "width", "overlay",
+)  # fmt: skip
+
+
+def error_row(path: str, message: str) -> dict:
+    """The row of an input that could not be predicted."""
+    return {"file": path, "status": "error", "error": message}
+
+
+class ReportWriter:
+    """Appends rows to OUT/predictions.csv and keeps OUT/predictions.json in step.
+
+    Args:
+        out: output folder (created).
+        header: run-level facts for the JSON (model, settings).
+        overwrite: replace an existing report; without it an existing one is refused.
+
+    Raises:
+        FileExistsError: a report is already in `out` and `overwrite` is false.
+    """
+
+    def __init__(self, out: str | os.PathLike[str], header: dict, overwrite: bool = False):
+        self.out = pathlib.Path(out)
+        self.csv_path = self.out / "predictions.csv"
+        self.json_path = self.out / "predictions.json"
+        existing = [path for path in (self.csv_path, self.json_path) if path.exists()]
+        if existing and not overwrite:
+            raise FileExistsError(f"{existing[0]} already exists; choose another --out or pass --overwrite")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.header = header
+        self.rows: list[dict] = []
+        files.atomic_write(self.csv_path, self._csv_line(dict(zip(FIELDS, FIELDS))))
+        self._write_json()
+
+    @staticmethod
+    def _csv_line(row: dict) -> bytes:
+        buffer = io.StringIO()
+        csv.DictWriter(buffer, FIELDS, extrasaction="raise").writerow({key: _plain(row.get(key)) for key in FIELDS})
+        return buffer.getvalue().encode("utf-8")
+
+    def _write_json(self) -> None:
+        document = {**self.header, "summary": summary(self.rows), "images": self.rows}
+        files.atomic_write(self.json_path, json.dumps(document, indent=2).encode("utf-8"))
+
+    def add(self, row: dict) -> None:
+        """Records one finished row in both files before returning."""
+        unknown = set(row) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"unknown report fields {sorted(unknown)}; expected some of {FIELDS}")
+        line = self._csv_line(row)
+        with open(self.csv_path, "ab") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.rows.append({key: row.get(key) for key in FIELDS})
+        self._write_json()
+
+
+def _plain(value):
+    """CSV cell text: blank for None, 4 decimals for floats."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return value
+
+
+def summary(rows: list[dict]) -> dict:
+    """Counts of inputs, failures, low-confidence images and severity bands."""
+    good = [row for row in rows if row.get("status") == "ok"]
+    bands: dict[str, int] = {}
+    for row in good:
+        bands[row["severity"]] = bands.get(row["severity"], 0) + 1
+    return {
+        "images": len(rows),
+        "predicted": len(good),
+        "failed": len(rows) - len(good),
+        "low_confidence": sum(1 for row in good if row.get("low_confidence")),
+        "severity": bands,
+    }
+
+
+def summary_line(rows: list[dict]) -> str:
+    """One line for the terminal, e.g. "5 images: 4 predicted, 1 failed; severity: mild 3, ..."."""
+    counts = summary(rows)
+    bands = ", ".join(f"{band} {count}" for band, count in sorted(counts["severity"].items()))
+    line = f"{counts['images']} images: {counts['predicted']} predicted, {counts['failed']} failed"
+    if counts["low_confidence"]:
+        line += f", {counts['low_confidence']} low confidence"
+    return line + (f"; severity: {bands}" if bands else "")

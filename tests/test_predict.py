@@ -1,0 +1,257 @@
+"""predict: curve type and severity, TTA, input discovery, file formats, workdir vs SavedModel,
+failures in a folder, the report files and overlays."""
+
+import csv
+import json
+import pathlib
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seg4reg_tf import curve, predict, report, tta
+from seg4reg_tf.config import PredictConfig
+from seg4reg_tf.data import radiographs
+from tests.test_dicom import write as write_dicom
+
+
+# --- severity and curve type ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "degrees, band",
+    [(0.0, "none"), (9.99, "none"), (10.0, "mild"), (24.99, "mild"), (25.0, "moderate"),
+     (40.0, "moderate"), (40.01, "severe"), (95.0, "severe")],
+)  # fmt: skip
+def test_severity_bands(degrees, band):
+    assert curve.severity(degrees) == band
+
+
+def test_severity_refuses_nan():
+    with pytest.raises(ValueError, match="finite"):
+        curve.severity(float("nan"))
+
+
+def spine_mask(offset, height=128, width=64, half_width=4, top=10, bottom=118) -> np.ndarray:
+    """A binary mask drawn along column(row) = width / 2 + offset(t), t = 0..1 over the spine."""
+    mask = np.zeros((height, width), np.float32)
+    for row in range(top, bottom):
+        centre = width / 2 + offset((row - top) / (bottom - top - 1))
+        mask[row, int(round(centre - half_width)) : int(round(centre + half_width)) + 1] = 1.0
+    return mask
+
+
+def test_centre_line_of_a_straight_bar_is_its_middle_column():
+    mask = np.zeros((20, 10), np.float32)
+    mask[3:15, 2:5] = 1.0  # columns 2, 3, 4 → centre 3
+    mask[0, 9] = 1.0  # a speck that is not the largest component
+    rows, columns = curve.centre_line(mask)
+    np.testing.assert_array_equal(rows, np.arange(3, 15))
+    np.testing.assert_allclose(columns, 3.0)
+
+
+@pytest.mark.parametrize(
+    "offset, expected",
+    [
+        (lambda t: 12 * np.sin(np.pi * t), "C"),
+        (lambda t: -12 * np.sin(np.pi * t), "C"),
+        (lambda t: 10 * np.sin(2 * np.pi * t), "S"),
+        (lambda t: 0.0 * t, "straight"),
+        (lambda t: 20 * (t - 0.5), "straight"),  # tilted but not bent
+    ],
+    ids=["C-right", "C-left", "S", "vertical", "tilted"],
+)
+def test_curve_type_on_constructed_masks(offset, expected):
+    mask = spine_mask(offset)
+    assert curve.curve_type(mask) == expected
+    # Soft probabilities and a false-positive blob away from the spine change nothing.
+    noisy = mask * 0.9
+    noisy[2:6, 2:6] = 0.8
+    assert curve.curve_type(noisy) == expected
+
+
+def test_curve_type_of_an_empty_mask_is_unknown():
+    assert curve.curve_type(np.zeros((64, 32))) == "unknown"
+    assert curve.curve_type(spine_mask(lambda t: 0 * t, top=10, bottom=14)) == "unknown"
+
+
+# --- test-time augmentation ----------------------------------------------------------------
+
+
+def test_tta_views():
+    assert tta.views(PredictConfig(tta=False)) == [(1.0, 1.0)]
+    views = tta.views(PredictConfig(tta=True, tta_scales=(0.9, 1.1)))
+    assert views[0] == (1.0, 1.0) and len(views) == 6 and len(set(views)) == 6
+    assert tta.views(PredictConfig(tta=True, tta_flip=False, tta_scales=(1.0, 0.8))) == [(1.0, 1.0), (1.0, 0.8)]
+
+
+def test_tta_augment_flips_and_zooms_about_the_centre():
+    image = np.random.default_rng(0).random((16, 8, 1)).astype(np.float32)
+    views = tta.augment(tf.constant(image), [(1.0, 1.0), (-1.0, 1.0), (1.0, 0.5)]).numpy()
+    np.testing.assert_array_equal(views[0], image)
+    np.testing.assert_allclose(views[1], image[:, ::-1], atol=1e-5)
+    # Zoomed out by 2: the border is empty, the centre pixel pair holds the image's mean
+    # neighbourhood, and nothing is brighter than the image.
+    assert np.all(views[2][:3] == 0) and np.all(views[2][:, :1] == 0)
+    assert views[2].max() <= image.max() + 1e-6
+
+
+def test_tta_aggregate():
+    mean, spread = tta.aggregate([[10.0, 5.0, 1.0], [14.0, 5.0, 3.0], [12.0, 5.0, 2.0]])
+    np.testing.assert_allclose(mean, [12.0, 5.0, 2.0])
+    np.testing.assert_allclose(spread, [4.0, 0.0, 2.0])
+
+
+# --- finding and reading inputs ------------------------------------------------------------
+
+
+def test_find_inputs(tmp_path):
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "a" / ".hidden").mkdir()
+    for name in ["a/x.jpg", "a/deep/y.PNG", "a/deep/z.dcm", "a/IM0001", "a/notes.txt", "a/.hidden/w.jpg", "b.png"]:
+        (tmp_path / name).write_bytes(b"x")
+    files, missing = radiographs.find_inputs(
+        [str(tmp_path / "a"), str(tmp_path / "*.png"), str(tmp_path / "a" / "x.jpg"), str(tmp_path / "nope.jpg"), str(tmp_path / "*.gif")]
+    )
+    names = [str(pathlib.Path(f).relative_to(tmp_path)) for f in files]
+    assert names == ["a/IM0001", "a/deep/y.PNG", "a/deep/z.dcm", "a/x.jpg", "b.png"]
+    assert [argument for argument, _ in missing] == [str(tmp_path / "nope.jpg"), str(tmp_path / "*.gif")]
+    assert "no such file" in missing[0][1] and "no file matches" in missing[1][1]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        (b"GIF89a....", "not a JPEG, PNG or DICOM"),
+        (b"\xff\xd8\x00garbage\xff\xd9", "corrupt JPEG header"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "corrupt PNG"),
+    ],
+)
+def test_unreadable_files_are_named(tmp_path, content, message):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as error:
+        radiographs.read_radiograph(str(path))
+    assert str(path) in str(error.value)
+
+
+# --- end to end on the shared export --------------------------------------------------------
+
+
+def synthetic_gray(synthetic_root) -> np.ndarray:
+    """A synthetic radiograph as (H, W) float64 in [0, 1]."""
+    path = sorted((pathlib.Path(synthetic_root) / "data" / "test").glob("*.jpg"))[0]
+    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(np.float64) / 255.0
+
+
+@pytest.fixture(scope="module")
+def workdir_model(exported):
+    return predict.load_workdir(str(exported["workdir"]))
+
+
+@pytest.mark.slow
+def test_jpeg_png16_and_dicom_of_one_image_agree(workdir_model, synthetic_root, tmp_path):
+    gray = synthetic_gray(synthetic_root)
+    stored = np.round(gray * 4095).astype(np.uint16)
+    paths = {
+        "JPEG": tmp_path / "x.jpg",
+        "PNG": tmp_path / "x.png",
+        "DICOM-MONOCHROME2": write_dicom(tmp_path / "m2.dcm", stored, "MONOCHROME2", 12, PixelSpacing=[0.2, 0.25]),
+        "DICOM-MONOCHROME1": write_dicom(tmp_path / "m1.dcm", 4095 - stored, "MONOCHROME1", 12),
+    }
+    cv2.imwrite(str(paths["JPEG"]), np.round(gray * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwrite(str(paths["PNG"]), np.round(gray * 65535).astype(np.uint16))
+    settings = PredictConfig()
+    rows, inputs = {}, {}
+    for kind, path in paths.items():
+        radiograph = radiographs.read_radiograph(str(path))
+        assert radiograph.file_format == kind.split("-")[0]
+        inputs[kind] = workdir_model.decode(radiograph.encoded, str(path))[0].numpy()
+        rows[kind] = predict.predict_radiograph(workdir_model, radiograph, settings)
+    for kind in paths:
+        # The model sees the same picture (JPEG loses a little), so the angles agree.
+        np.testing.assert_allclose(inputs[kind], inputs["PNG"], atol=0.03 if kind == "JPEG" else 2e-3, err_msg=kind)
+        for field in report.ANGLE_FIELDS:
+            assert abs(rows[kind][field] - rows["PNG"][field]) < 0.5, (kind, field)
+    assert rows["DICOM-MONOCHROME2"]["pixel_spacing_row_mm"] == 0.2
+    assert rows["DICOM-MONOCHROME2"]["pixel_spacing_column_mm"] == 0.25
+    assert "pixel_spacing_row_mm" not in rows["PNG"]
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_workdir_and_saved_model_agree_with_tta(exported, synthetic_root, tmp_path):
+    folder = pathlib.Path(synthetic_root) / "data" / "test"
+    results = {}
+    for source, option in (("workdir", ["--workdir", str(exported["workdir"])]), ("saved", ["--saved-model", str(exported["path"])])):
+        out = tmp_path / source
+        args = [*option, str(folder), "--out", str(out), "--tta", "--low-confidence-spread", "0", "--quiet"]
+        assert predict.main(args) == 0
+        results[source] = read_csv(out / "predictions.csv")
+    assert len(results["workdir"]) == len(list(folder.glob("*.jpg"))) == 2
+    for by_workdir, by_export in zip(results["workdir"], results["saved"]):
+        assert by_workdir["file"] == by_export["file"] and by_workdir["status"] == "ok"
+        for field in report.ANGLE_FIELDS + report.SPREAD_FIELDS:
+            assert abs(float(by_workdir[field]) - float(by_export[field])) < 1e-3, field
+        assert by_workdir["views"] == "6"
+        assert by_workdir["curve_type"] in curve.CURVE_TYPES and by_workdir["severity"] in ("none", "mild", "moderate", "severe")
+        # Spread 0 as the threshold: any disagreement between views flags the image.
+        spread = max(float(by_workdir[field]) for field in report.SPREAD_FIELDS)
+        assert by_workdir["low_confidence"] == str(spread > 0)
+
+
+@pytest.mark.slow
+def test_a_folder_with_bad_files_reports_them_and_keeps_the_good_rows(exported, synthetic_root, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = sorted((pathlib.Path(synthetic_root) / "data" / "test").glob("*.jpg"))
+    for path in good:
+        (folder / path.name).write_bytes(path.read_bytes())
+    data = good[0].read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])  # truncated: no end-of-image marker
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.dcm").write_text("not an image")
+    out = tmp_path / "out"
+    args = ["--workdir", str(exported["workdir"]), str(folder), str(tmp_path / "missing.jpg"), "--out", str(out), "--overlays", "--quiet"]
+    assert predict.main(args) == 1
+    rows = {pathlib.Path(row["file"]).name: row for row in read_csv(out / "predictions.csv")}
+    assert {name for name, row in rows.items() if row["status"] == "ok"} == {path.name for path in good}
+    bad = {name: row["error"] for name, row in rows.items() if row["status"] == "error"}
+    assert set(bad) == {"cut.jpg", "empty.png", "text.dcm", "missing.jpg"}
+    assert "truncated" in bad["cut.jpg"] and str(folder / "cut.jpg") in bad["cut.jpg"]
+    assert "empty file" in bad["empty.png"] and "not a JPEG, PNG or DICOM" in bad["text.dcm"]
+    assert "no such file" in bad["missing.jpg"]
+    document = json.loads((out / "predictions.json").read_text())
+    assert document["summary"] == {"images": 6, "predicted": 2, "failed": 4, "low_confidence": 0, "severity": document["summary"]["severity"]}
+    assert [row["file"] for row in document["images"]] == [row["file"] for row in read_csv(out / "predictions.csv")]
+    out_text = capsys.readouterr()
+    assert "6 images: 2 predicted, 4 failed" in out_text.out and "truncated" in out_text.err
+    # Overlays: one per good image, the radiograph's aspect ratio under a caption, not blank.
+    for path in good:
+        picture = cv2.imread(rows[path.name]["overlay"])
+        height, width = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape
+        assert picture.shape[1] == width and picture.shape[0] > height and picture.std() > 0
+    # A second run into the same folder is refused and leaves the report as it was.
+    before = (out / "predictions.csv").read_bytes()
+    assert predict.main(args) == 2
+    assert (out / "predictions.csv").read_bytes() == before
+
+
+def test_report_rows_survive_an_interrupted_run(tmp_path):
+    writer = report.ReportWriter(tmp_path, {"model": {}})
+    writer.add({"file": "a.jpg", "status": "ok", "cobb_largest_deg": 12.5, "severity": "mild"})
+    writer.add(report.error_row("b.jpg", "b.jpg: empty file"))
+    # Whatever happens next, both files already hold both rows.
+    rows = read_csv(tmp_path / "predictions.csv")
+    assert [row["file"] for row in rows] == ["a.jpg", "b.jpg"] and rows[0]["cobb_largest_deg"] == "12.5000"
+    document = json.loads((tmp_path / "predictions.json").read_text())
+    assert document["summary"]["failed"] == 1 and document["summary"]["severity"] == {"mild": 1}
+    with pytest.raises(ValueError, match="unknown report fields"):
+        writer.add({"file": "c.jpg", "angle": 3})
+    assert len(read_csv(tmp_path / "predictions.csv")) == 2
