@@ -171,16 +171,8 @@ def baselines(training, validation, config: Config) -> dict:
     mean_angles = np.stack([record.angles for record in training]).mean(axis=0)
     constant = np.broadcast_to(mean_angles, truth.shape)
     per_angle, overall = metrics.mean_absolute_error(truth, constant)
-    data = config.data
-
-    def masks(records):
-        from seg4reg_tf import geometry
-
-        frame = pipeline.model_frame_landmarks(records, data)
-        return np.stack([geometry.landmarks_to_mask(p, data.image_height, data.image_width) for p in frame])[..., None]
-
-    prior = (masks(training).mean(axis=0) > 0.5).astype(np.float32)
-    truth_masks = masks(validation)
+    prior = pipeline.mean_mask(training, config.data)
+    truth_masks = pipeline.model_frame_masks(validation, config.data)
     scores = metrics.segmentation_scores(truth_masks, np.broadcast_to(prior, truth_masks.shape))
     return {"smape": metrics.smape(truth, constant), "mae": overall, "mae_columns": per_angle.tolist(), "dice": scores["dice"], "jaccard": scores["jaccard"]}
 

@@ -113,7 +113,7 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         print("LOSSES", json.dumps([single, first_loss(mirrored, False)]))
         config = config_from_dict({{**config.to_dict(), "data": {{**config.to_dict()["data"], "root": {str(synthetic_root)!r}}}}})
-        summary = train.train_phase("seg", config, pathlib.Path({str(tmp_path / "mirrored")!r}), mirrored, verbose=0)
+        summary = train.train_phase("seg", config, pathlib.Path({str(tmp_path / "mirrored")!r}), mirrored, verbose=0, run_eagerly=True)
         print("PHASE", summary["epochs"], sorted(summary["validation"]))
         """
     )

@@ -71,6 +71,18 @@ def model_frame_landmarks(records: Sequence[Record], config: DataConfig) -> np.n
     return moved.numpy()
 
 
+def model_frame_masks(records: Sequence[Record], config: DataConfig) -> np.ndarray:
+    """(N, H, W, 1) uint8 ground-truth spine masks in the letterboxed model frame."""
+    rasterise = _rasterise(config)
+    return np.stack([rasterise(points) for points in model_frame_landmarks(records, config)])
+
+
+def mean_mask(records: Sequence[Record], config: DataConfig) -> np.ndarray:
+    """(H, W, 1) float32: 1 where most of the records' masks are spine, in the model frame —
+    the image-blind segmentation baseline."""
+    return (model_frame_masks(records, config).mean(axis=0) > 0.5).astype(np.float32)
+
+
 def _rasterise(config: DataConfig):
     def rasterise(landmarks: np.ndarray) -> np.ndarray:
         mask = geometry.landmarks_to_mask(landmarks, config.image_height, config.image_width)

@@ -1,0 +1,206 @@
+"""`python -m seg4reg_tf.evaluate`: the trained system's figures on a labelled split.
+
+    python -m seg4reg_tf.evaluate --workdir workdirs/demo                       # synthetic test split
+    python -m seg4reg_tf.evaluate --workdir W --data ../aasce --split validation  # held-out 20%
+
+Loads the workdir's last N_S and N_R (as `export` picks them), predicts every image of the
+split through the inference path of the export, and writes to `--out` (default
+`<workdir>/evaluation/<split>/`):
+
+    predictions.csv   file, the three predicted angles and the three ground-truth ones (degrees)
+    metrics.json      every figure below
+    table.md          the same as Markdown (also printed)
+
+Angles: SMAPE as the AASCE challenge defines it (mean over images of Σ|gt − pred| / Σ(gt +
+pred) × 100) and the MAE of each column and overall, beside the baseline that predicts the
+training split's mean angles for every image. Segmentation (paper Table 2 columns): Jaccard,
+Dice, pixel accuracy, sensitivity and specificity in percent, for every N_S the workdir holds
+— `seg` (without the ROIE gate), `roie` (with it) and `tcl` (with it, after consistency
+learning) — beside the training-mean-mask baseline.
+
+`--split validation` means the records `train` held out of the config's training split (same
+fraction and seed), for data sets whose test labels are not public.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from seg4reg_tf.data.aasce import ANGLE_COLUMNS
+
+SEGMENTER_ROWS = (("seg", "N_S"), ("roie", "N_S + ROIE"), ("tcl", "N_S + ROIE + TCL"))
+SEGMENTATION_COLUMNS = ("jaccard", "dice", "pixel_accuracy", "sensitivity", "specificity")
+
+
+def evaluation_records(config, data_root: str | None, split: str):
+    """(training records, evaluated records, root): the baseline's records and the split's.
+
+    Args:
+        config: the workdir's config (its data root, split, validation fraction and seed).
+        data_root: overrides `data.root` (AASCE layout); None keeps the config's.
+        split: a split folder of the root ("test", "training"), or "validation".
+    """
+    import dataclasses
+
+    from seg4reg_tf import train
+    from seg4reg_tf.data.aasce import read_split
+
+    if data_root is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=data_root))
+    training, validation, root = train.resolve_records(config)
+    if split == "validation":
+        if not validation:
+            raise ValueError("the config holds no validation records (data.validation_fraction is 0)")
+        return training, validation, root
+    return training, read_split(root, split), root
+
+
+def predict_records(segmenter, regressor, records, config, batch_size: int = 8) -> dict:
+    """Runs the inference path over records in order.
+
+    Returns:
+        {"angles" (N, 3) degrees, "masks" (N, H, W) probabilities, "truth_angles" (N, 3)
+        degrees, "truth_masks" (N, H, W) in {0, 1}}.
+    """
+    from seg4reg_tf import export
+    from seg4reg_tf.data import pipeline
+
+    dataset = pipeline.make_dataset(records, config.data, training=False, batch_size=batch_size)
+    angles, masks, truth_masks = [], [], []
+    for batch in dataset:
+        out = export.predict_images(segmenter, regressor, batch["image"], config)
+        angles.append(np.asarray(out["cobb_angles"]))
+        masks.append(np.asarray(out["mask"]))
+        truth_masks.append(batch["mask"].numpy()[..., 0])
+    return {
+        "angles": np.concatenate(angles).astype(np.float64),
+        "masks": np.concatenate(masks),
+        "truth_angles": np.stack([record.angles for record in records]),
+        "truth_masks": np.concatenate(truth_masks),
+    }
+
+
+def angle_figures(truth, predicted) -> dict:
+    """{"smape" %, "mae" degrees, "mae_columns" [3] degrees} of (N, 3) degree arrays."""
+    from seg4reg_tf import metrics
+
+    per_column, overall = metrics.mean_absolute_error(truth, predicted)
+    return {"smape": metrics.smape(truth, predicted), "mae": overall, "mae_columns": per_column.tolist()}
+
+
+def segmentation_figures(truth_masks, masks) -> dict:
+    """Paper Table 2's scores in percent of (N, H, W) masks and probabilities."""
+    from seg4reg_tf import metrics
+
+    return metrics.segmentation_scores(truth_masks[..., None], masks[..., None])
+
+
+def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test", batch_size: int = 8) -> dict:
+    """All figures of a workdir on a split; see the module docstring.
+
+    Returns:
+        {"split", "images", "angles": {"model", "baseline"}, "segmentation": {row: scores},
+        "predictions": predict_records(...) of the final system, "files": [names]}.
+    """
+    import keras
+
+    from seg4reg_tf import export
+
+    workdir = pathlib.Path(workdir)
+    config, segmenter, regressor, sources = export.final_networks(workdir)
+    training, records, root = evaluation_records(config, data_root, split)
+    final = predict_records(segmenter, regressor, records, config, batch_size)
+    mean = np.stack([record.angles for record in training]).mean(axis=0)
+    baseline = np.broadcast_to(mean, final["truth_angles"].shape)
+    segmentation = {}
+    for phase, label in SEGMENTER_ROWS:
+        path = workdir / phase / "segmenter.keras"
+        if not path.exists():
+            continue
+        network = segmenter if str(path) == sources["segmenter"] else keras.saving.load_model(path, compile=False)
+        masks = final["masks"] if network is segmenter else predict_records(network, regressor, records, config, batch_size)["masks"]
+        segmentation[label] = segmentation_figures(final["truth_masks"], masks)
+    from seg4reg_tf.data import pipeline
+
+    prior = pipeline.mean_mask(training, config.data)[..., 0]
+    segmentation["baseline (training-mean mask)"] = segmentation_figures(final["truth_masks"], np.broadcast_to(prior, final["truth_masks"].shape))
+    return {
+        "workdir": str(workdir),
+        "data": str(root),
+        "split": split,
+        "images": len(records),
+        "networks": sources,
+        "angles": {"model": angle_figures(final["truth_angles"], final["angles"]),
+                   "baseline (training-mean angles)": angle_figures(final["truth_angles"], baseline)},
+        "segmentation": segmentation,
+        "files": [record.name for record in records],
+        "predictions": final,
+    }
+
+
+def table(results: dict) -> str:
+    """Markdown tables of the angle and segmentation figures."""
+    names = " | ".join(f"MAE {column} (°)" for column in ANGLE_COLUMNS)
+    lines = [
+        f"{results['images']} images, split `{results['split']}` of {results['data']}",
+        "",
+        f"| angles | SMAPE (%) | MAE (°) | {names} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, figures in results["angles"].items():
+        columns = " | ".join(f"{value:.2f}" for value in figures["mae_columns"])
+        lines.append(f"| {label} | {figures['smape']:.2f} | {figures['mae']:.2f} | {columns} |")
+    lines += ["", "| segmentation | " + " | ".join(f"{name} (%)" for name in SEGMENTATION_COLUMNS) + " |",
+              "| --- |" + " ---: |" * len(SEGMENTATION_COLUMNS)]
+    for label, scores in results["segmentation"].items():
+        lines.append(f"| {label} | " + " | ".join(f"{scores[name]:.2f}" for name in SEGMENTATION_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict, out: pathlib.Path) -> None:
+    """Writes predictions.csv, metrics.json and table.md into `out`, each atomically."""
+    import io
+
+    from seg4reg_tf import files
+
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", *(f"pred_{c}_deg" for c in ANGLE_COLUMNS), *(f"gt_{c}_deg" for c in ANGLE_COLUMNS)])
+    predictions = results["predictions"]
+    for name, predicted, truth in zip(results["files"], predictions["angles"], predictions["truth_angles"]):
+        writer.writerow([name, *(f"{value:.4f}" for value in predicted), *(f"{value:.4f}" for value in truth)])
+    files.atomic_write(out / "predictions.csv", buffer.getvalue().encode("utf-8"))
+    summary = {key: value for key, value in results.items() if key not in ("predictions", "files")}
+    files.atomic_write(out / "metrics.json", json.dumps(summary, indent=2).encode("utf-8"))
+    files.atomic_write(out / "table.md", table(results).encode("utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", required=True, help="training workdir (phases seg and reg at least)")
+    parser.add_argument("--data", help="AASCE-layout root (default: the workdir config's data)")
+    parser.add_argument("--split", default="test", help="split folder, or 'validation' for the held-out records (default: test)")
+    parser.add_argument("--out", help="output folder (default: <workdir>/evaluation/<split>)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args(argv)
+    try:
+        results = evaluate_workdir(args.workdir, args.data, args.split, args.batch_size)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.workdir) / "evaluation" / args.split
+    write_results(results, out)
+    print(table(results))
+    print(f"written: {out / 'predictions.csv'}, {out / 'metrics.json'}, {out / 'table.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""evaluate: the table's figures equal those recomputed from predictions.csv, the baseline is
+the training-mean predictor, N_S rows with and without ROIE."""
+
+import csv
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from seg4reg_tf import evaluate
+from seg4reg_tf.config import load_config
+from seg4reg_tf.data import pipeline
+from seg4reg_tf.data.aasce import read_split
+from seg4reg_tf.models import build_segmenter
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def evaluated(exported, synthetic_root, tmp_path_factory):
+    """The shared export's workdir plus an ungated N_S as phase seg left it, evaluated."""
+    workdir = tmp_path_factory.mktemp("evaluate") / "workdir"
+    shutil.copytree(exported["workdir"], workdir)
+    keras.utils.set_random_seed(5)
+    (workdir / "seg").mkdir()
+    build_segmenter(load_config(workdir / "config.yaml")).save(workdir / "seg" / "segmenter.keras")
+    out = workdir / "evaluation"
+    assert evaluate.main(["--workdir", str(workdir), "--data", str(synthetic_root), "--split", "test", "--out", str(out)]) == 0
+    return {"workdir": workdir, "out": out, "metrics": json.loads((out / "metrics.json").read_text())}
+
+
+def test_angle_figures_equal_those_recomputed_from_predictions_csv(evaluated):
+    with open(evaluated["out"] / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == evaluated["metrics"]["images"] == 2
+    predicted = np.array([[float(row[f"pred_{c}_deg"]) for c in ("largest", "second", "third")] for row in rows])
+    truth = np.array([[float(row[f"gt_{c}_deg"]) for c in ("largest", "second", "third")] for row in rows])
+    smape = 100 * np.mean(np.abs(truth - predicted).sum(axis=1) / (truth + predicted).sum(axis=1))
+    model = evaluated["metrics"]["angles"]["model"]
+    assert model["smape"] == pytest.approx(smape, abs=1e-3)
+    assert model["mae"] == pytest.approx(np.abs(truth - predicted).mean(), abs=1e-3)
+    np.testing.assert_allclose(model["mae_columns"], np.abs(truth - predicted).mean(axis=0), atol=1e-3)
+
+
+def test_baseline_row_is_the_training_mean_predictor(evaluated, synthetic_root):
+    config = load_config(evaluated["workdir"] / "config.yaml")
+    training, _ = pipeline.split_records(read_split(synthetic_root, "training"), config.data.validation_fraction, config.data.seed)
+    truth = np.stack([record.angles for record in read_split(synthetic_root, "test")])
+    mean = np.stack([record.angles for record in training]).mean(axis=0)
+    baseline = evaluated["metrics"]["angles"]["baseline (training-mean angles)"]
+    assert baseline["mae"] == pytest.approx(np.abs(truth - mean).mean(), rel=1e-9)
+    assert baseline["smape"] == pytest.approx(100 * np.mean(np.abs(truth - mean).sum(1) / (truth + mean).sum(1)), rel=1e-9)
+
+
+def test_segmentation_rows_with_and_without_roie(evaluated):
+    rows = evaluated["metrics"]["segmentation"]
+    assert list(rows) == ["N_S", "N_S + ROIE", "baseline (training-mean mask)"]
+    for scores in rows.values():
+        assert set(scores) == set(evaluate.SEGMENTATION_COLUMNS)
+        assert all(0.0 <= value <= 100.0 for value in scores.values())
+    assert rows["N_S"] != rows["N_S + ROIE"]  # two different networks were evaluated
+    table = (evaluated["out"] / "table.md").read_text()
+    for label in (*rows, "model", "baseline (training-mean angles)"):
+        assert f"| {label} |" in table
+
+
+def test_dice_of_the_final_system_by_hand(exported, synthetic_root):
+    results = evaluate.evaluate_workdir(exported["workdir"], str(synthetic_root), "test")
+    truth = results["predictions"]["truth_masks"] > 0.5
+    predicted = results["predictions"]["masks"] > 0.5
+    dice = [2 * (t & p).sum() / (t.sum() + p.sum()) if t.sum() + p.sum() else 1.0 for t, p in zip(truth, predicted)]
+    assert results["segmentation"]["N_S + ROIE"]["dice"] == pytest.approx(100 * np.mean(dice), abs=1e-3)
+
+
+def test_a_missing_split_is_an_error(exported, synthetic_root, capsys):
+    assert evaluate.main(["--workdir", str(exported["workdir"]), "--data", str(synthetic_root), "--split", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
