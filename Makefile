@@ -19,11 +19,13 @@ install: $(VENV)/.installed
 test: install
 	$(BIN)/python -m pytest -q --durations=10 tests
 
-## demo: train all five phases on the embedded synthetic data (configs/demo.yaml), export
-## the result as a SavedModel for TF Serving (a new version on every run), then predict four
-## new synthetic radiographs through the export, with a report and overlays
+## demo: train all five phases on the embedded synthetic data (configs/demo.yaml), evaluate
+## on its test split (table and figures), export the result as a SavedModel for TF Serving
+## (a new version on every run), then predict four new synthetic radiographs through the
+## export, with a report and overlays
 demo: install
 	$(BIN)/python -m seg4reg_tf.train --phase all --workdir workdirs/demo
+	$(BIN)/python -m seg4reg_tf.evaluate --workdir workdirs/demo
 	$(BIN)/python -m seg4reg_tf.export --workdir workdirs/demo --out workdirs/demo/exports
 	$(BIN)/python -m seg4reg_tf.data.synthetic --out workdirs/demo/samples --train 0 --test 4 --seed 1 --overwrite
 	$(BIN)/python -m seg4reg_tf.predict --saved-model workdirs/demo/exports/seg4reg workdirs/demo/samples/data/test \

@@ -26,6 +26,8 @@ setup(
         "pyyaml>=6.0",
         # Polygon rasterisation of spine masks, image encoding, CLAHE.
         "opencv-python-headless>=4.8",
+        # Evaluation figures (seg4reg_tf.visualize).
+        "matplotlib>=3.8",
         # DICOM radiographs (seg4reg_tf.data.dicom).
         "pydicom>=3,<4",
         # gRPC client of TF Serving's PredictionService (seg4reg_tf.serving_client).

@@ -65,24 +65,24 @@ def predict_records(segmenter, regressor, records, config, batch_size: int = 8) 
     """Runs the inference path over records in order.
 
     Returns:
-        {"angles" (N, 3) degrees, "masks" (N, H, W) probabilities, "truth_angles" (N, 3)
-        degrees, "truth_masks" (N, H, W) in {0, 1}}.
+        {"angles" (N, 3) degrees, "masks" (N, H, W) probabilities, "cams" (N, h, w) in [0, 1],
+        "images" (N, H, W) model inputs in [0, 1], "truth_angles" (N, 3) degrees,
+        "truth_masks" (N, H, W) in {0, 1}}.
     """
     from seg4reg_tf import export
     from seg4reg_tf.data import pipeline
 
     dataset = pipeline.make_dataset(records, config.data, training=False, batch_size=batch_size)
-    angles, masks, truth_masks = [], [], []
+    outputs = {"angles": [], "masks": [], "cams": [], "images": [], "truth_masks": []}
     for batch in dataset:
         out = export.predict_images(segmenter, regressor, batch["image"], config)
-        angles.append(np.asarray(out["cobb_angles"]))
-        masks.append(np.asarray(out["mask"]))
-        truth_masks.append(batch["mask"].numpy()[..., 0])
-    return {
-        "angles": np.concatenate(angles).astype(np.float64),
-        "masks": np.concatenate(masks),
-        "truth_angles": np.stack([record.angles for record in records]),
-        "truth_masks": np.concatenate(truth_masks),
+        outputs["angles"].append(np.asarray(out["cobb_angles"], np.float64))
+        outputs["masks"].append(np.asarray(out["mask"]))
+        outputs["cams"].append(np.asarray(out["cam"]))
+        outputs["images"].append(batch["image"].numpy()[..., 0])
+        outputs["truth_masks"].append(batch["mask"].numpy()[..., 0])
+    return {key: np.concatenate(value) for key, value in outputs.items()} | {
+        "truth_angles": np.stack([record.angles for record in records])
     }
 
 
@@ -106,7 +106,8 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
 
     Returns:
         {"split", "images", "angles": {"model", "baseline"}, "segmentation": {row: scores},
-        "predictions": predict_records(...) of the final system, "files": [names]}.
+        "predictions": predict_records(...) of the final system, "segmentation_masks":
+        {row: (N, H, W)} per N_S, "files": [names]}.
     """
     import keras
 
@@ -118,7 +119,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
     final = predict_records(segmenter, regressor, records, config, batch_size)
     mean = np.stack([record.angles for record in training]).mean(axis=0)
     baseline = np.broadcast_to(mean, final["truth_angles"].shape)
-    segmentation = {}
+    segmentation, segmentation_masks = {}, {}
     for phase, label in SEGMENTER_ROWS:
         path = workdir / phase / "segmenter.keras"
         if not path.exists():
@@ -126,6 +127,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
         network = segmenter if str(path) == sources["segmenter"] else keras.saving.load_model(path, compile=False)
         masks = final["masks"] if network is segmenter else predict_records(network, regressor, records, config, batch_size)["masks"]
         segmentation[label] = segmentation_figures(final["truth_masks"], masks)
+        segmentation_masks[label] = masks
     from seg4reg_tf.data import pipeline
 
     prior = pipeline.mean_mask(training, config.data)[..., 0]
@@ -141,6 +143,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
         "segmentation": segmentation,
         "files": [record.name for record in records],
         "predictions": final,
+        "segmentation_masks": segmentation_masks,
     }
 
 
@@ -177,7 +180,7 @@ def write_results(results: dict, out: pathlib.Path) -> None:
     for name, predicted, truth in zip(results["files"], predictions["angles"], predictions["truth_angles"]):
         writer.writerow([name, *(f"{value:.4f}" for value in predicted), *(f"{value:.4f}" for value in truth)])
     files.atomic_write(out / "predictions.csv", buffer.getvalue().encode("utf-8"))
-    summary = {key: value for key, value in results.items() if key not in ("predictions", "files")}
+    summary = {key: value for key, value in results.items() if key not in ("predictions", "segmentation_masks", "files")}
     files.atomic_write(out / "metrics.json", json.dumps(summary, indent=2).encode("utf-8"))
     files.atomic_write(out / "table.md", table(results).encode("utf-8"))
 
@@ -196,9 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = pathlib.Path(args.out) if args.out else pathlib.Path(args.workdir) / "evaluation" / args.split
+    from seg4reg_tf import visualize
+
     write_results(results, out)
+    figures = visualize.write_figures(results, args.workdir, out)
     print(table(results))
     print(f"written: {out / 'predictions.csv'}, {out / 'metrics.json'}, {out / 'table.md'}")
+    print("figures: " + ", ".join(str(path) for path in figures))
     return 0
 
 

@@ -36,7 +36,7 @@ def model_to_display(letterbox, display_scale: float) -> np.ndarray:
     )
 
 
-def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024) -> np.ndarray:
+def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024, min_height: int = 512) -> np.ndarray:
     """Draws one overlay.
 
     Args:
@@ -45,13 +45,14 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
         cam: (h/32, w/32) class activation map in [0, 1] in the model frame.
         letterbox: (scale, offset_y, offset_x) mapping the original into the model frame.
         lines: text written on a band above the image (ASCII: OpenCV's fonts have no "°").
-        max_height: the radiograph is downscaled to at most this many rows.
+        max_height, min_height: the radiograph is drawn this many rows high at most / at
+            least (small images are enlarged so the caption stays readable).
 
     Returns:
         (rows, columns, 3) uint8 BGR image.
     """
     height, width = pixels.shape
-    display_scale = min(1.0, max_height / height)
+    display_scale = min(max_height, max(min_height, height)) / height
     size = (max(1, round(width * display_scale)), max(1, round(height * display_scale)))
     gray = cv2.resize(np.asarray(pixels, np.float32), size, interpolation=cv2.INTER_AREA)
     canvas = cv2.cvtColor(np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
@@ -69,15 +70,18 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
 
 
 def _with_caption(canvas: np.ndarray, lines: list[str]) -> np.ndarray:
-    """Adds a black band with `lines` of white text above `canvas`, sized to its width."""
+    """Adds a black band with `lines` of white text above `canvas`, the font sized so the
+    longest line fits its width."""
     width = canvas.shape[1]
-    font_scale = max(0.35, width / 900)
-    thickness = max(1, round(font_scale * 1.5))
-    line_height = int(28 * font_scale) + 6
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    widest = max(cv2.getTextSize(text, font, 1.0, 2)[0][0] for text in lines)
+    font_scale = min(1.0, (width - 12) / widest)
+    thickness = 2 if font_scale > 0.6 else 1
+    line_height = int(30 * font_scale) + 6
     band = np.zeros((line_height * len(lines) + 6, width, 3), np.uint8)
     for row, text in enumerate(lines):
         baseline = line_height * (row + 1)
-        cv2.putText(band, text, (6, baseline), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.putText(band, text, (6, baseline), font, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return np.concatenate([band, canvas], axis=0)
 
 

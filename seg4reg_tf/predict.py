@@ -162,7 +162,7 @@ def predict_radiograph(model: Model, radiograph, settings, overlay_path: pathlib
         row["pixel_spacing_row_mm"], row["pixel_spacing_column_mm"] = map(float, radiograph.pixel_spacing_mm)
     if overlay_path is not None:
         lines = [
-            "  ".join(f"{name} {value:.1f} deg" for name, value in zip(("largest", "second", "third"), angles)),
+            "Cobb " + " / ".join(f"{value:.1f}" for value in angles) + " deg",
             f"{row['curve_type']} curve, {row['severity']}"
             + (f", spread {spread.max():.1f} deg" if len(chosen) > 1 else "")
             + (", LOW CONFIDENCE" if row.get("low_confidence") else ""),

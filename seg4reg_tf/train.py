@@ -244,6 +244,7 @@ def train_phase(
         ),
         best.callback,
         keras.callbacks.TensorBoard(str(folder / "logs")),
+        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),  # all epochs across resumes
         *extra_callbacks,
     ]
     started = time.perf_counter()

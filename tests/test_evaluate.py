@@ -5,11 +5,12 @@ import csv
 import json
 import shutil
 
+import cv2
 import keras
 import numpy as np
 import pytest
 
-from seg4reg_tf import evaluate
+from seg4reg_tf import evaluate, visualize
 from seg4reg_tf.config import load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
@@ -26,6 +27,8 @@ def evaluated(exported, synthetic_root, tmp_path_factory):
     keras.utils.set_random_seed(5)
     (workdir / "seg").mkdir()
     build_segmenter(load_config(workdir / "config.yaml")).save(workdir / "seg" / "segmenter.keras")
+    # Training logs as CSVLogger leaves them, for the training-curve figure.
+    (workdir / "seg" / "history.csv").write_text("epoch,dice,loss,val_dice,val_loss\n0,20,1.0,15,1.1\n1,40,0.8,30,0.9\n2,50,0.7,35,0.85\n")
     out = workdir / "evaluation"
     assert evaluate.main(["--workdir", str(workdir), "--data", str(synthetic_root), "--split", "test", "--out", str(out)]) == 0
     return {"workdir": workdir, "out": out, "metrics": json.loads((out / "metrics.json").read_text())}
@@ -77,3 +80,26 @@ def test_dice_of_the_final_system_by_hand(exported, synthetic_root):
 def test_a_missing_split_is_an_error(exported, synthetic_root, capsys):
     assert evaluate.main(["--workdir", str(exported["workdir"]), "--data", str(synthetic_root), "--split", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["scatter.png", "segmentation.png", "cam.png", "training_curves.png"])
+def test_figures_are_written_and_not_blank(evaluated, name):
+    picture = cv2.imread(str(evaluated["out"] / name))
+    assert picture is not None, f"{name} was not written"
+    height, width = picture.shape[:2]
+    assert height >= 200 and width >= 200
+    assert picture.std() > 0 and picture.reshape(-1, 3).std(axis=0).max() > 5
+    if name == "scatter.png":
+        assert width > 2 * height  # three square panels side by side
+
+
+def test_segmentation_figure_colours_outcomes():
+    truth = np.array([[1, 1, 0, 0]])
+    predicted = np.array([[0.9, 0.1, 0.8, 0.2]])
+    colours = visualize.outcome_colours(truth, predicted)
+    np.testing.assert_allclose(colours[0], [visualize.TRUE_POSITIVE, visualize.FALSE_NEGATIVE, visualize.FALSE_POSITIVE, (0, 0, 0)])
+
+
+def test_history_reads_all_epochs_across_resumes(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,1.0,1.2\n1,0.9,1.1\n2,0.8,\n")
+    assert visualize.read_history(tmp_path) == {"loss": [1.0, 0.9, 0.8], "val_loss": [1.2, 1.1]}

@@ -1,0 +1,225 @@
+"""`python -m seg4reg_tf.visualize`: the evaluation's figures (PNG, matplotlib).
+
+    python -m seg4reg_tf.visualize --workdir workdirs/demo [--data ROOT --split test] [--out DIR]
+
+    scatter.png          predicted vs ground-truth angle, one panel per AASCE column
+    training_curves.png  per phase: training and validation loss, and the monitored metric
+    segmentation.png     per N_S of the workdir (without / with ROIE; paper Fig. 4): true
+                         positives green, false negatives red, false positives blue
+    cam.png              per N_R of the workdir (phase reg, then refine; paper Fig. 3 compares
+                         a baseline N_R with one trained with AR): its CAM over the X-ray
+
+`evaluate` writes the same figures next to its table. Everything is drawn in the model frame
+(the letterboxed input), where the masks and CAMs live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from seg4reg_tf.data.aasce import ANGLE_COLUMNS
+
+REGRESSOR_ROWS = (("reg", "N_R (phase reg)"), ("refine", "N_R (phase refine)"))
+# RGB of the segmentation outcome per pixel.
+TRUE_POSITIVE, FALSE_NEGATIVE, FALSE_POSITIVE = (0.1, 0.8, 0.1), (0.9, 0.1, 0.1), (0.2, 0.4, 1.0)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: pathlib.Path) -> pathlib.Path:
+    """Saves a figure atomically (PNG) and closes it."""
+    import io
+
+    from seg4reg_tf import files
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    _pyplot().close(figure)
+    files.atomic_write(path, buffer.getvalue())
+    return path
+
+
+def scatter(truth, predicted, path: pathlib.Path) -> pathlib.Path:
+    """Predicted vs ground truth per angle column; (N, 3) degrees each."""
+    plt = _pyplot()
+    truth, predicted = np.asarray(truth), np.asarray(predicted)
+    figure, axes = plt.subplots(1, 3, figsize=(12, 4.2))
+    top = max(10.0, float(np.max([truth.max(), predicted.max()])) * 1.05)
+    for column, (axis, name) in enumerate(zip(axes, ANGLE_COLUMNS)):
+        error = np.abs(truth[:, column] - predicted[:, column]).mean()
+        axis.plot([0, top], [0, top], color="0.6", linewidth=1)
+        axis.scatter(truth[:, column], predicted[:, column], s=14, alpha=0.75)
+        axis.set(xlim=(0, top), ylim=(0, top), aspect="equal", xlabel="ground truth (°)", ylabel="predicted (°)",
+                 title=f"{name} curve — MAE {error:.2f}°")
+    return _save(figure, path)
+
+
+def read_history(folder: pathlib.Path) -> dict[str, list[float]]:
+    """A phase's per-epoch logs: history.csv (all epochs, across resumes), else summary.json."""
+    if (folder / "history.csv").exists():
+        with open(folder / "history.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return {key: [float(row[key]) for row in rows if row[key] != ""] for key in (rows[0] if rows else {}) if key != "epoch"}
+    if (folder / "summary.json").exists():
+        return json.loads((folder / "summary.json").read_text())["history"]
+    return {}
+
+
+def training_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path:
+    """Loss and the monitored validation metric of every phase the workdir has run."""
+    from seg4reg_tf.phases import MONITOR, PHASES
+
+    plt = _pyplot()
+    histories = {phase: read_history(workdir / phase) for phase in PHASES}
+    histories = {phase: history for phase, history in histories.items() if history.get("loss")}
+    if not histories:
+        raise FileNotFoundError(f"{workdir} has no phase with a training history yet")
+    figure, axes = plt.subplots(2, len(histories), figsize=(3.6 * len(histories), 6), squeeze=False)
+    for column, (phase, history) in enumerate(histories.items()):
+        epochs = np.arange(1, len(history["loss"]) + 1)
+        axes[0, column].plot(epochs, history["loss"], label="training")
+        if "val_loss" in history:
+            axes[0, column].plot(epochs[: len(history["val_loss"])], history["val_loss"], label="validation")
+        axes[0, column].set(title=f"phase {phase}", xlabel="epoch", ylabel="loss")
+        axes[0, column].legend()
+        monitor = MONITOR[phase][0]
+        for key in (monitor, monitor[len("val_"):]):
+            if key in history:
+                axes[1, column].plot(epochs[: len(history[key])], history[key], label=key)
+        axes[1, column].set(xlabel="epoch", ylabel=monitor[len("val_"):])
+        axes[1, column].legend()
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def outcome_colours(truth, predicted, threshold: float = 0.5) -> np.ndarray:
+    """(H, W) truth in {0, 1} and probabilities → (H, W, 3) RGB in [0, 1], black where both
+    say background."""
+    truth = np.asarray(truth) > 0.5
+    predicted = np.asarray(predicted) > threshold
+    colours = np.zeros((*truth.shape, 3))
+    colours[truth & predicted] = TRUE_POSITIVE
+    colours[truth & ~predicted] = FALSE_NEGATIVE
+    colours[~truth & predicted] = FALSE_POSITIVE
+    return colours
+
+
+def _grid(images, panels: dict, draw, path: pathlib.Path, title: str) -> pathlib.Path:
+    """Rows = images, columns = the X-ray then one panel per label; `draw(axis, image, i, label)`."""
+    plt = _pyplot()
+    rows, columns = len(images), 1 + len(panels)
+    height, width = images[0].shape
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns * width / height * 2, 4.4 * rows), squeeze=False)
+    for row, image in enumerate(images):
+        axes[row, 0].imshow(image, cmap="gray", vmin=0, vmax=1)
+        axes[row, 0].set_title("X-ray" if row == 0 else "")
+        for column, label in enumerate(panels, start=1):
+            draw(axes[row, column], image, row, label)
+            axes[row, column].set_title(label if row == 0 else "", fontsize=9)
+    for axis in axes.flat:
+        axis.axis("off")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def segmentation_overlays(images, truth_masks, masks_by_label: dict, path: pathlib.Path) -> pathlib.Path:
+    """Per image and N_S: true positives, false negatives and false positives over the X-ray."""
+
+    def draw(axis, image, row, label):
+        colours = outcome_colours(truth_masks[row], masks_by_label[label][row])
+        shown = np.where(colours.any(axis=-1, keepdims=True), 0.55 * colours + 0.45 * image[..., None], image[..., None])
+        axis.imshow(np.clip(shown, 0, 1))
+
+    title = "green: true positive · red: false negative · blue: false positive"
+    return _grid(images, masks_by_label, draw, path, title)
+
+
+def cam_overlays(images, cams_by_label: dict, path: pathlib.Path) -> pathlib.Path:
+    """Per image and N_R: its class activation map (upsampled) as a heat map over the X-ray."""
+    import cv2
+
+    def draw(axis, image, row, label):
+        height, width = image.shape
+        cam = cv2.resize(np.asarray(cams_by_label[label][row], np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        axis.imshow(image, cmap="gray", vmin=0, vmax=1)
+        axis.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+
+    return _grid(images, cams_by_label, draw, path, "class activation maps of N_R")
+
+
+def regressor_cams(workdir: pathlib.Path, images, masks, config) -> dict:
+    """CAMs of each N_R the workdir holds, on (N, H, W) images with the final (N, H, W) masks."""
+    import keras
+
+    from seg4reg_tf.models.regressor import regressor_inputs
+
+    cams = {}
+    inputs = regressor_inputs(np.asarray(images)[..., None], np.asarray(masks)[..., None], config.regressor.input_mode)
+    for phase, label in REGRESSOR_ROWS:
+        path = workdir / phase / "regressor.keras"
+        if path.exists():
+            regressor = keras.saving.load_model(path, compile=False)
+            cams[label] = keras.ops.convert_to_numpy(regressor(inputs, training=False)["cam"][..., -1])
+    return cams
+
+
+def write_figures(results: dict, workdir, out: pathlib.Path, count: int = 4) -> list[pathlib.Path]:
+    """The figures of an `evaluate.evaluate_workdir` result; returns their paths (no training
+    curves for a workdir without training history, e.g. networks copied in)."""
+    from seg4reg_tf.config import load_config
+
+    workdir = pathlib.Path(workdir)
+    predictions = results["predictions"]
+    shown = slice(0, min(count, len(predictions["images"])))
+    images = predictions["images"][shown]
+    config = load_config(workdir / "config.yaml")
+    masks = {label: masks[shown] for label, masks in results["segmentation_masks"].items()}
+    cams = regressor_cams(workdir, images, predictions["masks"][shown], config)
+    written = [
+        scatter(predictions["truth_angles"], predictions["angles"], out / "scatter.png"),
+        segmentation_overlays(images, predictions["truth_masks"][shown], masks, out / "segmentation.png"),
+        cam_overlays(images, cams, out / "cam.png"),
+    ]
+    try:
+        written.append(training_curves(workdir, out / "training_curves.png"))
+    except FileNotFoundError as error:
+        print(f"no training curves: {error}")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    from seg4reg_tf import evaluate
+
+    parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.visualize", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--data", help="AASCE-layout root (default: the workdir config's data)")
+    parser.add_argument("--split", default="test", help="split folder, or 'validation' (default: test)")
+    parser.add_argument("--out", help="output folder (default: <workdir>/evaluation/<split>)")
+    parser.add_argument("--images", type=int, default=4, help="images in the overlay figures")
+    args = parser.parse_args(argv)
+    try:
+        results = evaluate.evaluate_workdir(args.workdir, args.data, args.split)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.workdir) / "evaluation" / args.split
+    for path in write_figures(results, args.workdir, out, args.images):
+        print(f"written: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
