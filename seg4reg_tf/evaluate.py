@@ -18,6 +18,9 @@ Dice, pixel accuracy, sensitivity and specificity in percent, for every N_S the 
 — `seg` (without the ROIE gate), `roie` (with it) and `tcl` (with it, after consistency
 learning) — beside the training-mean-mask baseline.
 
+`--ablation --config FILE` trains and evaluates paper Table 1's variants instead (see
+`seg4reg_tf/ablation.py`) and writes `ablation.md` / `ablation.csv`.
+
 `--split validation` means the records `train` held out of the config's training split (same
 fraction and seed), for data sets whose test labels are not public.
 """
@@ -187,18 +190,27 @@ def write_results(results: dict, out: pathlib.Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", required=True, help="training workdir (phases seg and reg at least)")
+    parser.add_argument("--workdir", help="training workdir (phases seg and reg at least)")
     parser.add_argument("--data", help="AASCE-layout root (default: the workdir config's data)")
     parser.add_argument("--split", default="test", help="split folder, or 'validation' for the held-out records (default: test)")
-    parser.add_argument("--out", help="output folder (default: <workdir>/evaluation/<split>)")
+    parser.add_argument("--out", help="output folder (default: <workdir>/evaluation/<split>; with --ablation workdirs/ablation-<config>)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--ablation", action="store_true", help="train and evaluate paper Table 1's variants from --config")
+    parser.add_argument("--config", help="with --ablation: the recipe every variant starts from")
+    parser.add_argument("--inputs", default="image,mask,image+mask", help="with --ablation: N_R inputs (columns) to run")
+    parser.add_argument("--run-eagerly", action="store_true", help="with --ablation: no tf.function (tiny configs)")
     args = parser.parse_args(argv)
+    if args.ablation:
+        return _ablation(args)
+    if not args.workdir:
+        parser.error("--workdir is required (or --ablation with --config)")
     try:
         results = evaluate_workdir(args.workdir, args.data, args.split, args.batch_size)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = pathlib.Path(args.out) if args.out else pathlib.Path(args.workdir) / "evaluation" / args.split
+
     from seg4reg_tf import visualize
 
     write_results(results, out)
@@ -206,6 +218,27 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print(f"written: {out / 'predictions.csv'}, {out / 'metrics.json'}, {out / 'table.md'}")
     print("figures: " + ", ".join(str(path) for path in figures))
+    return 0
+
+
+def _ablation(args) -> int:
+    """`--ablation`: paper Table 1 (see `seg4reg_tf/ablation.py`)."""
+    from seg4reg_tf import ablation
+    from seg4reg_tf.config import load_config
+
+    if not args.config:
+        print("error: --ablation needs --config (e.g. configs/smoke.yaml, configs/demo.yaml)", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+        out = pathlib.Path(args.out or f"workdirs/ablation-{pathlib.Path(args.config).stem}")
+        cells = ablation.run_ablation(config, out, args.data, args.split, tuple(args.inputs.split(",")), args.run_eagerly)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    markdown, table_csv = ablation.write_tables(cells, out)
+    print(ablation.markdown_table(cells))
+    print(f"written: {markdown}, {table_csv}")
     return 0
 
 

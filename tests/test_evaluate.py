@@ -3,6 +3,7 @@ the training-mean predictor, N_S rows with and without ROIE."""
 
 import csv
 import json
+import pathlib
 import shutil
 
 import cv2
@@ -10,11 +11,13 @@ import keras
 import numpy as np
 import pytest
 
-from seg4reg_tf import evaluate, visualize
+from seg4reg_tf import ablation, evaluate, visualize
 from seg4reg_tf.config import load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
 from seg4reg_tf.models import build_segmenter
+
+SMOKE = pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +106,39 @@ def test_segmentation_figure_colours_outcomes():
 def test_history_reads_all_epochs_across_resumes(tmp_path):
     (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,1.0,1.2\n1,0.9,1.1\n2,0.8,\n")
     assert visualize.read_history(tmp_path) == {"loss": [1.0, 0.9, 0.8], "val_loss": [1.2, 1.1]}
+
+
+def test_ablation_tables_follow_table_1_layout():
+    cell = {"smape": 12.345, "mae": 4.5, "mae_columns": [5.0, 4.0, 4.5]}
+    cells = {"image": {row: cell for row in ablation.ROWS}, "mask": {"Baseline": cell}}
+    lines = ablation.markdown_table(cells).splitlines()
+    assert lines[0] == "| method | image: SMAPE (%) / MAE (°) | mask: SMAPE (%) / MAE (°) |"
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| Baseline", "| + AR", "| + ROIE", "| + TCL"]
+    assert lines[2] == "| Baseline | 12.35 / 4.50 | 12.35 / 4.50 |"
+    assert lines[3] == "| + AR | 12.35 / 4.50 | – |"
+    rows = list(csv.reader(ablation.csv_table(cells).splitlines()))
+    assert rows[0][:4] == ["method", "input", "smape", "mae"] and len(rows) == 1 + 4 + 1
+
+
+def test_ablation_on_the_smoke_config_produces_every_row(synthetic_root, tmp_path):
+    out = tmp_path / "ablation"
+    args = ["--ablation", "--config", str(SMOKE), "--data", str(synthetic_root), "--split", "test",
+            "--inputs", "image+mask", "--run-eagerly", "--out", str(out)]
+    assert evaluate.main(args) == 0
+    lines = (out / "ablation.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| Baseline", "| + AR", "| + ROIE", "| + TCL"]
+    assert all("–" not in line for line in lines[2:])
+    rows = list(csv.DictReader((out / "ablation.csv").open()))
+    assert [row["method"] for row in rows] == list(ablation.ROWS) and all(float(row["smape"]) >= 0 for row in rows)
+    # One phase-seg N_S shared by every variant; + TCL ran the whole of Algorithm 1.
+    seg = [(out / name / "seg" / "segmenter.keras").read_bytes() for name in ("shared", "image+mask-baseline", "image+mask-ar")]
+    assert seg[0] == seg[1] == seg[2]
+    assert (out / "image+mask-ar" / "refine" / "regressor.keras").exists()
+    baseline = load_config(out / "image+mask-baseline" / "config.yaml")
+    assert baseline.reg.ar_weight == 0.0 and load_config(out / "image+mask-ar" / "config.yaml").reg.ar_weight > 0
+    # Started again, every cell is already done: nothing is trained, the table is the same.
+    before = (out / "ablation.md").read_text()
+    stamp = (out / "image+mask-ar" / "tcl" / "summary.json").stat().st_mtime
+    assert evaluate.main(args) == 0
+    assert (out / "ablation.md").read_text() == before
+    assert (out / "image+mask-ar" / "tcl" / "summary.json").stat().st_mtime == stamp

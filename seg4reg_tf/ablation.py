@@ -1,0 +1,139 @@
+"""Paper Table 1: the contribution of each component, for each input of N_R.
+
+Rows add one component at a time, columns are N_R's input (image, mask, image ⊕ mask):
+
+    Baseline   phases seg → reg with ar_weight 0 (plain N_R on the frozen N_S's masks)
+    + AR       phases seg → reg with attention regularisation (Eq. 4)
+    + ROIE     + AR, then roie: N_S fine-tuned with the gate (Eq. 2); the + AR N_R reads its masks
+    + TCL      + ROIE, then tcl and refine (Alg. 1 lines 15–19): N_S through the frozen N_R,
+               then N_R retrained on the refined masks
+
+All variants share one data split and seed and one phase-seg N_S (trained once, copied), so
+rows differ only in what they add. Each cell is evaluated with `evaluate.evaluate_workdir` on
+the chosen split; finished cells are kept in `<out>/cells/` and skipped when the run is
+started again, so an overnight run that is interrupted resumes.
+
+For the mask input both Siamese branches see the mask, so L_AR is 0 and + AR equals the
+baseline up to training noise (see `models/regressor.py`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import pathlib
+import shutil
+
+from seg4reg_tf.config import Config, save_config
+
+INPUTS = ("image", "mask", "image+mask")
+ROWS = ("Baseline", "+ AR", "+ ROIE", "+ TCL")
+# Phases each row's workdir must have run; + ROIE and + TCL continue the + AR workdir.
+ROW_PHASES = {"Baseline": ("reg",), "+ AR": ("reg",), "+ ROIE": ("reg", "roie"), "+ TCL": ("reg", "roie", "tcl", "refine")}
+
+
+def variant_config(config: Config, input_mode: str, attention: bool) -> Config:
+    """`config` with N_R's input and with or without AR (weight: the config's, or 1 if 0)."""
+    weight = (config.reg.ar_weight or 1.0) if attention else 0.0
+    return dataclasses.replace(
+        config,
+        regressor=dataclasses.replace(config.regressor, input_mode=input_mode),
+        reg=dataclasses.replace(config.reg, ar_weight=weight),
+        refine=dataclasses.replace(config.refine, ar_weight=weight),
+    )
+
+
+def _run_phases(config: Config, workdir: pathlib.Path, phases, run_eagerly: bool) -> None:
+    """Trains the phases not yet done in `workdir`, each from the same seed."""
+    import keras
+
+    from seg4reg_tf import train
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_config(config, workdir / "config.yaml")
+    for phase in phases:
+        if not train.is_done(workdir, phase):
+            keras.utils.set_random_seed(config.data.seed)
+            train.train_phase(phase, config, workdir, verbose=0, run_eagerly=run_eagerly)
+
+
+def _cell(results: dict) -> dict:
+    model = results["angles"]["model"]
+    return {"smape": model["smape"], "mae": model["mae"], "mae_columns": model["mae_columns"]}
+
+
+def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUTS, run_eagerly=False, log=print) -> dict:
+    """Trains and evaluates every cell; returns {input: {row: {"smape", "mae", "mae_columns"}}}.
+
+    Args:
+        config: the base recipe (data, networks, epochs); `data_root` overrides its data root.
+        out: folder of the shared N_S, the variants' workdirs, the cells and the tables.
+        split: evaluated split ("test", or "validation" for the held-out records).
+        inputs: the columns to run (a subset of INPUTS).
+        run_eagerly: no tf.function (tiny configs, where graph tracing dominates).
+        log: progress messages.
+    """
+    from seg4reg_tf import evaluate, train
+
+    unknown = set(inputs) - set(INPUTS)
+    if unknown:
+        raise ValueError(f"unknown ablation inputs {sorted(unknown)}; expected some of {INPUTS}")
+    if data_root is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=data_root))
+    out = pathlib.Path(out)
+    shared = out / "shared"
+    log("phase seg (shared by every variant)")
+    _run_phases(config, shared, ("seg",), run_eagerly)
+    cells: dict = {}
+    for input_mode in inputs:
+        cells[input_mode] = {}
+        for row in ROWS:
+            path = out / "cells" / f"{input_mode}-{row.replace('+ ', '').lower()}.json"
+            if path.exists():
+                cells[input_mode][row] = json.loads(path.read_text())
+                continue
+            workdir = out / f"{input_mode}-{'baseline' if row == 'Baseline' else 'ar'}"
+            if not train.is_done(workdir, "seg"):
+                shutil.copytree(train.phase_dir(shared, "seg"), train.phase_dir(workdir, "seg"), dirs_exist_ok=True)
+            log(f"{input_mode}: {row} (phases {', '.join(ROW_PHASES[row])})")
+            _run_phases(variant_config(config, input_mode, row != "Baseline"), workdir, ROW_PHASES[row], run_eagerly)
+            cells[input_mode][row] = _cell(evaluate.evaluate_workdir(workdir, None, split))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(cells[input_mode][row]))
+    return cells
+
+
+def markdown_table(cells: dict) -> str:
+    """Table 1's layout: rows = components, columns = N_R's input, cells = SMAPE (%) / MAE (°)."""
+    inputs = [name for name in INPUTS if name in cells]
+    lines = ["| method | " + " | ".join(f"{name}: SMAPE (%) / MAE (°)" for name in inputs) + " |",
+             "| --- |" + " ---: |" * len(inputs)]
+    for row in ROWS:
+        values = [cells[name].get(row) for name in inputs]
+        lines.append(f"| {row} | " + " | ".join(f"{v['smape']:.2f} / {v['mae']:.2f}" if v else "–" for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(cells: dict) -> str:
+    """One line per (method, input): SMAPE, MAE overall and per column."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["method", "input", "smape", "mae", "mae_largest", "mae_second", "mae_third"])
+    for row in ROWS:
+        for name in INPUTS:
+            value = cells.get(name, {}).get(row)
+            if value:
+                writer.writerow([row, name, f"{value['smape']:.4f}", f"{value['mae']:.4f}", *(f"{v:.4f}" for v in value["mae_columns"])])
+    return buffer.getvalue()
+
+
+def write_tables(cells: dict, out) -> tuple[pathlib.Path, pathlib.Path]:
+    """Writes `<out>/ablation.md` and `<out>/ablation.csv` atomically."""
+    from seg4reg_tf import files
+
+    out = pathlib.Path(out)
+    files.atomic_write(out / "ablation.md", markdown_table(cells).encode("utf-8"))
+    files.atomic_write(out / "ablation.csv", csv_table(cells).encode("utf-8"))
+    return out / "ablation.md", out / "ablation.csv"
