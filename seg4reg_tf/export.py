@@ -4,6 +4,7 @@
     <export base>/<name>/<version>/assets.extra/segmenter.keras   N_S (gated when trained so)
     <export base>/<name>/<version>/assets.extra/regressor.keras   N_R
     <export base>/<name>/<version>/assets.extra/seg4reg.json      config and provenance
+    <export base>/<name>/<version>/assets.extra/tf_serving_warmup_requests   replayed on load
 
 Signatures (the inference path of Algorithm 1's result: N_S, with the two-pass ROIE gate when
 trained, then N_R on the config's input mode, normally image ⊕ mask):
@@ -39,6 +40,8 @@ import sys
 import tempfile
 
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
+
+WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for in assets.extra/
 
 # Phases whose outputs the exported system uses, latest first.
 SEGMENTER_PHASES = ("tcl", "roie", "seg")
@@ -143,6 +146,25 @@ def decode_requests(encoded, config, max_pixels: int, names=None):
     )
 
 
+def write_warmup_requests(path: pathlib.Path, model_name: str) -> None:
+    """Writes TF Serving's warmup file (a TFRecord of PredictionLog): one `serving_default`
+    request with a synthetic radiograph, which TF Serving replays when it loads the version so
+    the first real request does not pay for lazy initialisation (seconds on a CPU)."""
+    import cv2
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from seg4reg_tf import serving_client
+    from seg4reg_tf.data import synthetic
+
+    image, _, _ = synthetic.make_example(0, "warmup", 0)
+    encoded = cv2.imencode(".jpg", image)[1].tobytes()
+    request = serving_client.predict_request([encoded], model_name)
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(log.SerializeToString())
+
+
 def next_version(model_dir: pathlib.Path) -> int:
     """1 + the largest numeric version folder in `model_dir` (1 when there is none)."""
     versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
@@ -209,6 +231,7 @@ def export_saved_model(
         write_archive(segmenter, regressor, config, archive, max_pixels)
         extra = archive / "assets.extra"
         extra.mkdir(exist_ok=True)
+        write_warmup_requests(extra / WARMUP_FILE, name)
         segmenter.save(extra / "segmenter.keras")
         regressor.save(extra / "regressor.keras")
         info = {

@@ -42,6 +42,20 @@ def read_images(paths) -> list[bytes]:
     return contents
 
 
+def predict_request(images: list[bytes], model: str, version: int | None = None):
+    """A TF Serving PredictRequest of encoded images for the `serving_default` signature."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = SIGNATURE
+    if version is not None:
+        request.model_spec.version.value = version
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string, shape=[len(images)]))
+    return request
+
+
 def grpc_predict(host: str, port: int, images: list[bytes], model: str = "seg4reg", timeout: float = 60.0, version: int | None = None) -> dict:
     """Calls PredictionService/Predict over gRPC.
 
@@ -60,14 +74,9 @@ def grpc_predict(host: str, port: int, images: list[bytes], model: str = "seg4re
     """
     import grpc
     import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = SIGNATURE
-    if version is not None:
-        request.model_spec.version.value = version
-    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string, shape=[len(images)]))
+    request = predict_request(images, model, version)
     options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
     with grpc.insecure_channel(f"{host}:{port}", options=options) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

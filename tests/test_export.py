@@ -46,6 +46,19 @@ def test_layout_follows_tf_serving(exported):
     assert [p.name for p in path.parent.iterdir()] == ["1"]  # no temporary left behind
 
 
+def test_warmup_requests_are_valid_requests_of_the_signature(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = list(tf.data.TFRecordDataset(str(exported["path"] / "assets.extra" / export.WARMUP_FILE)))
+    assert 1 <= len(records) <= 1000  # TF Serving's limit
+    for record in records:
+        request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        assert request.model_spec.name == "seg4reg" and request.model_spec.signature_name == "serving_default"
+        inputs = {key: tf.constant(tf.make_ndarray(value)) for key, value in request.inputs.items()}
+        out = exported["loaded"].signatures["serving_default"](**inputs)
+        assert out["cobb_angles"].shape == (1, 3) and np.all(np.isfinite(out["cobb_angles"].numpy()))
+
+
 def test_saved_model_cli_shows_both_signatures(exported):
     shown = subprocess.run([BIN / "saved_model_cli", "show", "--dir", str(exported["path"]), "--all"],
                            capture_output=True, text=True, check=True).stdout
