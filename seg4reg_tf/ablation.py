@@ -30,8 +30,9 @@ from seg4reg_tf.config import Config, save_config
 
 INPUTS = ("image", "mask", "image+mask")
 ROWS = ("Baseline", "+ AR", "+ ROIE", "+ TCL")
-# Phases each row's workdir must have run; + ROIE and + TCL continue the + AR workdir.
-ROW_PHASES = {"Baseline": ("reg",), "+ AR": ("reg",), "+ ROIE": ("reg", "roie"), "+ TCL": ("reg", "roie", "tcl", "refine")}
+# The `train --phase` each row runs in its workdir; + ROIE and + TCL continue + AR's, and
+# "all" runs what is left of Algorithm 1 (tcl, refine).
+ROW_PHASES = {"Baseline": ("reg",), "+ AR": ("reg",), "+ ROIE": ("roie",), "+ TCL": ("all",)}
 
 
 def variant_config(config: Config, input_mode: str, attention: bool) -> Config:
@@ -46,7 +47,12 @@ def variant_config(config: Config, input_mode: str, attention: bool) -> Config:
 
 
 def _run_phases(config: Config, workdir: pathlib.Path, phases, run_eagerly: bool) -> None:
-    """Trains the phases not yet done in `workdir`, each from the same seed."""
+    """Runs `python -m seg4reg_tf.train` for the phases not yet done in `workdir` (the
+    config saved there first), each from the same seed.
+
+    Raises:
+        RuntimeError: a phase failed (train's message is on stderr).
+    """
     import keras
 
     from seg4reg_tf import train
@@ -54,9 +60,12 @@ def _run_phases(config: Config, workdir: pathlib.Path, phases, run_eagerly: bool
     workdir.mkdir(parents=True, exist_ok=True)
     save_config(config, workdir / "config.yaml")
     for phase in phases:
-        if not train.is_done(workdir, phase):
-            keras.utils.set_random_seed(config.data.seed)
-            train.train_phase(phase, config, workdir, verbose=0, run_eagerly=run_eagerly)
+        if train.is_done(workdir, phase):
+            continue
+        keras.utils.set_random_seed(config.data.seed)
+        args = ["--phase", phase, "--config", str(workdir / "config.yaml"), "--workdir", str(workdir)]
+        if train.main(args + (["--run-eagerly"] if run_eagerly else [])) != 0:
+            raise RuntimeError(f"phase {phase} failed in {workdir}")
 
 
 def _cell(results: dict) -> dict:
@@ -97,7 +106,7 @@ def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUT
             workdir = out / f"{input_mode}-{'baseline' if row == 'Baseline' else 'ar'}"
             if not train.is_done(workdir, "seg"):
                 shutil.copytree(train.phase_dir(shared, "seg"), train.phase_dir(workdir, "seg"), dirs_exist_ok=True)
-            log(f"{input_mode}: {row} (phases {', '.join(ROW_PHASES[row])})")
+            log(f"{input_mode}: {row}")
             _run_phases(variant_config(config, input_mode, row != "Baseline"), workdir, ROW_PHASES[row], run_eagerly)
             cells[input_mode][row] = _cell(evaluate.evaluate_workdir(workdir, None, split))
             path.parent.mkdir(parents=True, exist_ok=True)

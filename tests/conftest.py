@@ -46,3 +46,20 @@ def exported(tmp_path_factory):
     config, segmenter, regressor, _ = export.final_networks(workdir)
     return {"workdir": workdir, "base": base, "path": path, "config": config, "segmenter": segmenter,
             "regressor": regressor, "loaded": tf.saved_model.load(str(path))}
+
+
+SMOKE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "smoke.yaml")
+
+
+@pytest.fixture(scope="session")
+def smoke_ablation(synthetic_root, tmp_path_factory):
+    """Paper Table 1's rows for the image ⊕ mask input on the smoke config, trained through
+    `python -m seg4reg_tf.train` (eagerly): its "+ TCL" workdir (`image+mask-ar`) is a whole
+    run of Algorithm 1 from the command line, which tests/test_train.py inspects too."""
+    from seg4reg_tf import evaluate
+
+    out = tmp_path_factory.mktemp("ablation") / "smoke"
+    args = ["--ablation", "--config", SMOKE_CONFIG, "--data", str(synthetic_root), "--split", "test",
+            "--inputs", "image+mask", "--run-eagerly", "--out", str(out)]
+    assert evaluate.main(args) == 0
+    return {"out": out, "args": args}

@@ -3,7 +3,6 @@ the training-mean predictor, N_S rows with and without ROIE."""
 
 import csv
 import json
-import pathlib
 import shutil
 
 import cv2
@@ -16,8 +15,6 @@ from seg4reg_tf.config import load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
 from seg4reg_tf.models import build_segmenter
-
-SMOKE = pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 
 pytestmark = pytest.mark.slow
 
@@ -120,11 +117,8 @@ def test_ablation_tables_follow_table_1_layout():
     assert rows[0][:4] == ["method", "input", "smape", "mae"] and len(rows) == 1 + 4 + 1
 
 
-def test_ablation_on_the_smoke_config_produces_every_row(synthetic_root, tmp_path):
-    out = tmp_path / "ablation"
-    args = ["--ablation", "--config", str(SMOKE), "--data", str(synthetic_root), "--split", "test",
-            "--inputs", "image+mask", "--run-eagerly", "--out", str(out)]
-    assert evaluate.main(args) == 0
+def test_ablation_on_the_smoke_config_produces_every_row(smoke_ablation):
+    out, args = smoke_ablation["out"], smoke_ablation["args"]
     lines = (out / "ablation.md").read_text().splitlines()
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| Baseline", "| + AR", "| + ROIE", "| + TCL"]
     assert all("–" not in line for line in lines[2:])

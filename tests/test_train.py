@@ -60,26 +60,30 @@ def test_interrupted_phase_resumes_from_its_last_epoch(tmp_path, data_home):
     assert (workdir / "seg" / "summary.json").exists() and any((workdir / "seg" / "logs").iterdir())
 
 
-def test_all_phases_end_to_end(tmp_path, data_home, capsys):
-    workdir = tmp_path / "run"
-    args = ["--phase", "all", "--config", str(CONFIGS / "smoke.yaml"), "--workdir", str(workdir), "--run-eagerly"]
+def test_all_phases_end_to_end(smoke_ablation, capsys):
+    # The ablation fixture ran Algorithm 1 through this command line, phase after phase, into
+    # its + TCL workdir; `--phase all` there finds every phase done and reports them.
+    workdir = smoke_ablation["out"] / "image+mask-ar"
+    args = ["--phase", "all", "--config", str(workdir / "config.yaml"), "--workdir", str(workdir), "--run-eagerly"]
+    capsys.readouterr()
     assert train.main(args) == 0
     out = capsys.readouterr().out
+    assert out.count("already complete") == 5
     for phase, produced in train.PRODUCES.items():
         assert (workdir / phase / produced).exists()
         summary = json.loads((workdir / phase / "summary.json").read_text())
-        assert summary["validation"] and summary["baseline"]
+        assert summary["validation"] and summary["baseline"] and summary["history"]["loss"]
         assert f"{phase}: validation" in out
+        assert (workdir / phase / "history.csv").read_text().count("\n") == 1 + summary["epochs"]
     assert "mean-angle baseline" in out and "mean-mask baseline" in out
     gated = keras.saving.load_model(workdir / "tcl" / "segmenter.keras", compile=False)
     assert float(gated.get_layer("roie_gate").alpha.numpy()) != 0.0
-    # A second `all` finds every phase complete and trains nothing.
-    assert train.main(args) == 0
-    assert capsys.readouterr().out.count("already complete") == 5
-    # Another configuration in the same workdir is refused.
-    other = tmp_path / "other.yaml"
-    other.write_text((CONFIGS / "smoke.yaml").read_text().replace("epochs: 1, batch_size: 2}", "epochs: 2, batch_size: 2}", 1))
+    # Another configuration in the same workdir is refused, and the workdir is left as it was.
+    other = workdir.parent / "other.yaml"
+    other.write_text((workdir / "config.yaml").read_text().replace("epochs: 1", "epochs: 2", 1))
+    before = (workdir / "config.yaml").read_text()
     assert train.main(["--phase", "seg", "--config", str(other), "--workdir", str(workdir)]) == 2
+    assert (workdir / "config.yaml").read_text() == before
 
 
 @pytest.mark.slow
