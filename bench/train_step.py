@@ -2,6 +2,7 @@
 and without XLA (`jit_compile`), and under MirroredStrategy on 2 logical CPU devices.
 
     python bench/train_step.py [--sizes 512x256,128x64] [--steps 3] [--batch 2] [--phases seg,reg]
+                               [--modes plain,jit,mirrored]
 
 Each row: a trainer of `seg4reg_tf.phases` built on untrained networks (weights none) with
 the demo config's segmenter settings at the demo size and the paper's at 512×256, one batch
@@ -66,7 +67,9 @@ def main() -> None:
     parser.add_argument("--phases", default=",".join(phases.PHASES))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--modes", default="plain,jit,mirrored", help="columns to measure (others print as –)")
     args = parser.parse_args()
+    modes = args.modes.split(",")
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     default = tf.distribute.get_strategy()
     print("| phase | input | plain (img/s) | jit_compile (img/s) | MirroredStrategy ×2 CPU (img/s) |")
@@ -76,7 +79,10 @@ def main() -> None:
         config = config_for(height, width)
         for phase in args.phases.split(","):
             cells = []
-            for jit, strategy in ((False, default), (True, default), (False, mirrored)):
+            for mode, jit, strategy in (("plain", False, default), ("jit", True, default), ("mirrored", False, mirrored)):
+                if mode not in modes:
+                    cells.append("–")
+                    continue
                 try:
                     cells.append(f"{rate(phase, config, args.batch, args.steps, jit, strategy):.2f}")
                 except Exception as error:  # XLA or a strategy can refuse a graph: report, go on
