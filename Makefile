@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 
 ## test: run the test suite (real-data tests run when SEG4REG_AASCE_ROOT is set)
 test: install
-	$(BIN)/python -m pytest -q --durations=10 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 tests
 
 ## demo: train all five phases on the embedded synthetic data (configs/demo.yaml), evaluate
 ## on its test split (table and figures), export the result as a SavedModel for TF Serving

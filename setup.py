@@ -34,6 +34,8 @@ setup(
         "tensorflow-serving-api>=2.21,<2.22",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # pytest-xdist: `make test` runs two workers (tracing and eager steps are largely
+        # single-threaded, so two workers on two cores finish sooner than one).
+        "test": ["pytest>=8", "pytest-xdist>=3.5"],
     },
 )

@@ -14,6 +14,20 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
 
 
+# The session fixtures below take minutes to build. Under pytest-xdist (`make test` runs two
+# workers with --dist loadgroup) the tests sharing one are kept on one worker, so it is built
+# once, while the other worker runs everything else.
+SHARED_FIXTURE_GROUPS = (("exported", "export"), ("smoke_ablation", "ablation"))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, group in SHARED_FIXTURE_GROUPS:
+            if fixture in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A read-only synthetic data set: 6 training and 2 test images, 300–420 px high."""
