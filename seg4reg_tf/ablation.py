@@ -138,6 +138,38 @@ def csv_table(cells: dict) -> str:
     return buffer.getvalue()
 
 
+def write_cam_figure(out, split: str = "test", inputs=INPUTS, count: int = 4) -> pathlib.Path | None:
+    """Paper Fig. 3: the CAM of the baseline N_R next to the + AR N_R (both from phase reg,
+    on the shared N_S's masks), per input, on the first `count` images of the split.
+
+    Returns:
+        `<out>/cam_ar.png`, or None when no input has both N_Rs yet.
+    """
+    import keras
+
+    import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+
+    from seg4reg_tf import evaluate, visualize
+    from seg4reg_tf.config import load_config
+
+    out = pathlib.Path(out)
+    segmenter = keras.saving.load_model(out / "shared" / "seg" / "segmenter.keras", compile=False)
+    cams, images = {}, None
+    for input_mode in inputs:
+        workdirs = {"baseline": out / f"{input_mode}-baseline", "+ AR": out / f"{input_mode}-ar"}
+        if not all((workdir / "reg" / "regressor.keras").exists() for workdir in workdirs.values()):
+            continue
+        config = load_config(workdirs["+ AR"] / "config.yaml")
+        _, records, _ = evaluate.evaluation_records(config, None, split)
+        for label, workdir in workdirs.items():
+            regressor = keras.saving.load_model(workdir / "reg" / "regressor.keras", compile=False)
+            predicted = evaluate.predict_records(segmenter, regressor, records[:count], config)
+            cams[f"{input_mode}: {label}"], images = predicted["cams"], predicted["images"]
+    if not cams:
+        return None
+    return visualize.cam_overlays(images, cams, out / "cam_ar.png")
+
+
 def write_tables(cells: dict, out) -> tuple[pathlib.Path, pathlib.Path]:
     """Writes `<out>/ablation.md` and `<out>/ablation.csv` atomically."""
     from seg4reg_tf import files

@@ -237,8 +237,9 @@ def _ablation(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     markdown, table_csv = ablation.write_tables(cells, out)
+    figure = ablation.write_cam_figure(out, args.split, tuple(args.inputs.split(",")))
     print(ablation.markdown_table(cells))
-    print(f"written: {markdown}, {table_csv}")
+    print(f"written: {markdown}, {table_csv}" + (f", {figure}" if figure else ""))
     return 0
 
 

@@ -164,6 +164,8 @@ def regressor_cams(workdir: pathlib.Path, images, masks, config) -> dict:
     """CAMs of each N_R the workdir holds, on (N, H, W) images with the final (N, H, W) masks."""
     import keras
 
+    import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+
     from seg4reg_tf.models.regressor import regressor_inputs
 
     cams = {}

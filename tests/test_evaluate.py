@@ -124,6 +124,8 @@ def test_ablation_on_the_smoke_config_produces_every_row(smoke_ablation):
     assert all("–" not in line for line in lines[2:])
     rows = list(csv.DictReader((out / "ablation.csv").open()))
     assert [row["method"] for row in rows] == list(ablation.ROWS) and all(float(row["smape"]) >= 0 for row in rows)
+    figure = cv2.imread(str(out / "cam_ar.png"))  # paper Fig. 3: baseline vs + AR CAMs
+    assert figure is not None and figure.shape[0] > 200 and figure.std() > 0
     # One phase-seg N_S shared by every variant; + TCL ran the whole of Algorithm 1.
     seg = [(out / name / "seg" / "segmenter.keras").read_bytes() for name in ("shared", "image+mask-baseline", "image+mask-ar")]
     assert seg[0] == seg[1] == seg[2]
