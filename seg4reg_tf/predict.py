@@ -30,6 +30,9 @@ from seg4reg_tf import curve, report, tta
 from seg4reg_tf.config import Config, config_from_dict
 
 
+CAPTION_CURVE = {"C": "C curve", "S": "S curve", "straight": "straight spine", "unknown": "spine not found"}
+
+
 @dataclasses.dataclass
 class Model:
     """The inference path, however it was loaded.
@@ -163,7 +166,7 @@ def predict_radiograph(model: Model, radiograph, settings, overlay_path: pathlib
     if overlay_path is not None:
         lines = [
             "Cobb " + " / ".join(f"{value:.1f}" for value in angles) + " deg",
-            f"{row['curve_type']} curve, {row['severity']}"
+            f"{CAPTION_CURVE[row['curve_type']]}, {row['severity']}"
             + (f", spread {spread.max():.1f} deg" if len(chosen) > 1 else "")
             + (", LOW CONFIDENCE" if row.get("low_confidence") else ""),
         ]
