@@ -193,7 +193,8 @@ class RegressionPhase(PhaseTrainer):
 
 class ConsistencyPhase(PhaseTrainer):
     """tcl: the gated N_S learns, through the frozen N_R, masks that N_R reads like the
-    ground-truth mask: SMAPE(r(x ⊕ y), r(x ⊕ s(x))) (Alg. 1 lines 15–18)."""
+    ground-truth mask: SMAPE(r(x ⊕ y), r(x ⊕ s(x))) (Alg. 1 lines 15–18); for N_R on the
+    mask alone SMAPE(r(y), r(s(x))), and an image-only N_R reads the masks in its image channel."""
 
     def __init__(self, segmenter, regressor, config: Config, **kwargs):
         super().__init__(segmenter, regressor, config, **kwargs)
@@ -207,12 +208,20 @@ class ConsistencyPhase(PhaseTrainer):
             metrics.SegmentationScore("jaccard"),
         ]
 
+    def reading(self, image, mask):
+        """N_R's input for a mask: x ⊕ mask, or the mask alone for the mask input; an N_R
+        on the image alone reads the mask in its image channel (as AR's branch B does),
+        since r(x) would not depend on the mask and N_S would get no gradient."""
+        if self.mode == "image":
+            return mask_branch_inputs(mask, self.mode)
+        return regressor_inputs(image, mask, self.mode)
+
     def compute(self, batch, training: bool):
         image = batch["image"]
         out = segment(self.segmenter, self.regressor, image, self.mode, training)
         truth = ops.cast(batch["mask"], "float32")
-        target = ops.stop_gradient(self.regressor(regressor_inputs(image, truth, self.mode), training=False)["angles"])
-        predicted = self.regressor(regressor_inputs(image, out["mask"], self.mode), training=False)["angles"]
+        target = ops.stop_gradient(self.regressor(self.reading(image, truth), training=False)["angles"])
+        predicted = self.regressor(self.reading(image, out["mask"]), training=False)["angles"]
         loss = losses.smape_loss(target, predicted, self.config.regressor.smape_epsilon)
         return loss, {}, {**out, "angles": predicted}
 

@@ -120,3 +120,19 @@ def test_no_ar_weight_trains_the_plain_regressor(batch):
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
     logs = trainer.train_on_batch(batch, return_dict=True)
     assert logs["ar"] == 0.0 and logs["smape_mask"] == 0.0 and logs["loss"] == pytest.approx(logs["smape_image"])
+
+
+@pytest.mark.parametrize("mode", ["image", "mask"])
+def test_tcl_trains_the_segmenter_for_every_regressor_input(mode, batch):
+    # With N_R on the image alone, r(x) does not depend on the mask: TCL must feed the masks
+    # to N_R (in its image channel) or N_S gets no gradient at all.
+    config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "input_mode": mode}})
+    segmenter = build_segmenter(config, with_roie=True)
+    segmenter.get_layer("roie_gate").alpha.assign(0.1)
+    trainer = phases.make_trainer("tcl", segmenter, build_regressor(config), config)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
+    before = snapshot(segmenter)
+    logs = trainer.train_on_batch(batch, return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["loss"] > 0
+    trainable = {v.path for v in segmenter.trainable_weights}
+    assert len(changed(before, segmenter) & trainable) > 0.9 * len(trainable)
