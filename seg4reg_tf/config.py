@@ -253,6 +253,42 @@ class PredictConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """`python -m seg4reg_tf.pretrain`: N_R's trunk pretrained on synthetic spine masks, a
+    stand-in for ImageNet weights where none can be downloaded (not part of the paper).
+
+    Attributes:
+        count: synthetic spines drawn for training (~2 ms each; a mask is H × W bytes).
+        validation_count: further spines for the validation figures.
+        epochs: passes over the `count` masks.
+        batch_size: masks per step.
+        learning_rate: Adam step size.
+        weight_decay: weight decay of the optimizer.
+        seed: seed of the drawn spines.
+        weights: the trunk's starting point: "none", "imagenet" or a weights file.
+    """
+
+    count: int = 20000
+    validation_count: int = 1000
+    epochs: int = 4
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    seed: int = 0
+    weights: str = "none"
+
+    def __post_init__(self) -> None:
+        for name in ("count", "validation_count", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"'learning_rate' must be positive, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ValueError(f"'weight_decay' must be >= 0, got {self.weight_decay}")
+        _check_weights(self.weights)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything a run needs; `phases` of Algorithm 1 are `seg`, `reg`, `roie`, `tcl`, `refine`."""
 
@@ -266,6 +302,7 @@ class Config:
     refine: RegressionPhaseConfig = RegressionPhaseConfig(epochs=50, learning_rate=1e-3)
     export: ExportConfig = ExportConfig()
     predict: PredictConfig = PredictConfig()
+    pretrain: PretrainConfig = PretrainConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the configuration as plain YAML-ready values (tuples become lists)."""

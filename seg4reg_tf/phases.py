@@ -159,7 +159,8 @@ class RegressionPhase(PhaseTrainer):
 
     def __init__(self, segmenter, regressor, config: Config, phase: str = "reg", **kwargs):
         super().__init__(segmenter, regressor, config, **kwargs)
-        segmenter.trainable = False
+        if segmenter is not None:  # None: ground-truth masks only (pretraining)
+            segmenter.trainable = False
         self.settings = getattr(config, phase)
         self.track("loss", "smape_image", "smape_mask", "ar")
         scale = config.data.angle_scale_degrees
