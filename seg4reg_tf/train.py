@@ -84,6 +84,17 @@ def check_predecessors(workdir: pathlib.Path, phase: str, config: Config) -> Non
             )
 
 
+def check_weight_files(config: Config, phases) -> None:
+    """Raises FileNotFoundError, before any training, when a phase about to build a network
+    would start it from a weights file that does not exist."""
+    needs = (("segmenter", config.segmenter.weights, {"seg", "roie"}), ("regressor", config.regressor.weights, {"reg"}))
+    for network, weights, users in needs:
+        if weights in ("none", "imagenet") or not users & set(phases) or os.path.isfile(weights):
+            continue
+        hint = " (write it with `python -m seg4reg_tf.pretrain --config ... --out FILE`)" if network == "regressor" else ""
+        raise FileNotFoundError(f"{network}.weights: file not found: {weights}{hint}")
+
+
 def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronized: bool):
     """(segmenter, regressor) for `phase`: predecessors' files, or new networks."""
     import keras
@@ -321,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     phases = ["seg", "reg", "roie", "tcl", "refine"] if args.phase == "all" else [args.phase]
     lines = []
     try:
+        check_weight_files(config, [phase for phase in phases if args.phase != "all" or not is_done(workdir, phase)])
         for phase in phases:
             if args.phase == "all" and is_done(workdir, phase):
                 summary = json.loads((phase_dir(workdir, phase) / "summary.json").read_text())

@@ -31,6 +31,19 @@ def test_missing_predecessor_names_the_phase_to_run_first(tmp_path, data_home, c
     assert not (data_home).exists(), "nothing is generated before the check"
 
 
+def test_missing_weights_file_is_named_before_any_training(tmp_path, data_home, capsys):
+    config = tmp_path / "pretrained.yaml"
+    missing = tmp_path / "nr_masks.weights.h5"
+    text = (CONFIGS / "smoke.yaml").read_text().replace("regressor:\n  weights: none", f"regressor:\n  weights: {missing}")
+    assert str(missing) in text
+    config.write_text(text)
+    code = train.main(["--phase", "all", "--config", str(config), "--workdir", str(tmp_path / "run")])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert f"regressor.weights: file not found: {missing}" in error and "seg4reg_tf.pretrain" in error
+    assert not data_home.exists() and not (tmp_path / "run" / "seg").exists(), "nothing trained or generated"
+
+
 class Interrupt(keras.callbacks.Callback):
     """Stops the process-like run after `epochs` finished epochs, as a kill would."""
 
