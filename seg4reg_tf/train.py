@@ -96,14 +96,18 @@ def check_weight_files(config: Config, phases) -> None:
 
 
 def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronized: bool):
-    """(segmenter, regressor) for `phase`: predecessors' files, or new networks."""
+    """(segmenter, regressor) for `phase`: predecessors' files, or new networks; with
+    `synchronized`, every BatchNorm uses global batch statistics (files saved outside a
+    strategy have them unsynchronised)."""
     import keras
 
     import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-    from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name
+    from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, synchronize_batch_norm
 
     def load(previous: str, name: str):
-        return keras.saving.load_model(phase_dir(workdir, previous) / name, compile=False)
+        model = keras.saving.load_model(phase_dir(workdir, previous) / name, compile=False)
+        synchronize_batch_norm(model, synchronized)
+        return model
 
     if phase == "seg":
         return build_segmenter(config, synchronized=synchronized), None
@@ -112,7 +116,7 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
             segmenter = build_segmenter(config, synchronized=synchronized)
         else:
             segmenter = load("seg", "segmenter.keras")
-        return segmenter, build_regressor(config)
+        return segmenter, build_regressor(config, synchronized=synchronized)
     regressor = load("reg", "regressor.keras")
     if phase == "roie":
         gated = build_segmenter(config, with_roie=True, synchronized=synchronized)

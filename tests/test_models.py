@@ -16,6 +16,7 @@ from seg4reg_tf.models import (
     mask_branch_inputs,
     regressor_inputs,
     start_at_mean_angles,
+    synchronize_batch_norm,
 )
 from tests.harness import assert_keras_file_round_trip, assert_same_outputs
 
@@ -103,6 +104,30 @@ def test_models_survive_keras_files(tmp_path):
     larger = config_from_dict({**SMOKE.to_dict(), "data": {**SMOKE.to_dict()["data"], "image_height": 128, "image_width": 64}})
     regressor = build_regressor(larger)
     assert_keras_file_round_trip(regressor, images(2, 128, 64, 2), tmp_path / "regressor.keras")
+
+
+def batch_norms(model):
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def test_batch_norm_synchronised_on_request_and_kept_in_keras_files(tmp_path):
+    regressor = build_regressor(SMOKE, synchronized=True)
+    assert len(batch_norms(regressor)) > 50 and all(layer.synchronized for layer in batch_norms(regressor))
+    assert not any(layer.synchronized for layer in batch_norms(build_regressor(SMOKE)))
+    # A segmenter saved unsynchronised (trained outside a strategy), synchronised after loading:
+    # the backbone's and the pyramid's BatchNorms, and the pyramid's own config.
+    segmenter = build_segmenter(SMOKE)
+    assert not any(layer.synchronized for layer in batch_norms(segmenter))
+    segmenter.save(tmp_path / "segmenter.keras")
+    loaded = keras.saving.load_model(tmp_path / "segmenter.keras")
+    assert synchronize_batch_norm(loaded) == len(batch_norms(loaded))
+    pyramid = loaded.get_layer("pyramid")
+    assert pyramid.get_config()["synchronized"] and all(layer.synchronized for layer in batch_norms(pyramid))
+    loaded.save(tmp_path / "synchronized.keras")
+    again = keras.saving.load_model(tmp_path / "synchronized.keras")
+    assert all(layer.synchronized for layer in batch_norms(again))
+    inputs = {"image": images()}
+    np.testing.assert_allclose(again(inputs, training=False)["mask"], segmenter(inputs, training=False)["mask"], atol=1e-5)
 
 
 def test_local_weights_files_load_by_name_with_channel_adaptation(tmp_path):

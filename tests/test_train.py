@@ -111,7 +111,7 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
         from seg4reg_tf.config import load_config, config_from_dict
         from seg4reg_tf.data import pipeline
         from seg4reg_tf.data.aasce import read_split
-        from seg4reg_tf.models import build_segmenter
+        from seg4reg_tf.models import build_regressor, build_segmenter
         config = load_config({str(CONFIGS / "smoke.yaml")!r})
         # No dropout: replicas draw their own masks, which is not what this compares.
         config = config_from_dict({{**config.to_dict(), "segmenter": {{**config.to_dict()["segmenter"], "dropout": 0.0}}}})
@@ -129,6 +129,26 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
         single = first_loss(tf.distribute.get_strategy(), True)
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         print("LOSSES", json.dumps([single, first_loss(mirrored, False)]))
+
+        # Phase reg: N_R's EfficientNet BatchNorms must see the global batch too. Dropout
+        # (head and drop-connect) off, as replicas draw their own masks.
+        reg_config = config_from_dict({{**config.to_dict(), "regressor": {{**config.to_dict()["regressor"], "dropout": 0.0}},
+                                      "reg": {{**config.to_dict()["reg"], "mask_source": "ground_truth"}}}})
+
+        def first_reg_loss(strategy, eager, synchronized):
+            keras.utils.set_random_seed(1)
+            with strategy.scope():
+                regressor = build_regressor(reg_config, synchronized=synchronized)
+                for layer in regressor._flatten_layers():
+                    if isinstance(layer, keras.layers.Dropout):
+                        layer.rate = 0.0
+                trainer = phases.make_trainer("reg", build_segmenter(reg_config), regressor, reg_config)
+                trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=eager)
+            data = tf.data.Dataset.from_tensors(batch)
+            return trainer.fit(data, epochs=1, verbose=0).history["loss"][0]
+
+        print("REG", json.dumps([first_reg_loss(tf.distribute.get_strategy(), True, False),
+                                 first_reg_loss(mirrored, False, True), first_reg_loss(mirrored, False, False)]))
         config = config_from_dict({{**config.to_dict(), "data": {{**config.to_dict()["data"], "root": {str(synthetic_root)!r}}}}})
         summary = train.train_phase("seg", config, pathlib.Path({str(tmp_path / "mirrored")!r}), mirrored, verbose=0, run_eagerly=True)
         print("PHASE", summary["epochs"], sorted(summary["validation"]))
@@ -138,4 +158,7 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
     assert result.returncode == 0, result.stderr[-4000:]
     single, mirrored = json.loads(result.stdout.split("LOSSES", 1)[1].splitlines()[0])
     assert mirrored == pytest.approx(single, rel=1e-4)
+    single, synchronized, unsynchronized = json.loads(result.stdout.split("REG", 1)[1].splitlines()[0])
+    assert synchronized == pytest.approx(single, rel=1e-4)
+    assert unsynchronized != pytest.approx(single, rel=1e-4), "per-replica statistics change the loss"
     assert "PHASE 1 ['dice', 'jaccard', 'loss']" in result.stdout

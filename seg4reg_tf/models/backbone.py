@@ -74,12 +74,14 @@ def dilated_resnet50(input_shape, output_stride: int = 8, weights: str = "none",
     return model
 
 
-def efficientnet_b1(input_shape, weights: str = "none") -> keras.Model:
+def efficientnet_b1(input_shape, weights: str = "none", synchronized: bool = False) -> keras.Model:
     """EfficientNet-B1 trunk for 1- or 2-channel inputs in [0, 255].
 
     Keras' EfficientNet rescales by 1/255 and normalises internally; that normalisation is
     set here to ImageNet's gray mean and deviation for every `weights` choice, so a model
     behaves the same whether its weights came from ImageNet, a file or training.
+    `synchronized` switches its BatchNormalization layers to global batch statistics under
+    a tf.distribute strategy (keras.applications builds them unsynchronised).
 
     Returns:
         A model (B, H, W, C) → (B, H/32, W/32, 1280), the `top_activation` features.
@@ -93,7 +95,26 @@ def efficientnet_b1(input_shape, weights: str = "none") -> keras.Model:
             layer.set_weights([np.full(channels, 0.449, "float32"), np.full(channels, 0.226**2, "float32"), np.array(0, "int64")][: len(layer.get_weights())])
             layer.finalize_state()  # Normalization computes with values derived here, not the variables
     load_pretrained(model, keras.applications.EfficientNetB1, weights, "EfficientNet-B1")
+    synchronize_batch_norm(model, synchronized)
     return model
+
+
+def synchronize_batch_norm(model: keras.Model, synchronized: bool = True) -> int:
+    """Sets `synchronized` on every BatchNormalization layer of `model`, nested models and
+    custom layers included; Keras reads the flag when the layer is called and saves it in
+    its config.
+
+    Returns:
+        The number of layers set.
+    """
+    count = 0
+    # Keras' own walk over nested models and the sublayers of custom layers (the pyramid);
+    # it has no public equivalent.
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if hasattr(layer, "synchronized"):  # BatchNormalization, and DilatedPyramid's config
+            layer.synchronized = synchronized
+            count += isinstance(layer, layers.BatchNormalization)
+    return count
 
 
 def load_pretrained(model: keras.Model, stock_factory, weights: str, description: str) -> None:

@@ -43,12 +43,13 @@ def mask_branch_inputs(mask, mode: str):
     return regressor_inputs(mask, mask, "image" if mode == "image" else "mask")
 
 
-def build_regressor(config: Config, name: str = "regressor") -> keras.Model:
+def build_regressor(config: Config, name: str = "regressor", synchronized: bool = False) -> keras.Model:
     """Builds N_R.
 
     Args:
         config: uses `data.image_height/width` and `regressor`.
         name: model name.
+        synchronized: synchronised BatchNorm (for tf.distribute strategies).
 
     Returns:
         A model (B, H, W, C) → {"angles" (B, 3) in [0, 1], "logits" (B, 3),
@@ -59,7 +60,7 @@ def build_regressor(config: Config, name: str = "regressor") -> keras.Model:
     shape = (config.data.image_height, config.data.image_width, channels)
     inputs = keras.Input(shape, name="inputs")
     x = layers.Rescaling(255.0, name="to_255")(inputs)
-    features = efficientnet_b1(shape, settings.weights)(x)
+    features = efficientnet_b1(shape, settings.weights, synchronized)(x)
     features = layers.Identity(name="features")(features)
     logits, cam = ClassActivationMap(3, settings.dropout, name="head")(features)
     angles = layers.Activation("sigmoid", name="angles")(logits)
