@@ -85,7 +85,7 @@ def main() -> None:
                     cells.append("–")
                     continue
                 try:
-                    cells.append(f"{rate(phase, config, args.batch, args.steps, jit, strategy):.2f}")
+                    cells.append(f"{rate(phase, config, args.batch, args.steps, jit, strategy):.3g}")
                 except Exception as error:  # XLA or a strategy can refuse a graph: report, go on
                     cells.append(f"failed ({type(error).__name__})")
                 keras.backend.clear_session()
