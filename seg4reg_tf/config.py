@@ -289,6 +289,72 @@ class PretrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReadoutConfig:
+    """The geometric readout: Cobb angles read off N_S's spine probabilities with the
+    organisers' algorithm (`seg4reg_tf.geometric_readout`), no regressor involved.
+
+    Lengths are fractions of the model input's height (or width), so one setting serves
+    every input size. Defaults were tuned on the training part of AASCE (seed 0, 80%).
+
+    Attributes:
+        threshold: pixels whose probability is at most this are ignored; above it they
+            count with their probability.
+        smoothing: standard deviation of the Gaussian that smooths the centre line along y,
+            as a fraction of the height.
+        width_smoothing: the same for the spine's width profile.
+        trim: share of the centre line's arc length left out at each end.
+        gap: vertical gaps (discs, broken masks) up to this fraction of the height are
+            bridged; the spine is the bridged run of rows with the most probability mass.
+        window: pixels farther than this fraction of the width from the row-wise median
+            centre line are ignored (false-positive blobs beside the spine).
+        min_length: a spine shorter than this fraction of the height is "not found".
+        disagreement_degrees: `predict` flags an X-ray whose readout and N_R angles differ
+            by more than this in any column.
+    """
+
+    threshold: float = 0.5
+    smoothing: float = 0.036
+    width_smoothing: float = 0.01
+    trim: float = 0.02
+    gap: float = 0.06
+    window: float = 0.15
+    min_length: float = 0.2
+    disagreement_degrees: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check_range(self, ("threshold", "trim", "gap", "min_length"), 0.0, 1.0, low_open=False, high_open=True)
+        _check_range(self, ("smoothing", "width_smoothing", "window"), 0.0, 1.0, low_open=True, high_open=False)
+        if not 0.0 <= self.disagreement_degrees < float("inf"):
+            raise ValueError(f"'disagreement_degrees' must be finite and >= 0, got {self.disagreement_degrees}")
+        if self.trim >= 0.5:
+            raise ValueError(f"'trim' must be below 0.5 (it is taken at both ends), got {self.trim}")
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """Which route gives the system's answer `cobb_angles` (export, evaluate, predict).
+
+    Attributes:
+        angles: "regressor" (N_R, the paper's answer), "geometric" (the readout on N_S's
+            mask) or "auto": whichever scored the lower validation SMAPE when the workdir
+            was trained (recorded in `<workdir>/routes.json`; the regressor when unknown).
+    """
+
+    angles: Literal["regressor", "geometric", "auto"] = "auto"
+
+
+def _check_range(settings: Any, names: tuple[str, ...], low: float, high: float, low_open: bool, high_open: bool) -> None:
+    """Raises ValueError unless each named field is finite and within (or on) the bounds."""
+    for name in names:
+        value = getattr(settings, name)
+        below = value <= low if low_open else value < low
+        above = value >= high if high_open else value > high
+        if value != value or below or above:
+            bounds = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+            raise ValueError(f"'{name}' must lie in {bounds}, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything a run needs; `phases` of Algorithm 1 are `seg`, `reg`, `roie`, `tcl`, `refine`."""
 
@@ -303,6 +369,8 @@ class Config:
     export: ExportConfig = ExportConfig()
     predict: PredictConfig = PredictConfig()
     pretrain: PretrainConfig = PretrainConfig()
+    readout: ReadoutConfig = ReadoutConfig()
+    inference: InferenceConfig = InferenceConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the configuration as plain YAML-ready values (tuples become lists)."""

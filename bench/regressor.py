@@ -1,0 +1,168 @@
+"""Why N_R stays at the mean: learning curves and diagnostics of N_R variants on exact
+synthetic spine masks (issue 15).
+
+    python bench/regressor.py [--train 6000] [--val 500] [--epochs 4] [--batch 32]
+                              [--size 128x64] [--variants paper,bn09,bn09_l1,bn09_l1_linear]
+
+Every variant is the same Keras EfficientNet-B1 trunk (weights none) with N_R's CAM head on
+mask input, trained from the same seed on the same masks (`pretrain.draw_masks`, no
+augmentation) with Adam at 1e-3. Every `--log-every` steps it prints, for a fixed training
+batch and the validation set:
+
+- spread: standard deviation of the predicted largest angle across images, in degrees, in
+  training mode (batch statistics) and in inference mode (moving statistics);
+- grad: global gradient norm of the trunk and of the head;
+- bn: mean over BatchNorm layers of |moving mean − batch mean| / batch std on that batch;
+- loss: the training loss, and the same loss for the training-mean predictor;
+- val: validation SMAPE in inference mode and of the mean predictor.
+
+At the end a table: validation SMAPE and largest-angle MAE per variant, and the time.
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers  # noqa: E402
+
+from seg4reg_tf import metrics  # noqa: E402
+from seg4reg_tf.config import DataConfig  # noqa: E402
+from seg4reg_tf.layers import ClassActivationMap  # noqa: E402
+from seg4reg_tf.losses import smape_loss  # noqa: E402
+from seg4reg_tf.models.backbone import efficientnet_b1  # noqa: E402
+from seg4reg_tf.pretrain import draw_masks  # noqa: E402
+
+SCALE = 180.0
+# name: (BatchNorm momentum, stochastic depth on, head dropout, loss, output)
+VARIANTS = {
+    "paper": (0.99, True, 0.2, "smape", "sigmoid"),
+    "bn09": (0.9, False, 0.0, "smape", "sigmoid"),
+    "bn09_l1": (0.9, False, 0.0, "l1", "sigmoid"),
+    "bn09_l1_linear": (0.9, False, 0.0, "l1", "linear"),
+    "paper_l1": (0.99, True, 0.2, "l1", "sigmoid"),
+}
+
+
+def build(size, momentum, stochastic_depth, dropout, output, mean):
+    """N_R on one mask channel with the variant's settings; returns (model, trunk)."""
+    inputs = keras.Input((*size, 1))
+    trunk = efficientnet_b1((*size, 1), "none")
+    for layer in trunk.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = momentum
+        if isinstance(layer, layers.Dropout) and not stochastic_depth:
+            layer.rate = 0.0
+    features = trunk(layers.Rescaling(255.0)(inputs))
+    head = ClassActivationMap(3, dropout, name="head")
+    logits, _ = head(features)
+    if output == "sigmoid":
+        angles = layers.Activation("sigmoid")(logits)
+        head.bias.assign(np.log(mean / (1 - mean)).astype("float32"))
+    else:
+        angles = logits
+        head.bias.assign(mean.astype("float32"))
+    return keras.Model(inputs, angles), trunk
+
+
+def batchnorm_gap(trunk, probe, batch):
+    """Mean over BatchNorm layers of |moving mean − batch mean| / batch std."""
+    bns = [layer for layer in trunk.layers if isinstance(layer, layers.BatchNormalization)]
+    inputs = probe(batch * 255.0, training=False)
+    gaps = []
+    for bn, x in zip(bns, inputs):
+        mean = tf.reduce_mean(x, axis=(0, 1, 2))
+        std = tf.math.reduce_std(x, axis=(0, 1, 2)) + 1e-3
+        gaps.append(tf.reduce_mean(tf.abs(bn.moving_mean - mean) / std))
+    return float(tf.reduce_mean(gaps))
+
+
+def run(name, args, data, size):
+    momentum, stochastic_depth, dropout, loss_name, output = VARIANTS[name]
+    (masks, angles), (val_masks, val_angles) = data
+    targets, val_targets = angles / SCALE, val_angles / SCALE
+    mean = targets.mean(axis=0)
+    keras.utils.set_random_seed(0)
+    model, trunk = build(size, momentum, stochastic_depth, dropout, output, mean)
+    bns = [layer for layer in trunk.layers if isinstance(layer, layers.BatchNormalization)]
+    probe = keras.Model(trunk.input, [bn.input for bn in bns])
+    head_vars = model.get_layer("head").trainable_variables
+    trunk_vars = trunk.trainable_variables
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    def loss_fn(y, p):
+        return smape_loss(y, p) if loss_name == "smape" else tf.reduce_mean(tf.abs(y - p))
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, trunk_vars + head_vars)
+        optimizer.apply_gradients(zip(grads, trunk_vars + head_vars))
+        return loss, tf.linalg.global_norm(grads[: len(trunk_vars)]), tf.linalg.global_norm(grads[len(trunk_vars):])
+
+    predict = tf.function(lambda x, training: model(x, training=training))
+
+    def validate():
+        out = np.concatenate([predict(val_masks[i : i + 100], False).numpy() for i in range(0, len(val_masks), 100)])
+        return out * SCALE
+
+    fixed = tf.constant(masks[: args.batch], tf.float32)
+    rng = np.random.default_rng(0)
+    started, steps, curve = time.perf_counter(), 0, []
+    mean_loss = float(loss_fn(tf.constant(targets), tf.constant(np.broadcast_to(mean, targets.shape), tf.float32)))
+    print(f"\n## {name}: BN momentum {momentum}, stochastic depth {stochastic_depth}, dropout {dropout}, {loss_name}, {output}")
+    print("| step | loss | mean-predictor loss | spread train / infer (°) | grad trunk / head | bn gap | val SMAPE |")
+    print("|---|---|---|---|---|---|---|")
+    for epoch in range(args.epochs):
+        order = rng.permutation(len(masks))
+        for start in range(0, len(masks) - args.batch + 1, args.batch):
+            index = order[start : start + args.batch]
+            loss, g_trunk, g_head = step(tf.constant(masks[index], tf.float32), tf.constant(targets[index], tf.float32))
+            steps += 1
+            if steps in (1, 10) or steps % args.log_every == 0:
+                spread_train = float(np.std(predict(fixed, True).numpy()[:, 0]) * SCALE)
+                spread_infer = float(np.std(predict(fixed, False).numpy()[:, 0]) * SCALE)
+                val = metrics.smape(val_angles, validate())
+                print(
+                    f"| {steps} | {float(loss):.4f} | {mean_loss:.4f} | {spread_train:.2f} / {spread_infer:.2f} | "
+                    f"{float(g_trunk):.3g} / {float(g_head):.3g} | {batchnorm_gap(trunk, probe, fixed):.2f} | {val:.2f} |",
+                    flush=True,
+                )
+        prediction = validate()
+        curve.append(metrics.smape(val_angles, prediction))
+    largest_mae = float(np.mean(np.abs(prediction[:, 0] - val_angles[:, 0])))
+    return {"name": name, "curve": curve, "mae1": largest_mae, "minutes": (time.perf_counter() - started) / 60}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=int, default=6000)
+    parser.add_argument("--val", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--size", default="128x64")
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--variants", default="paper,bn09,bn09_l1,bn09_l1_linear")
+    args = parser.parse_args()
+    size = tuple(int(v) for v in args.size.split("x"))
+    config = DataConfig(image_height=size[0], image_width=size[1])
+    started = time.perf_counter()
+    train = draw_masks(args.train, 0, 0, config)
+    val = draw_masks(args.val, args.train, 0, config)
+    data = ((train[0].astype("float32"), train[1]), (val[0].astype("float32"), val[1]))
+    baseline = metrics.smape(val[1], np.broadcast_to(train[1].mean(axis=0), val[1].shape))
+    print(f"drew {args.train} + {args.val} masks at {args.size} in {time.perf_counter() - started:.0f} s; mean predictor: val SMAPE {baseline:.2f}")
+    results = [run(name, args, data, size) for name in args.variants.split(",")]
+    print(f"\n| variant | val SMAPE per epoch (mean predictor {baseline:.2f}) | largest-angle MAE (°) | minutes |")
+    print("|---|---|---|---|")
+    for r in results:
+        print(f"| {r['name']} | {', '.join(f'{v:.1f}' for v in r['curve'])} | {r['mae1']:.1f} | {r['minutes']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
