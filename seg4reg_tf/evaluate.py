@@ -64,22 +64,45 @@ def evaluation_records(config, data_root: str | None, split: str):
     return training, read_split(root, split), root
 
 
-def predict_records(segmenter, regressor, records, config, batch_size: int = 8) -> dict:
-    """Runs the inference path over records in order.
+def record_letterboxes(records, config) -> np.ndarray:
+    """(N, 3) scale, offset_y, offset_x placing each record's image in the model frame."""
+    from seg4reg_tf.data import transforms
+
+    heights = np.array([record.height for record in records], np.float32)
+    widths = np.array([record.width for record in records], np.float32)
+    box = transforms.letterbox(heights, widths, config.data.image_height, config.data.image_width)
+    return np.stack([np.asarray(value) for value in box], axis=1)
+
+
+def predict_records(segmenter, regressor, records, config, batch_size: int = 8, route: str = "regressor") -> dict:
+    """Runs the inference path over records in order, and the readout on their true masks.
 
     Returns:
-        {"angles" (N, 3) degrees, "masks" (N, H, W) probabilities, "cams" (N, h, w) in [0, 1],
-        "images" (N, H, W) model inputs in [0, 1], "truth_angles" (N, 3) degrees,
-        "truth_masks" (N, H, W) in {0, 1}}.
+        {"angles" (N, 3) degrees of `route`, "angles_regressor", "angles_geometric",
+        "angles_geometric_truth" (the readout on the true masks) (N, 3) degrees (NaN where
+        no spine was found), "landmarks" (N, 68, 2) original pixels, "masks" (N, H, W)
+        probabilities, "cams" (N, h, w) in [0, 1], "images" (N, H, W) model inputs in
+        [0, 1], "truth_angles" (N, 3) degrees, "truth_masks" (N, H, W) in {0, 1}}.
     """
-    from seg4reg_tf import export
     from seg4reg_tf.data import pipeline
+    from seg4reg_tf.geometric_readout import read_spine
+    from seg4reg_tf.inference import predict_images
 
     dataset = pipeline.make_dataset(records, config.data, training=False, batch_size=batch_size)
-    outputs = {"angles": [], "masks": [], "cams": [], "images": [], "truth_masks": []}
+    letterboxes = record_letterboxes(records, config)
+    keys = ("angles", "angles_regressor", "angles_geometric", "angles_geometric_truth", "landmarks", "masks", "cams", "images", "truth_masks")
+    outputs = {key: [] for key in keys}
+    start = 0
     for batch in dataset:
-        out = export.predict_images(segmenter, regressor, batch["image"], config)
+        letterbox = letterboxes[start : start + len(batch["image"])]
+        start += len(letterbox)
+        out = predict_images(segmenter, regressor, batch["image"], config, route, letterbox)
+        truth = read_spine(batch["mask"][..., 0], config.readout, letterbox)
         outputs["angles"].append(np.asarray(out["cobb_angles"], np.float64))
+        outputs["angles_regressor"].append(np.asarray(out["cobb_angles_regressor"], np.float64))
+        outputs["angles_geometric"].append(np.asarray(out["cobb_angles_geometric"], np.float64))
+        outputs["angles_geometric_truth"].append(truth["cobb_angles"].numpy().astype(np.float64))
+        outputs["landmarks"].append(np.asarray(out["landmarks"]))
         outputs["masks"].append(np.asarray(out["mask"]))
         outputs["cams"].append(np.asarray(out["cam"]))
         outputs["images"].append(batch["image"].numpy()[..., 0])
@@ -89,12 +112,22 @@ def predict_records(segmenter, regressor, records, config, batch_size: int = 8) 
     }
 
 
-def angle_figures(truth, predicted) -> dict:
-    """{"smape" %, "mae" degrees, "mae_columns" [3] degrees} of (N, 3) degree arrays."""
+def angle_figures(truth, predicted, fallback=None) -> dict:
+    """{"smape" %, "mae" degrees, "mae_columns" [3] degrees, "within_5" % of images whose
+    largest angle is within 5°, "not_found" count} of (N, 3) degree arrays.
+
+    Rows of `predicted` that are NaN (no spine found) are scored as `fallback` (3,) (the
+    training-mean angles), so a route is not rewarded for giving up."""
     from seg4reg_tf import metrics
 
+    predicted = np.asarray(predicted, np.float64)
+    missing = ~np.isfinite(predicted).all(axis=1)
+    if missing.any():
+        predicted = np.where(missing[:, None], np.broadcast_to(fallback, predicted.shape), predicted)
     per_column, overall = metrics.mean_absolute_error(truth, predicted)
-    return {"smape": metrics.smape(truth, predicted), "mae": overall, "mae_columns": per_column.tolist()}
+    within = float(100.0 * np.mean(np.abs(np.asarray(truth)[:, 0] - predicted[:, 0]) <= 5.0))
+    return {"smape": metrics.smape(truth, predicted), "mae": overall, "mae_columns": per_column.tolist(),
+            "within_5": within, "not_found": int(missing.sum())}
 
 
 def segmentation_figures(truth_masks, masks) -> dict:
@@ -118,10 +151,12 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
 
     workdir = pathlib.Path(workdir)
     config, segmenter, regressor, sources = export.final_networks(workdir)
+    route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
     training, records, root = evaluation_records(config, data_root, split)
-    final = predict_records(segmenter, regressor, records, config, batch_size)
+    final = predict_records(segmenter, regressor, records, config, batch_size, route)
     mean = np.stack([record.angles for record in training]).mean(axis=0)
     baseline = np.broadcast_to(mean, final["truth_angles"].shape)
+    truth = final["truth_angles"]
     segmentation, segmentation_masks = {}, {}
     for phase, label in SEGMENTER_ROWS:
         path = workdir / phase / "segmenter.keras"
@@ -141,13 +176,51 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
         "split": split,
         "images": len(records),
         "networks": sources,
-        "angles": {"model": angle_figures(final["truth_angles"], final["angles"]),
-                   "baseline (training-mean angles)": angle_figures(final["truth_angles"], baseline)},
+        "route": route,
+        "angles": {
+            f"system (route: {route})": angle_figures(truth, final["angles"], mean),
+            "N_R": angle_figures(truth, final["angles_regressor"], mean),
+            "readout on N_S masks": angle_figures(truth, final["angles_geometric"], mean),
+            "readout on true masks": angle_figures(truth, final["angles_geometric_truth"], mean),
+            "baseline (training-mean angles)": angle_figures(truth, baseline, mean),
+        },
         "segmentation": segmentation,
         "files": [record.name for record in records],
         "predictions": final,
         "segmentation_masks": segmentation_masks,
     }
+
+
+def record_routes(workdir, config, sources, segmenter, regressor, batch_size: int = 8) -> dict:
+    """Scores N_R and the geometric readout on the validation split and writes
+    `<workdir>/routes.json`: {"validation_smape": {route: %}, "choice", "images",
+    "networks"}; the choice is what `inference.angles: auto` answers with."""
+    from seg4reg_tf import files, inference, train
+
+    training, validation, _ = train.resolve_records(config)
+    scores = {route: None for route in inference.ROUTES}
+    if validation:
+        mean = np.stack([record.angles for record in training]).mean(axis=0)
+        out = predict_records(segmenter, regressor, validation, config, batch_size)
+        truth = out["truth_angles"]
+        scores = {"regressor": angle_figures(truth, out["angles_regressor"], mean)["smape"],
+                  "geometric": angle_figures(truth, out["angles_geometric"], mean)["smape"]}
+    recorded = {"validation_smape": scores, "images": len(validation), "networks": inference.network_stamps(sources)}
+    recorded["choice"] = inference.choose_route("auto", recorded)
+    files.atomic_write(pathlib.Path(workdir) / inference.ROUTES_FILE, json.dumps(recorded, indent=2).encode("utf-8"))
+    return recorded
+
+
+def route_for_workdir(workdir, config, sources, segmenter, regressor) -> tuple[str, dict | None]:
+    """(route, record): the route `cobb_angles` takes for this workdir's networks, and the
+    routes.json record behind an "auto" choice (written now when missing or stale)."""
+    from seg4reg_tf import inference
+
+    recorded = inference.read_routes(workdir, sources)
+    if config.inference.angles == "auto" and recorded is None:
+        print(f"scoring N_R and the geometric readout on the validation split of {workdir} (inference.angles: auto) ...", flush=True)
+        recorded = record_routes(workdir, config, sources, segmenter, regressor)
+    return inference.choose_route(config.inference.angles, recorded), recorded
 
 
 def table(results: dict) -> str:
@@ -156,12 +229,15 @@ def table(results: dict) -> str:
     lines = [
         f"{results['images']} images, split `{results['split']}` of {results['data']}",
         "",
-        f"| angles | SMAPE (%) | MAE (°) | {names} |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| angles | SMAPE (%) | MAE (°) | {names} | largest within 5° (%) | no spine found |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, figures in results["angles"].items():
         columns = " | ".join(f"{value:.2f}" for value in figures["mae_columns"])
-        lines.append(f"| {label} | {figures['smape']:.2f} | {figures['mae']:.2f} | {columns} |")
+        lines.append(
+            f"| {label} | {figures['smape']:.2f} | {figures['mae']:.2f} | {columns} | {figures['within_5']:.1f} | {figures['not_found']} |"
+        )
+    lines += ["", "Images where no spine is found are scored as the training-mean angles."]
     lines += ["", "| segmentation | " + " | ".join(f"{name} (%)" for name in SEGMENTATION_COLUMNS) + " |",
               "| --- |" + " ---: |" * len(SEGMENTATION_COLUMNS)]
     for label, scores in results["segmentation"].items():
@@ -178,10 +254,12 @@ def write_results(results: dict, out: pathlib.Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["file", *(f"pred_{c}_deg" for c in ANGLE_COLUMNS), *(f"gt_{c}_deg" for c in ANGLE_COLUMNS)])
+    routes = (("pred", "angles"), ("regressor", "angles_regressor"), ("geometric", "angles_geometric"))
+    writer.writerow(["file", *(f"{prefix}_{c}_deg" for prefix, _ in routes for c in ANGLE_COLUMNS), *(f"gt_{c}_deg" for c in ANGLE_COLUMNS)])
     predictions = results["predictions"]
-    for name, predicted, truth in zip(results["files"], predictions["angles"], predictions["truth_angles"]):
-        writer.writerow([name, *(f"{value:.4f}" for value in predicted), *(f"{value:.4f}" for value in truth)])
+    for index, name in enumerate(results["files"]):
+        values = [*(predictions[key][index] for _, key in routes), predictions["truth_angles"][index]]
+        writer.writerow([name, *(f"{value:.4f}" for value in np.concatenate(values))])
     files.atomic_write(out / "predictions.csv", buffer.getvalue().encode("utf-8"))
     summary = {key: value for key, value in results.items() if key not in ("predictions", "segmentation_masks", "files")}
     files.atomic_write(out / "metrics.json", json.dumps(summary, indent=2).encode("utf-8"))

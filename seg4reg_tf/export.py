@@ -6,17 +6,24 @@
     <export base>/<name>/<version>/assets.extra/seg4reg.json      config and provenance
     <export base>/<name>/<version>/assets.extra/tf_serving_warmup_requests   replayed on load
 
-Signatures (the inference path of Algorithm 1's result: N_S, with the two-pass ROIE gate when
-trained, then N_R on the config's input mode, normally image ⊕ mask):
+Signatures (`inference.predict_images`: N_S, with the two-pass ROIE gate when trained, then
+N_R on the config's input mode, and the geometric readout of the mask):
 
     serving_default   images: (B,) tf.string, encoded JPEG/PNG of any size, 8/16-bit, gray or
-                      colour → cobb_angles (B, 3) float32 degrees, mask (B, H, W) float32
-                      probabilities at the model resolution, cam (B, H/32, W/32) float32 in
-                      [0, 1], letterbox (B, 3) float32 (scale, offset_y, offset_x): a pixel
-                      centre (x, y) of the original lies at ((x + ½)·scale + offset_x − ½,
-                      (y + ½)·scale + offset_y − ½) in the mask.
+                      colour → cobb_angles (B, 3) float32 degrees (the chosen route),
+                      cobb_angles_regressor, cobb_angles_geometric (B, 3) (NaN when no spine is
+                      found), landmarks (B, 68, 2) pseudo vertebra corners in original pixels,
+                      end_vertebrae (B, 3, 2) int32 (0 = T1 … 16 = L5), spine_found (B,) bool,
+                      mask (B, H, W) float32 probabilities at the model resolution, cam
+                      (B, H/32, W/32) float32 in [0, 1], letterbox (B, 3) float32 (scale,
+                      offset_y, offset_x): a pixel centre (x, y) of the original lies at
+                      ((x + ½)·scale + offset_x − ½, (y + ½)·scale + offset_y − ½) in the mask.
     predict_tensor    images: (B, H, W, 1) float32 in [0, 1], already preprocessed → the same
-                      outputs without `letterbox`.
+                      outputs without `letterbox`, landmarks in the model frame.
+
+`cobb_angles` repeats the route `inference.angles` chooses; "auto" takes the one with the
+lower validation SMAPE recorded in the workdir (written now if missing); seg4reg.json records
+both figures and the choice.
 
 Preprocessing inside `serving_default` is the training pipeline's own function
 (`pipeline.preprocess_encoded`): aspect-preserving resize with padding, CLAHE if trained
@@ -82,34 +89,6 @@ def final_networks(workdir: pathlib.Path):
     return config, segmenter, regressor, {role: str(path) for role, path in sources.items()}
 
 
-def predict_images(segmenter, regressor, images, config):
-    """The inference path on preprocessed images.
-
-    Args:
-        segmenter, regressor: N_S (gated or not) and N_R.
-        images: (B, H, W, 1) float32 in [0, 1].
-        config: uses `regressor.input_mode` and `data.angle_scale_degrees`.
-
-    Returns:
-        {"cobb_angles": (B, 3) degrees, "mask": (B, H, W) probabilities,
-        "cam": (B, H/32, W/32) in [0, 1], the mean of the three angles' maps}.
-    """
-    from seg4reg_tf.models.regressor import regressor_inputs
-    from seg4reg_tf.phases import segment
-
-    from keras import ops
-
-    images = ops.convert_to_tensor(images, "float32")
-    mode = config.regressor.input_mode
-    mask = segment(segmenter, regressor, images, mode)["mask"]
-    out = regressor(regressor_inputs(images, mask, mode), training=False)
-    return {
-        "cobb_angles": out["angles"] * config.data.angle_scale_degrees,
-        "mask": mask[..., 0],
-        "cam": out["cam"][..., -1],
-    }
-
-
 def decode_requests(encoded, config, max_pixels: int, names=None):
     """A batch of encoded images → model inputs and where each original lies in them.
 
@@ -171,19 +150,22 @@ def next_version(model_dir: pathlib.Path) -> int:
     return max(versions, default=0) + 1
 
 
-def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: int) -> None:
-    """Writes the SavedModel with both signatures to `path` (which must not exist)."""
+def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: int, route: str) -> None:
+    """Writes the SavedModel with both signatures to `path` (which must not exist);
+    `route` ("regressor" or "geometric") is what `cobb_angles` repeats."""
     import keras
     import tensorflow as tf
+
+    from seg4reg_tf.inference import predict_images
 
     height, width = config.data.image_height, config.data.image_width
 
     def predict_tensor(images):
-        return predict_images(segmenter, regressor, images, config)
+        return predict_images(segmenter, regressor, images, config, route)
 
     def serving_default(images):
         decoded, letterbox = decode_requests(images, config, max_pixels)
-        return {**predict_images(segmenter, regressor, decoded, config), "letterbox": letterbox}
+        return {**predict_images(segmenter, regressor, decoded, config, route, letterbox), "letterbox": letterbox}
 
     archive = keras.export.ExportArchive()
     archive.track(segmenter)
@@ -214,7 +196,10 @@ def export_saved_model(
         FileExistsError: the version already exists.
         ValueError: a version below 1.
     """
+    from seg4reg_tf.evaluate import route_for_workdir
+
     config, segmenter, regressor, sources = final_networks(workdir)
+    route, routes = route_for_workdir(workdir, config, sources, segmenter, regressor)
     name = name or config.export.model_name
     max_pixels = max_image_pixels or config.export.max_image_pixels
     model_dir = pathlib.Path(export_base) / name
@@ -228,7 +213,7 @@ def export_saved_model(
     temporary = pathlib.Path(tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=model_dir))
     try:
         archive = temporary / "model"
-        write_archive(segmenter, regressor, config, archive, max_pixels)
+        write_archive(segmenter, regressor, config, archive, max_pixels, route)
         extra = archive / "assets.extra"
         extra.mkdir(exist_ok=True)
         write_warmup_requests(extra / WARMUP_FILE, name)
@@ -242,6 +227,7 @@ def export_saved_model(
             "input": {"height": config.data.image_height, "width": config.data.image_width, "channels": 1},
             "angle_columns": list(ANGLE_COLUMNS),
             "max_image_pixels": max_pixels,
+            "angles": {"setting": config.inference.angles, "route": route, "validation_smape": (routes or {}).get("validation_smape")},
             "config": config.to_dict(),
         }
         (extra / "seg4reg.json").write_text(json.dumps(info, indent=2))

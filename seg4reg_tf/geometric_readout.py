@@ -4,8 +4,9 @@ A Cobb angle is geometry, so it can be measured on the predicted spine with the 
 own algorithm (`cobb_graph.cobb_angles`). From the probabilities (B, H, W):
 
 1. pixels above `threshold` count with their probability;
-2. a robust centre per row (the weighted median), smoothed along y, and only pixels within
-   `window` of it are kept: a false-positive blob beside the spine drops out;
+2. a robust centre per row (the weighted median of a Gaussian band of rows around it),
+   smoothed along y; only pixels within `window` of it are kept, so a false-positive blob
+   beside the spine drops out;
 3. rows holding spine are joined across gaps up to `gap` (discs, broken masks) into runs;
    the run with the most probability mass is the spine (blobs above or below drop out);
 4. the centre line: the mean x of each of its rows, Gaussian-smoothed along y;
@@ -39,6 +40,9 @@ ENDPLATE_PROFILE = (
     0.2825, 0.3221, 0.3359, 0.3761, 0.3902, 0.4316, 0.4467, 0.4900, 0.5068, 0.5523, 0.5707, 0.6181,
     0.6384, 0.6873, 0.7094, 0.7582, 0.7820, 0.8329, 0.8567, 0.9085, 0.9501, 1.0000,
 )  # fmt: skip
+# Standard deviation, as a fraction of the height, of the band of rows whose pooled weighted
+# median gives the robust centre: wide enough that a blob beside the spine is outvoted.
+ROBUST_BAND = 0.08
 _TINY = 1e-9
 _MIN_HALF_WIDTH = 0.5  # pixels: keeps every mid-line of non-zero length
 
@@ -181,9 +185,11 @@ def read_spine(probabilities, settings: ReadoutConfig, letterbox=None) -> dict[s
     weights = tf.where(probabilities > settings.threshold, probabilities, 0.0)
     columns = tf.range(width, dtype=tf.float32)
 
-    mass = tf.reduce_sum(weights, axis=2)
-    cumulative = tf.cumsum(weights, axis=2)
+    # the robust centre: per row, the weighted median column of a band of rows around it
+    band = tf.einsum("ij,bjx->bix", gaussian_matrix(height, ROBUST_BAND * height), weights)
+    cumulative = tf.cumsum(band, axis=2)
     median = tf.reduce_sum(tf.cast(cumulative < cumulative[..., -1:] / 2.0, tf.float32), axis=2)
+    mass = tf.reduce_sum(weights, axis=2)
     robust = smooth_rows(median, tf.cast(mass > 0.5, tf.float32), kernel)
     weights *= tf.cast(tf.abs(columns[None, None] - robust[..., None]) <= settings.window * width, tf.float32)
 

@@ -15,6 +15,7 @@ import numpy as np
 from seg4reg_tf import files
 
 MASK_COLOUR = (60, 220, 60)  # BGR green: the predicted spine outline
+ENDPLATE_COLOUR = (0, 215, 255)  # BGR amber: the end plates of the largest curve
 CAM_OPACITY = 0.35
 
 
@@ -36,7 +37,7 @@ def model_to_display(letterbox, display_scale: float) -> np.ndarray:
     )
 
 
-def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024, min_height: int = 512) -> np.ndarray:
+def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024, min_height: int = 512, largest_curve=None) -> np.ndarray:
     """Draws one overlay.
 
     Args:
@@ -47,6 +48,9 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
         lines: text written on a band above the image (ASCII: OpenCV's fonts have no "°").
         max_height, min_height: the radiograph is drawn this many rows high at most / at
             least (small images are enlarged so the caption stays readable).
+        largest_curve: None, or (landmarks (68, 2) original pixels, (upper, lower) end
+            vertebra indices, angle in degrees) of the readout: drawn the way a clinician
+            marks a Cobb measurement (see `draw_cobb_lines`).
 
     Returns:
         (rows, columns, 3) uint8 BGR image.
@@ -66,7 +70,35 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
     canvas = cv2.addWeighted(canvas, 1.0 - CAM_OPACITY, heat, CAM_OPACITY, 0.0)
     contours, _ = cv2.findContours((mask_display > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(canvas, contours, -1, MASK_COLOUR, max(1, size[0] // 300))
+    if largest_curve is not None:
+        draw_cobb_lines(canvas, *largest_curve, display_scale)
     return _with_caption(canvas, lines)
+
+
+def draw_cobb_lines(canvas: np.ndarray, landmarks, ends, angle: float, display_scale: float) -> None:
+    """Draws the upper end plate of the upper end vertebra and the lower end plate of the
+    lower one, each extended to both sides, and the angle between them, in place.
+
+    Args:
+        canvas: (rows, columns, 3) uint8 BGR display image.
+        landmarks: (68, 2) corners in original pixels (TL, TR, BL, BR per vertebra).
+        ends: (upper, lower) vertebra indices 0–16.
+        angle: degrees, written beside the lower line.
+        display_scale: display pixels per original pixel.
+    """
+    corners = (np.asarray(landmarks, np.float64).reshape(17, 4, 2) + 0.5) * display_scale - 0.5
+    upper, lower = (int(index) for index in ends)
+    thickness = max(1, canvas.shape[1] // 250)
+    reach = 0.35 * canvas.shape[1]
+    for start, end in ((corners[upper, 0], corners[upper, 1]), (corners[lower, 2], corners[lower, 3])):
+        direction = (end - start) / max(np.linalg.norm(end - start), 1e-9)
+        middle = (start + end) / 2
+        a, b = middle - direction * reach, middle + direction * reach
+        cv2.line(canvas, tuple(int(round(v)) for v in a), tuple(int(round(v)) for v in b), ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
+    text_at = corners[lower, 3] + np.array([6.0 * thickness, -4.0 * thickness])
+    x = int(min(max(text_at[0], 0), canvas.shape[1] - 60))
+    y = int(min(max(text_at[1], 14), canvas.shape[0] - 2))
+    cv2.putText(canvas, f"{angle:.1f} deg", (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4 + thickness * 0.15, ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
 
 
 def _with_caption(canvas: np.ndarray, lines: list[str]) -> np.ndarray:

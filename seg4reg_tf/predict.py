@@ -40,8 +40,9 @@ class Model:
     Attributes:
         config: the training run's config (input size, preprocessing, input mode).
         source: where the networks came from, for the report.
-        run: (V, H, W, 1) float32 in [0, 1] → {"cobb_angles" (V, 3) degrees, "mask" (V, H, W),
-            "cam" (V, h, w)}, as NumPy.
+        run: (V, H, W, 1) float32 in [0, 1] → the outputs of `inference.predict_images`
+            (landmarks in the model frame), as NumPy.
+        route: which route `cobb_angles` repeats ("regressor" or "geometric").
         max_pixels: pixel limit applied before decoding (the export's).
     """
 
@@ -49,6 +50,7 @@ class Model:
     source: dict
     run: object
     max_pixels: int
+    route: str = "regressor"
     keep_alive: object = None  # the loaded SavedModel, which its signature does not keep alive
 
     def decode(self, encoded: bytes, name: str):
@@ -83,19 +85,21 @@ def load_workdir(workdir: str) -> Model:
     """The last N_S and N_R of a training workdir (see `export.final_networks`)."""
     import tensorflow as tf
 
-    from seg4reg_tf import export
+    from seg4reg_tf import evaluate, export
+    from seg4reg_tf.inference import predict_images
 
     config, segmenter, regressor, sources = export.final_networks(pathlib.Path(workdir))
+    route, _ = evaluate.route_for_workdir(workdir, config, sources, segmenter, regressor)
     shape = [None, config.data.image_height, config.data.image_width, 1]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
     def run(images):
-        return export.predict_images(segmenter, regressor, images, config)
+        return predict_images(segmenter, regressor, images, config, route)
 
     def run_numpy(images):
         return {key: value.numpy() for key, value in run(images).items()}
 
-    return Model(config, {"workdir": str(workdir), **sources}, run_numpy, config.export.max_image_pixels)
+    return Model(config, {"workdir": str(workdir), **sources}, run_numpy, config.export.max_image_pixels, route)
 
 
 def resolve_saved_model(path: str) -> pathlib.Path:
@@ -130,7 +134,19 @@ def load_saved_model(path: str) -> Model:
         outputs = signature(images=tf.convert_to_tensor(images, tf.float32))
         return {key: value.numpy() for key, value in outputs.items()}
 
-    return Model(config, {"saved_model": str(version)}, run_numpy, int(info["max_image_pixels"]), loaded)
+    route = info.get("angles", {}).get("route", "regressor")
+    return Model(config, {"saved_model": str(version)}, run_numpy, int(info["max_image_pixels"]), route, loaded)
+
+
+def end_vertebrae_names(ends) -> list[str]:
+    """(3, 2) vertebra indices (0 = T1 … 16 = L5, −1 unknown) → ["T6–T12", ...] ("" unknown)."""
+    from seg4reg_tf.geometry import VERTEBRA_NAMES
+
+    return [f"{VERTEBRA_NAMES[upper]}–{VERTEBRA_NAMES[lower]}" if upper >= 0 else "" for upper, lower in np.asarray(ends)]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def predict_radiograph(model: Model, radiograph, settings, overlay_path: pathlib.Path | None = None) -> dict:
@@ -145,32 +161,52 @@ def predict_radiograph(model: Model, radiograph, settings, overlay_path: pathlib
     image, letterbox = model.decode(radiograph.encoded, radiograph.path)
     chosen = tta.views(settings)
     outputs = model.run(tta.augment(image, chosen))
+    found = bool(outputs["spine_found"][0])  # the identity view decides
     angles, spread = tta.aggregate(outputs["cobb_angles"])
+    by_regressor, _ = tta.aggregate(outputs["cobb_angles_regressor"])
+    geometric, _ = tta.aggregate(outputs["cobb_angles_geometric"])
     mask, cam = outputs["mask"][0], outputs["cam"][0]
+    disagreement = float(np.max(np.abs(geometric - by_regressor))) if found else float("nan")
     row = {
         "file": radiograph.path,
-        "status": "ok",
+        "status": "ok" if found else report.STATUS_NO_SPINE,
         "format": radiograph.file_format,
-        **{field: float(value) for field, value in zip(report.ANGLE_FIELDS, angles)},
+        **{field: _finite_or_none(value) for field, value in zip(report.ANGLE_FIELDS, angles)},
+        "route": model.route,
         "curve_type": curve.curve_type(mask),
-        "severity": curve.severity(float(angles[0])),
+        "severity": curve.severity(float(angles[0])) if found and np.isfinite(angles[0]) else None,
+        **{field: _finite_or_none(value) for field, value in zip(report.REGRESSOR_FIELDS, by_regressor)},
+        **{field: _finite_or_none(value) for field, value in zip(report.GEOMETRIC_FIELDS, geometric)},
+        **dict(zip(report.END_VERTEBRAE_FIELDS, end_vertebrae_names(outputs["end_vertebrae"][0]))),
+        "route_disagreement_deg": _finite_or_none(disagreement),
+        "routes_disagree": bool(disagreement > model.config.readout.disagreement_degrees) if found else None,
         "views": len(chosen),
         "height": int(radiograph.pixels.shape[0]),
         "width": int(radiograph.pixels.shape[1]),
     }
     if len(chosen) > 1:
-        row.update({field: float(value) for field, value in zip(report.SPREAD_FIELDS, spread)})
-        row["low_confidence"] = bool(spread.max() > settings.low_confidence_spread_degrees)
+        row.update({field: _finite_or_none(value) for field, value in zip(report.SPREAD_FIELDS, spread)})
+        row["low_confidence"] = bool(spread.max() > settings.low_confidence_spread_degrees) if found else None
     if radiograph.pixel_spacing_mm:
         row["pixel_spacing_row_mm"], row["pixel_spacing_column_mm"] = map(float, radiograph.pixel_spacing_mm)
     if overlay_path is not None:
-        lines = [
-            "Cobb " + " / ".join(f"{value:.1f}" for value in angles) + " deg",
-            f"{CAPTION_CURVE[row['curve_type']]}, {row['severity']}"
-            + (f", spread {spread.max():.1f} deg" if len(chosen) > 1 else "")
-            + (", LOW CONFIDENCE" if row.get("low_confidence") else ""),
-        ]
-        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, lines)
+        if found:
+            lines = [
+                f"Cobb ({model.route}) " + " / ".join(f"{value:.1f}" for value in angles) + " deg",
+                f"{CAPTION_CURVE[row['curve_type']]}, {row['severity']}"
+                + (f", spread {spread.max():.1f} deg" if len(chosen) > 1 else "")
+                + (", LOW CONFIDENCE" if row.get("low_confidence") else "")
+                + (", ROUTES DISAGREE" if row.get("routes_disagree") else ""),
+            ]
+        else:
+            lines = ["no Cobb angle", "spine not found"]
+        largest = None
+        if found:
+            # landmarks of the identity view, model frame → original pixels
+            scale, offset_y, offset_x = (float(value) for value in letterbox)
+            points = (outputs["landmarks"][0] + 0.5 - np.array([offset_x, offset_y])) / scale - 0.5
+            largest = (points, outputs["end_vertebrae"][0][0], float(geometric[0]))
+        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, lines, largest_curve=largest)
         overlay.write_png(overlay_path, picture)
         row["overlay"] = str(overlay_path)
     return row
@@ -243,13 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     overlay_dir = pathlib.Path(args.out) / "overlays" if args.overlays else None
     rows = predict_files(model, paths, writer, settings, overlay_dir, verbose=not args.quiet)
     for row in rows:
-        if row["status"] != "ok":
+        if row["status"] == "error":
             print(f"failed: {row['error']}", file=sys.stderr)
     print(report.summary_line(rows))
     print(f"report: {writer.csv_path} and {writer.json_path}")
     if overlay_dir is not None:
         print(f"overlays: {overlay_dir}")
-    return 1 if any(row["status"] != "ok" for row in rows) else 0
+    return 1 if any(row["status"] == "error" for row in rows) else 0
 
 
 if __name__ == "__main__":

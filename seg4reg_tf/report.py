@@ -18,9 +18,16 @@ from seg4reg_tf import files
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
 
 ANGLE_FIELDS = tuple(f"cobb_{name}_deg" for name in ANGLE_COLUMNS)
+REGRESSOR_FIELDS = tuple(f"regressor_{name}_deg" for name in ANGLE_COLUMNS)
+GEOMETRIC_FIELDS = tuple(f"geometric_{name}_deg" for name in ANGLE_COLUMNS)
+END_VERTEBRAE_FIELDS = tuple(f"end_vertebrae_{name}" for name in ANGLE_COLUMNS)
 SPREAD_FIELDS = tuple(f"spread_{name}_deg" for name in ANGLE_COLUMNS)
+# status: "ok", "spine not found" (angles left blank: the image shows no spine N_S finds),
+# or "error" (the file could not be read or predicted; `error` says why).
+STATUS_NO_SPINE = "spine not found"
 FIELDS = (
-    "file", "status", "error", "format", *ANGLE_FIELDS, "curve_type", "severity",
+    "file", "status", "error", "format", *ANGLE_FIELDS, "route", "curve_type", "severity",
+    *REGRESSOR_FIELDS, *GEOMETRIC_FIELDS, *END_VERTEBRAE_FIELDS, "route_disagreement_deg", "routes_disagree",
     *SPREAD_FIELDS, "views", "low_confidence", "pixel_spacing_row_mm", "pixel_spacing_column_mm",
     "height", "width", "overlay",
 )  # fmt: skip
@@ -98,7 +105,8 @@ def summary(rows: list[dict]) -> dict:
     return {
         "images": len(rows),
         "predicted": len(good),
-        "failed": len(rows) - len(good),
+        "spine_not_found": sum(1 for row in rows if row.get("status") == STATUS_NO_SPINE),
+        "failed": sum(1 for row in rows if row.get("status") == "error"),
         "low_confidence": sum(1 for row in good if row.get("low_confidence")),
         "severity": bands,
     }
@@ -109,6 +117,8 @@ def summary_line(rows: list[dict]) -> str:
     counts = summary(rows)
     bands = ", ".join(f"{band} {count}" for band, count in sorted(counts["severity"].items()))
     line = f"{counts['images']} images: {counts['predicted']} predicted, {counts['failed']} failed"
+    if counts["spine_not_found"]:
+        line += f", {counts['spine_not_found']} without a spine found"
     if counts["low_confidence"]:
         line += f", {counts['low_confidence']} low confidence"
     return line + (f"; severity: {bands}" if bands else "")

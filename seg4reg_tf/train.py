@@ -351,7 +351,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if len(lines) > 1:
         print("\nvalidation per phase:\n  " + "\n  ".join(lines))
+    recorded = record_routes(workdir)
+    if recorded is not None:
+        scores = recorded["validation_smape"]
+        shown = ", ".join(f"{route} {value:.2f}%" if value is not None else f"{route} -" for route, value in scores.items())
+        print(f"validation SMAPE by route: {shown} → inference.angles auto answers with the {recorded['choice']}")
     return 0
+
+
+def record_routes(workdir: pathlib.Path) -> dict | None:
+    """Scores both angle routes of the workdir's final networks on the validation split
+    (`evaluate.record_routes`, writes routes.json); None until N_S and N_R both exist."""
+    from seg4reg_tf import evaluate, export
+
+    try:
+        config, segmenter, regressor, sources = export.final_networks(workdir)
+    except FileNotFoundError:
+        return None
+    return evaluate.record_routes(workdir, config, sources, segmenter, regressor)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
     python -m seg4reg_tf.visualize --workdir workdirs/demo [--data ROOT --split test] [--out DIR]
 
-    scatter.png          predicted vs ground-truth angle, one panel per AASCE column
+    scatter.png          predicted vs ground-truth angle, one row per route (N_R, readout on
+                         N_S masks, readout on true masks), one panel per AASCE column
     training_curves.png  per phase: training and validation loss, and the monitored metric
     segmentation.png     per N_S of the workdir (without / with ROIE; paper Fig. 4): true
                          positives green, false negatives red, false positives blue
@@ -52,18 +53,23 @@ def _save(figure, path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def scatter(truth, predicted, path: pathlib.Path) -> pathlib.Path:
-    """Predicted vs ground truth per angle column; (N, 3) degrees each."""
+def scatter(truth, predicted_by_route: dict, path: pathlib.Path) -> pathlib.Path:
+    """Predicted vs ground truth: one row per route ({label: (N, 3) degrees}), one panel per
+    angle column; images without a prediction (NaN: no spine found) are left out and counted."""
     plt = _pyplot()
-    truth, predicted = np.asarray(truth), np.asarray(predicted)
-    figure, axes = plt.subplots(1, 3, figsize=(12, 4.2))
-    top = max(10.0, float(np.max([truth.max(), predicted.max()])) * 1.05)
-    for column, (axis, name) in enumerate(zip(axes, ANGLE_COLUMNS)):
-        error = np.abs(truth[:, column] - predicted[:, column]).mean()
-        axis.plot([0, top], [0, top], color="0.6", linewidth=1)
-        axis.scatter(truth[:, column], predicted[:, column], s=14, alpha=0.75)
-        axis.set(xlim=(0, top), ylim=(0, top), aspect="equal", xlabel="ground truth (°)", ylabel="predicted (°)",
-                 title=f"{name} curve — MAE {error:.2f}°")
+    truth = np.asarray(truth)
+    routes = {label: np.asarray(values, np.float64) for label, values in predicted_by_route.items()}
+    figure, axes = plt.subplots(len(routes), 3, figsize=(12, 4.2 * len(routes)), squeeze=False)
+    top = max(10.0, float(np.nanmax([truth.max(), *(np.nanmax(v, initial=0.0) for v in routes.values())])) * 1.05)
+    for row, (label, predicted) in enumerate(routes.items()):
+        shown = np.isfinite(predicted).all(axis=1)
+        for column, (axis, name) in enumerate(zip(axes[row], ANGLE_COLUMNS)):
+            error = np.abs(truth[shown, column] - predicted[shown, column]).mean() if shown.any() else float("nan")
+            axis.plot([0, top], [0, top], color="0.6", linewidth=1)
+            axis.scatter(truth[shown, column], predicted[shown, column], s=14, alpha=0.75)
+            missing = f", {int((~shown).sum())} not found" if (~shown).any() else ""
+            axis.set(xlim=(0, top), ylim=(0, top), aspect="equal", xlabel="ground truth (°)", ylabel="predicted (°)",
+                     title=f"{label}: {name} — MAE {error:.2f}°{missing}")
     return _save(figure, path)
 
 
@@ -191,7 +197,9 @@ def write_figures(results: dict, workdir, out: pathlib.Path, count: int = 4) -> 
     masks = {label: masks[shown] for label, masks in results["segmentation_masks"].items()}
     cams = regressor_cams(workdir, images, predictions["masks"][shown], config)
     written = [
-        scatter(predictions["truth_angles"], predictions["angles"], out / "scatter.png"),
+        scatter(predictions["truth_angles"], {"N_R": predictions["angles_regressor"],
+                                              "readout on N_S masks": predictions["angles_geometric"],
+                                              "readout on true masks": predictions["angles_geometric_truth"]}, out / "scatter.png"),
         segmentation_overlays(images, predictions["truth_masks"][shown], masks, out / "segmentation.png"),
         cam_overlays(images, cams, out / "cam.png"),
     ]

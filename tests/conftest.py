@@ -1,5 +1,6 @@
 """Shared fixtures: a small synthetic data set, and the real AASCE split when available."""
 
+import json
 import os
 
 import pytest
@@ -58,8 +59,9 @@ def exported(tmp_path_factory):
     base = workdir.parent / "models"
     path = export.export_saved_model(workdir, base)
     config, segmenter, regressor, _ = export.final_networks(workdir)
+    info = json.loads((path / "assets.extra" / "seg4reg.json").read_text())
     return {"workdir": workdir, "base": base, "path": path, "config": config, "segmenter": segmenter,
-            "regressor": regressor, "loaded": tf.saved_model.load(str(path))}
+            "regressor": regressor, "loaded": tf.saved_model.load(str(path)), "route": info["angles"]["route"]}
 
 
 SMOKE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "smoke.yaml")

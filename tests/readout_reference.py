@@ -7,13 +7,17 @@ from __future__ import annotations
 import numpy as np
 
 from seg4reg_tf import geometry
-from seg4reg_tf.geometric_readout import ENDPLATE_PROFILE
+from seg4reg_tf.geometric_readout import ENDPLATE_PROFILE, ROBUST_BAND
+
+
+def _kernel(sigma: float) -> np.ndarray:
+    radius = int(3 * sigma) + 1
+    return np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
 
 
 def smooth(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
     """Normalised Gaussian convolution of a 1-D signal (kernel truncated at ⌊3σ⌋ + 1)."""
-    radius = int(3 * sigma) + 1
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel = _kernel(sigma)
     numerator = np.convolve(values * weights, kernel, mode="same")[: len(values)]
     denominator = np.convolve(weights, kernel, mode="same")[: len(values)]
     return numerator / np.maximum(denominator, 1e-9)
@@ -29,7 +33,8 @@ def readout(probabilities: np.ndarray, settings, letterbox=None):
     sigma = settings.smoothing * height
 
     mass = w.sum(1)
-    median = np.array([np.searchsorted(np.cumsum(row), row.sum() / 2) for row in w], np.float64)
+    band = np.stack([np.convolve(column, _kernel(ROBUST_BAND * height), mode="same")[:height] for column in w.T], axis=1)
+    median = np.array([np.searchsorted(np.cumsum(row), row.sum() / 2) for row in band], np.float64)
     robust = smooth(median, (mass > 0.5).astype(np.float64), sigma)
     w = w * (np.abs(xs[None] - robust[:, None]) <= settings.window * width)
     mass = w.sum(1)

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from seg4reg_tf import export, serving_client
 from seg4reg_tf.data import pipeline
+from seg4reg_tf.inference import predict_images
 from tests.harness import make_workdir
 from tests.loopback_server import LoopbackServer
 
@@ -33,7 +34,7 @@ def synthetic_images(synthetic_root) -> list[bytes]:
 
 def in_memory(exported, encoded: bytes) -> dict:
     image = pipeline.preprocess_encoded(tf.constant(encoded), "test", exported["config"].data)[None]
-    out = export.predict_images(exported["segmenter"], exported["regressor"], image, exported["config"])
+    out = predict_images(exported["segmenter"], exported["regressor"], image, exported["config"], exported["route"])
     return {key: keras.ops.convert_to_numpy(value)[0] for key, value in out.items()}
 
 
@@ -81,7 +82,7 @@ def test_saved_model_cli_run_matches_in_memory_model(exported, tmp_path):
         capture_output=True, text=True, check=True,
     )
     angles = np.load(tmp_path / "out" / "cobb_angles.npy")
-    expected = export.predict_images(exported["segmenter"], exported["regressor"], image, exported["config"])
+    expected = predict_images(exported["segmenter"], exported["regressor"], image, exported["config"], exported["route"])
     np.testing.assert_allclose(angles, keras.ops.convert_to_numpy(expected["cobb_angles"]), atol=1e-4)
 
 
@@ -201,7 +202,7 @@ def test_readme_snippet_loads_the_export_in_other_keras_code(exported, synthetic
     np.testing.assert_allclose(namespace["loaded"].signatures["serving_default"](images=tf.constant([image]))["cobb_angles"], reference, atol=1e-5)
     # 3. the .keras files, loaded with this package's registered layers, compute the same angles
     decoded = pipeline.preprocess_encoded(tf.constant(image), "x", exported["config"].data)[None]
-    out = export.predict_images(namespace["segmenter"], namespace["regressor"], decoded, exported["config"])
+    out = predict_images(namespace["segmenter"], namespace["regressor"], decoded, exported["config"], exported["route"])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out["cobb_angles"]), reference, atol=1e-4)
 
 

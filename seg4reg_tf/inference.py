@@ -1,0 +1,107 @@
+"""The inference path, from a model-frame image to every output the system gives; the one
+home that export, evaluate and predict import.
+
+    image (B, H, W, 1) → N_S (two passes when gated by ROIE) → mask
+                       → N_R on the config's input            → cobb_angles_regressor
+                       → geometric readout of the mask        → cobb_angles_geometric,
+                                                                landmarks, end_vertebrae,
+                                                                spine_found
+    cobb_angles = the route chosen by `inference.angles` (regressor | geometric | auto)
+
+"auto" is resolved once per workdir: the route with the lower validation SMAPE, recorded in
+`<workdir>/routes.json` by `evaluate.record_routes` (train writes it after the last phase;
+export and predict write it when it is missing or older than the networks).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from keras import ops
+
+from seg4reg_tf.geometric_readout import read_spine
+from seg4reg_tf.models.regressor import regressor_inputs
+from seg4reg_tf.phases import segment
+
+ROUTES = ("regressor", "geometric")
+ROUTES_FILE = "routes.json"
+
+
+def predict_images(segmenter, regressor, images, config, route: str, letterbox=None) -> dict:
+    """The inference path on preprocessed images.
+
+    Args:
+        segmenter, regressor: N_S (gated or not) and N_R.
+        images: (B, H, W, 1) float32 in [0, 1], letterboxed into the model frame.
+        config: uses `regressor.input_mode`, `data.angle_scale_degrees` and `readout`.
+        route: "regressor" or "geometric": which route `cobb_angles` repeats.
+        letterbox: (B, 3) scale, offset_y, offset_x of each original in the model frame, or
+            None: landmarks then stay in the model frame.
+
+    Returns:
+        {"cobb_angles", "cobb_angles_regressor", "cobb_angles_geometric": (B, 3) degrees
+        (the geometric ones NaN where no spine was found), "landmarks" (B, 68, 2) pseudo
+        corners in original pixels, "end_vertebrae" (B, 3, 2) int32 (0 = T1 … 16 = L5, −1
+        when not found), "spine_found" (B,) bool, "mask" (B, H, W) probabilities,
+        "cam" (B, H/32, W/32) in [0, 1], the mean of the three angles' maps}.
+    """
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+    images = ops.convert_to_tensor(images, "float32")
+    mode = config.regressor.input_mode
+    mask = segment(segmenter, regressor, images, mode)["mask"]
+    out = regressor(regressor_inputs(images, mask, mode), training=False)
+    by_regressor = out["angles"] * config.data.angle_scale_degrees
+    readout = read_spine(mask[..., 0], config.readout, letterbox)
+    return {
+        "cobb_angles": by_regressor if route == "regressor" else readout["cobb_angles"],
+        "cobb_angles_regressor": by_regressor,
+        "cobb_angles_geometric": readout["cobb_angles"],
+        "landmarks": readout["landmarks"],
+        "end_vertebrae": readout["end_vertebrae"],
+        "spine_found": readout["found"],
+        "mask": mask[..., 0],
+        "cam": out["cam"][..., -1],
+    }
+
+
+def choose_route(setting: str, recorded: dict | None) -> str:
+    """The route that answers: `setting` unless "auto"; then the recorded route with the
+    lower validation SMAPE (the regressor when nothing usable was recorded).
+
+    Args:
+        setting: `inference.angles`.
+        recorded: the contents of routes.json ({"validation_smape": {route: %}}), or None.
+    """
+    if setting in ROUTES:
+        return setting
+    if setting != "auto":
+        raise ValueError(f"inference.angles must be 'regressor', 'geometric' or 'auto', got {setting!r}")
+    scores = (recorded or {}).get("validation_smape", {})
+    usable = {route: scores[route] for route in ROUTES if isinstance(scores.get(route), (int, float)) and scores[route] == scores[route]}
+    if not usable:
+        return "regressor"
+    return min(usable, key=lambda route: (usable[route], ROUTES.index(route)))
+
+
+def read_routes(workdir, sources: dict) -> dict | None:
+    """routes.json of a workdir if it was written for these networks (`sources`: role →
+    file, as `workdir.final_networks` names them, with their modification times), else None."""
+    path = pathlib.Path(workdir) / ROUTES_FILE
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded if recorded.get("networks") == network_stamps(sources) else None
+
+
+def network_stamps(sources: dict) -> dict:
+    """{role: "file@mtime_ns"}: identifies the networks a record was made with."""
+    stamps = {}
+    for role, path in sorted(sources.items()):
+        path = pathlib.Path(path).resolve()
+        stamps[role] = f"{path}@{path.stat().st_mtime_ns}"
+    return stamps
