@@ -144,16 +144,24 @@ class RegressorConfig:
         input_mode: what N_R sees: the image, the mask, or both as two channels.
         smape_epsilon: ε of the SMAPE loss (Eq. 3), on angles scaled to [0, 1].
         dropout: dropout rate before the output layer.
+        batch_norm_momentum: momentum of the trunk's BatchNorm moving statistics; Keras'
+            0.99 suits long runs (after n steps (0.99)ⁿ of the initial statistics remain).
+        stochastic_depth: Keras EfficientNet's drop-connect of residual blocks (rates up to
+            0.2) during training.
     """
 
     weights: str = "imagenet"
     input_mode: Literal["image", "mask", "image+mask"] = "image+mask"
     smape_epsilon: float = 1e-6
     dropout: float = 0.2
+    batch_norm_momentum: float = 0.99
+    stochastic_depth: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.batch_norm_momentum < 1.0:
+            raise ValueError(f"'batch_norm_momentum' must be in [0, 1), got {self.batch_norm_momentum}")
         _check_weights(self.weights)
 
 
@@ -190,6 +198,9 @@ class RegressionPhaseConfig(PhaseConfig):
 
     Attributes:
         ar_weight: weight of L_AR (Eq. 4) next to the two SMAPE terms.
+        loss: the angle loss of both branches: "smape" (Eq. 3), "smape_detached" (SMAPE
+            with no gradient through its denominator) or "l1" (mean |Δ| of the angles scaled
+            to [0, 1], as the authors' Seg4Reg code trained its regressor).
         mask_source: masks fed to N_R: predicted by the frozen N_S (the method) or the
             ground truth (an ablation).
     """
@@ -198,6 +209,7 @@ class RegressionPhaseConfig(PhaseConfig):
     learning_rate: float = 1e-3
     ar_weight: float = 1.0
     mask_source: Literal["predicted", "ground_truth"] = "predicted"
+    loss: Literal["smape", "smape_detached", "l1"] = "smape"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -179,7 +179,7 @@ def read_spine(probabilities, settings: ReadoutConfig, letterbox=None) -> dict[s
         lower end vertebra of each angle (0 = T1 … 16 = L5), "found": (B,) bool}; NaN and
         −1 where nothing was found.
     """
-    probabilities = tf.convert_to_tensor(probabilities, tf.float32)
+    probabilities = tf.cast(probabilities, tf.float32)
     height, width = probabilities.shape[1], probabilities.shape[2]
     kernel = gaussian_matrix(height, settings.smoothing * height)
     weights = tf.where(probabilities > settings.threshold, probabilities, 0.0)

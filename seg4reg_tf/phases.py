@@ -178,15 +178,15 @@ class RegressionPhase(PhaseTrainer):
         branch_a = regressor_inputs(image, mask, self.mode)
         if self.settings.ar_weight == 0:
             out = self.regressor(branch_a, training=training)
-            loss = losses.smape_loss(angles, out["angles"], epsilon)
+            loss = losses.angle_loss(self.settings.loss, angles, out["angles"], epsilon)
             zero = ops.zeros(())
             return loss, {"smape_image": loss, "smape_mask": zero, "ar": zero}, out
         both = self.regressor(ops.concatenate([branch_a, mask_branch_inputs(mask, self.mode)], axis=0), training=training)
         half = ops.shape(image)[0]
         a = {key: value[:half] for key, value in both.items()}
         b = {key: value[half:] for key, value in both.items()}
-        smape_a = losses.smape_loss(angles, a["angles"], epsilon)
-        smape_b = losses.smape_loss(angles, b["angles"], epsilon)
+        smape_a = losses.angle_loss(self.settings.loss, angles, a["angles"], epsilon)
+        smape_b = losses.angle_loss(self.settings.loss, angles, b["angles"], epsilon)
         ar = losses.attention_regularization_loss(a["cam"][..., :3], b["cam"][..., :3])
         loss = smape_a + smape_b + self.settings.ar_weight * ar
         return loss, {"smape_image": smape_a, "smape_mask": smape_b, "ar": ar}, a

@@ -38,13 +38,44 @@ def test_angle_figures_equal_those_recomputed_from_predictions_csv(evaluated):
     with open(evaluated["out"] / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == evaluated["metrics"]["images"] == 2
-    predicted = np.array([[float(row[f"pred_{c}_deg"]) for c in ("largest", "second", "third")] for row in rows])
-    truth = np.array([[float(row[f"gt_{c}_deg"]) for c in ("largest", "second", "third")] for row in rows])
-    smape = 100 * np.mean(np.abs(truth - predicted).sum(axis=1) / (truth + predicted).sum(axis=1))
-    model = evaluated["metrics"]["angles"]["model"]
-    assert model["smape"] == pytest.approx(smape, abs=1e-3)
-    assert model["mae"] == pytest.approx(np.abs(truth - predicted).mean(), abs=1e-3)
-    np.testing.assert_allclose(model["mae_columns"], np.abs(truth - predicted).mean(axis=0), atol=1e-3)
+    def columns(prefix):
+        return np.array([[float(row[f"{prefix}_{c}_deg"]) for c in ("largest", "second", "third")] for row in rows])
+
+    truth = columns("gt")
+    angles = evaluated["metrics"]["angles"]
+    for label, prefix in (("N_R", "regressor"), ("readout on N_S masks", "geometric")):
+        predicted = columns(prefix)
+        assert np.isfinite(predicted).all()  # the fixture's N_S marks a spine in every image
+        smape = 100 * np.mean(np.abs(truth - predicted).sum(axis=1) / (truth + predicted).sum(axis=1))
+        assert angles[label]["smape"] == pytest.approx(smape, abs=1e-3)
+        assert angles[label]["mae"] == pytest.approx(np.abs(truth - predicted).mean(), abs=1e-3)
+        np.testing.assert_allclose(angles[label]["mae_columns"], np.abs(truth - predicted).mean(axis=0), atol=1e-3)
+        assert angles[label]["within_5"] == pytest.approx(100 * np.mean(np.abs(truth[:, 0] - predicted[:, 0]) <= 5))
+    route = evaluated["metrics"]["route"]
+    system = angles[f"system (route: {route})"]
+    assert system == angles["N_R" if route == "regressor" else "readout on N_S masks"]
+    np.testing.assert_allclose(columns("pred"), columns(route), atol=1e-3)
+
+
+def test_readout_on_true_masks_row_reads_the_rasterised_landmarks(evaluated, synthetic_root):
+    import tensorflow as tf
+
+    from seg4reg_tf import geometry
+    from seg4reg_tf.data import transforms
+    from seg4reg_tf.geometric_readout import read_spine
+
+    config = load_config(evaluated["workdir"] / "config.yaml")
+    records = read_split(synthetic_root, "test")
+    height, width = config.data.image_height, config.data.image_width
+    masks, boxes = [], []
+    for record in records:
+        frame = transforms.letterbox_landmarks(record.landmarks.astype(np.float64), record.height, record.width, height, width).numpy()
+        masks.append(geometry.landmarks_to_mask(frame, height, width))
+        boxes.append([float(v) for v in transforms.letterbox(record.height, record.width, height, width)])
+    predicted = read_spine(tf.constant(np.stack(masks), tf.float32), config.readout, np.array(boxes, np.float32))["cobb_angles"].numpy()
+    truth = np.stack([record.angles for record in records])
+    row = evaluated["metrics"]["angles"]["readout on true masks"]
+    assert row["mae"] == pytest.approx(np.abs(truth - predicted).mean(), abs=0.05)
 
 
 def test_baseline_row_is_the_training_mean_predictor(evaluated, synthetic_root):
@@ -65,7 +96,7 @@ def test_segmentation_rows_with_and_without_roie(evaluated):
         assert all(0.0 <= value <= 100.0 for value in scores.values())
     assert rows["N_S"] != rows["N_S + ROIE"]  # two different networks were evaluated
     table = (evaluated["out"] / "table.md").read_text()
-    for label in (*rows, "model", "baseline (training-mean angles)"):
+    for label in (*rows, *evaluated["metrics"]["angles"]):
         assert f"| {label} |" in table
 
 
@@ -90,7 +121,7 @@ def test_figures_are_written_and_not_blank(evaluated, name):
     assert height >= 200 and width >= 200
     assert picture.std() > 0 and picture.reshape(-1, 3).std(axis=0).max() > 5
     if name == "scatter.png":
-        assert width > 2 * height  # three square panels side by side
+        assert 0.7 * width < height < 1.4 * width  # three rows (routes) of three square panels
 
 
 def test_segmentation_figure_colours_outcomes():

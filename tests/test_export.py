@@ -57,7 +57,8 @@ def test_warmup_requests_are_valid_requests_of_the_signature(exported):
         assert request.model_spec.name == "seg4reg" and request.model_spec.signature_name == "serving_default"
         inputs = {key: tf.constant(tf.make_ndarray(value)) for key, value in request.inputs.items()}
         out = exported["loaded"].signatures["serving_default"](**inputs)
-        assert out["cobb_angles"].shape == (1, 3) and np.all(np.isfinite(out["cobb_angles"].numpy()))
+        assert out["cobb_angles"].shape == (1, 3) and np.all(np.isfinite(out["cobb_angles_regressor"].numpy()))
+        assert out["spine_found"].shape == (1,)
 
 
 def test_saved_model_cli_shows_both_signatures(exported):
@@ -67,9 +68,37 @@ def test_saved_model_cli_shows_both_signatures(exported):
     tensor = shown[shown.index("signature_def['predict_tensor']"):shown.index("signature_def['serving_default']")]
     assert "dtype: DT_STRING" in serving and "shape: (-1)" in serving
     assert "shape: (-1, 64, 32, 1)" in tensor
-    for output in ("cobb_angles", "mask", "cam"):
+    for output in ("cobb_angles", "cobb_angles_regressor", "cobb_angles_geometric", "landmarks", "end_vertebrae", "spine_found", "mask", "cam"):
         assert f"outputs['{output}']" in serving and f"outputs['{output}']" in tensor
     assert "outputs['letterbox']" in serving
+
+
+def test_export_records_the_routes_and_answers_with_the_chosen_one(exported):
+    import json
+
+    info = json.loads((exported["path"] / "assets.extra" / "seg4reg.json").read_text())
+    recorded = json.loads((exported["workdir"] / "routes.json").read_text())
+    scores = recorded["validation_smape"]
+    assert info["angles"]["setting"] == "auto" and info["angles"]["validation_smape"] == scores
+    assert set(scores) == {"regressor", "geometric"} and all(np.isfinite(list(scores.values())))
+    assert info["angles"]["route"] == recorded["choice"] == min(scores, key=scores.get)
+    image = np.random.default_rng(3).random((1, 64, 32, 1)).astype(np.float32)
+    out = exported["loaded"].signatures["predict_tensor"](images=tf.constant(image))
+    np.testing.assert_array_equal(out["cobb_angles"].numpy(), out[f"cobb_angles_{recorded['choice']}"].numpy())
+
+
+def test_serving_landmarks_are_in_original_pixels(exported, synthetic_root):
+    images = synthetic_images(synthetic_root)[:1]
+    out = exported["loaded"].signatures["serving_default"](images=tf.constant(images))
+    tensor = exported["loaded"].signatures["predict_tensor"](images=in_memory_input(exported, images[0]))
+    scale, offset_y, offset_x = out["letterbox"][0].numpy()
+    assert bool(out["spine_found"][0]) == bool(tensor["spine_found"][0])
+    expected = (tensor["landmarks"][0].numpy() + 0.5 - np.array([offset_x, offset_y])) / scale - 0.5
+    np.testing.assert_allclose(out["landmarks"][0].numpy(), expected, rtol=1e-4, atol=1e-2)
+
+
+def in_memory_input(exported, encoded: bytes):
+    return pipeline.preprocess_encoded(tf.constant(encoded), "test", exported["config"].data)[None]
 
 
 def test_saved_model_cli_run_matches_in_memory_model(exported, tmp_path):
@@ -94,6 +123,8 @@ def test_reloaded_export_gives_the_in_memory_angles(exported, synthetic_root):
         expected = in_memory(exported, encoded)
         np.testing.assert_allclose(out["cobb_angles"][i].numpy(), expected["cobb_angles"], atol=1e-4)
         np.testing.assert_allclose(out["mask"][i].numpy(), expected["mask"], atol=1e-4)
+        for key in ("cobb_angles_regressor", "cobb_angles_geometric", "end_vertebrae", "spine_found"):
+            np.testing.assert_allclose(out[key][i].numpy(), expected[key], atol=1e-3)  # NaN equals NaN here
     # the letterbox output maps the original onto the model frame: width-limited here
     height, width = tf.io.decode_jpeg(images[0]).shape[:2]
     scale = out["letterbox"][0, 0].numpy()
@@ -138,7 +169,8 @@ def test_bad_input_is_an_invalid_argument_and_the_next_request_works(exported, k
     good = encode(np.full((100, 50), 90))
     with pytest.raises(tf.errors.InvalidArgumentError, match=BAD_INPUTS[kind][1] + r".*image 1 of the request"):
         serve(images=tf.constant([good, bad_input(kind)]))
-    assert np.isfinite(serve(images=tf.constant([good]))["cobb_angles"].numpy()).all()
+    served = serve(images=tf.constant([good]))
+    assert served["cobb_angles"].shape == (1, 3) and np.isfinite(served["cobb_angles_regressor"].numpy()).all()
 
 
 def test_a_second_export_is_version_2_and_leaves_version_1_intact(exported, monkeypatch):
@@ -147,7 +179,7 @@ def test_a_second_export_is_version_2_and_leaves_version_1_intact(exported, monk
 
     # Tracing the networks again would cost two minutes and prove nothing new here: the
     # versioning around `write_archive` is what is under test, so it copies version 1.
-    def copy_first(segmenter, regressor, config, path, max_pixels):
+    def copy_first(segmenter, regressor, config, path, max_pixels, route):
         shutil.copytree(first, path, ignore=shutil.ignore_patterns("assets.extra"))
 
     monkeypatch.setattr(export, "write_archive", copy_first)
@@ -161,7 +193,7 @@ def test_a_second_export_is_version_2_and_leaves_version_1_intact(exported, monk
 
 
 def test_a_failed_export_leaves_no_version_behind(exported, monkeypatch, tmp_path):
-    def fail(segmenter, regressor, config, path, max_pixels):
+    def fail(segmenter, regressor, config, path, max_pixels, route):
         (path / "variables").mkdir(parents=True)
         (path / "saved_model.pb").write_bytes(b"half written")
         raise RuntimeError("disk full")

@@ -166,3 +166,20 @@ def test_bad_weights_options_are_named(tmp_path, monkeypatch):
     monkeypatch.setattr(keras.applications, "ResNet50", offline)
     with pytest.raises(ValueError, match="ImageNet weights could not be downloaded.*'none'"):
         build_segmenter(config_from_dict({"data": {"image_height": 64, "image_width": 32}}))
+
+
+def test_regressor_batch_norm_momentum_and_stochastic_depth_options_survive_keras_files(tmp_path):
+    config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "batch_norm_momentum": 0.9, "stochastic_depth": False}})
+    regressor = build_regressor(config)
+    drops = [layer for layer in regressor._flatten_layers() if isinstance(layer, keras.layers.Dropout) and layer.name.startswith("block")]
+    assert len(drops) > 10 and all(layer.rate == 0.0 for layer in drops)
+    assert all(layer.momentum == 0.9 for layer in batch_norms(regressor))
+    default = build_regressor(SMOKE)
+    assert all(layer.momentum == 0.99 for layer in batch_norms(default))
+    assert any(layer.rate > 0 for layer in default._flatten_layers() if isinstance(layer, keras.layers.Dropout) and layer.name.startswith("block"))
+    regressor.save(tmp_path / "regressor.keras")
+    loaded = keras.saving.load_model(tmp_path / "regressor.keras")
+    assert all(layer.momentum == 0.9 for layer in batch_norms(loaded))
+    assert all(layer.rate == 0.0 for layer in loaded._flatten_layers() if isinstance(layer, keras.layers.Dropout) and layer.name.startswith("block"))
+    with pytest.raises(ValueError, match="batch_norm_momentum"):
+        config_from_dict({"regressor": {"batch_norm_momentum": 1.0}})

@@ -136,3 +136,14 @@ def test_tcl_trains_the_segmenter_for_every_regressor_input(mode, batch):
     assert np.isfinite(logs["loss"]) and logs["loss"] > 0
     trainable = {v.path for v in segmenter.trainable_weights}
     assert len(changed(before, segmenter) & trainable) > 0.9 * len(trainable)
+
+
+@pytest.mark.parametrize("loss", ["smape_detached", "l1"])
+def test_reg_phase_trains_with_each_angle_loss(loss, batch):
+    config = config_from_dict({**SMOKE.to_dict(), "reg": {**SMOKE.to_dict()["reg"], "loss": loss}})
+    segmenter, regressor = networks("reg")
+    trainer = phases.make_trainer("reg", segmenter, regressor, config)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
+    before = snapshot(regressor)
+    logs = trainer.train_on_batch(batch, return_dict=True)
+    assert np.isfinite(logs["loss"]) and changed(before, regressor)

@@ -228,7 +228,7 @@ def test_a_folder_with_bad_files_reports_them_and_keeps_the_good_rows(exported, 
     assert "empty file" in bad["empty.png"] and "not a JPEG, PNG or DICOM" in bad["text.dcm"]
     assert "no such file" in bad["missing.jpg"]
     document = json.loads((out / "predictions.json").read_text())
-    assert document["summary"] == {"images": 6, "predicted": 2, "failed": 4, "low_confidence": 0, "severity": document["summary"]["severity"]}
+    assert document["summary"] == {"images": 6, "predicted": 2, "spine_not_found": 0, "failed": 4, "low_confidence": 0, "severity": document["summary"]["severity"]}
     assert [row["file"] for row in document["images"]] == [row["file"] for row in read_csv(out / "predictions.csv")]
     out_text = capsys.readouterr()
     assert "6 images: 2 predicted, 4 failed" in out_text.out and "truncated" in out_text.err
@@ -256,3 +256,33 @@ def test_report_rows_survive_an_interrupted_run(tmp_path):
     with pytest.raises(ValueError, match="unknown report fields"):
         writer.add({"file": "c.jpg", "angle": 3})
     assert len(read_csv(tmp_path / "predictions.csv")) == 2
+
+
+def test_end_vertebrae_are_named_t1_to_l5():
+    assert predict.end_vertebrae_names([[5, 11], [0, 5], [11, 16]]) == ["T6–T12", "T1–T6", "T12–L5"]
+    assert predict.end_vertebrae_names([[-1, -1]] * 3) == ["", "", ""]
+
+
+def test_overlay_draws_the_end_plates_of_the_largest_curve():
+    from seg4reg_tf import overlay
+    from seg4reg_tf.data import synthetic
+
+    rng = synthetic.image_rng(0, "overlay-test", 0)
+    spine = synthetic.draw_spine(rng, 600, 300, synthetic.SyntheticConfig())
+    pixels = np.full((600, 300), 0.5, np.float32)
+    mask, cam = np.zeros((64, 32), np.float32), np.zeros((2, 1), np.float32)
+    letterbox = (64 / 600, 0.0, (32 - 300 * 64 / 600) / 2)
+    assert overlay.ENDPLATE_COLOUR == (0, 215, 255)  # BGR amber
+
+    def amber_pixels(picture):  # anti-aliased lines blend into the background
+        blue, green, red = (picture[..., channel].astype(int) for channel in range(3))
+        return int(((blue < 80) & (green > 150) & (red > 180)).sum())
+
+    plain = overlay.render(pixels, mask, cam, letterbox, ["x"])
+    marked = overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=(spine.landmarks, (3, 10), 30.0))
+    assert amber_pixels(plain) == 0 and amber_pixels(marked) > 200  # two lines across a 300-pixel width
+    # the upper line passes through the upper end plate's middle (displayed at 600 rows: scale 1)
+    top = (spine.landmarks[12] + spine.landmarks[13]) / 2
+    x, y = np.round(top).astype(int)
+    band = marked[-600:][y - 2 : y + 3, x - 2 : x + 3]
+    assert amber_pixels(band) > 0

@@ -74,7 +74,9 @@ def dilated_resnet50(input_shape, output_stride: int = 8, weights: str = "none",
     return model
 
 
-def efficientnet_b1(input_shape, weights: str = "none", synchronized: bool = False) -> keras.Model:
+def efficientnet_b1(
+    input_shape, weights: str = "none", synchronized: bool = False, batch_norm_momentum: float = 0.99, stochastic_depth: bool = True
+) -> keras.Model:
     """EfficientNet-B1 trunk for 1- or 2-channel inputs in [0, 255].
 
     Keras' EfficientNet rescales by 1/255 and normalises internally; that normalisation is
@@ -82,6 +84,9 @@ def efficientnet_b1(input_shape, weights: str = "none", synchronized: bool = Fal
     behaves the same whether its weights came from ImageNet, a file or training.
     `synchronized` switches its BatchNormalization layers to global batch statistics under
     a tf.distribute strategy (keras.applications builds them unsynchronised).
+    `batch_norm_momentum` replaces Keras' 0.99 on every BatchNormalization; without
+    `stochastic_depth` the drop-connect Dropout layers of the blocks get rate 0. Both are
+    read when the layers are called and saved in their configs.
 
     Returns:
         A model (B, H, W, C) → (B, H/32, W/32, 1280), the `top_activation` features.
@@ -96,6 +101,11 @@ def efficientnet_b1(input_shape, weights: str = "none", synchronized: bool = Fal
             layer.finalize_state()  # Normalization computes with values derived here, not the variables
     load_pretrained(model, keras.applications.EfficientNetB1, weights, "EfficientNet-B1")
     synchronize_batch_norm(model, synchronized)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = batch_norm_momentum
+        if isinstance(layer, layers.Dropout) and not stochastic_depth:
+            layer.rate = 0.0
     return model
 
 

@@ -60,7 +60,7 @@ def build_regressor(config: Config, name: str = "regressor", synchronized: bool 
     shape = (config.data.image_height, config.data.image_width, channels)
     inputs = keras.Input(shape, name="inputs")
     x = layers.Rescaling(255.0, name="to_255")(inputs)
-    features = efficientnet_b1(shape, settings.weights, synchronized)(x)
+    features = efficientnet_b1(shape, settings.weights, synchronized, settings.batch_norm_momentum, settings.stochastic_depth)(x)
     features = layers.Identity(name="features")(features)
     logits, cam = ClassActivationMap(3, settings.dropout, name="head")(features)
     angles = layers.Activation("sigmoid", name="angles")(logits)
