@@ -15,6 +15,7 @@ declared type, otherwise `load_config` raises `ValueError` naming the file and t
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -92,6 +93,10 @@ class DataConfig:
             )
         if not self.cache:
             raise ValueError("'cache' must be 'memory', 'none' or a folder, got ''")
+        if self.synthetic_train < 1 or self.synthetic_test < 0:
+            raise ValueError(
+                f"'synthetic_train' must be >= 1 and 'synthetic_test' >= 0, got {self.synthetic_train} and {self.synthetic_test}"
+            )
         rows, cols = self.clahe_grid
         if rows < 1 or cols < 1 or self.image_height % rows or self.image_width % cols:
             raise ValueError(
@@ -422,7 +427,13 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
             values = yaml.safe_load(handle)
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: not valid YAML: {error}") from None
-    return config_from_dict(values or {}, source=path)
+    if not isinstance(values, dict) or not values:
+        raise ValueError(
+            f"{path}: expected a mapping of config sections (e.g. 'data: {{image_height: 256}}'), "
+            f"got {'an empty file' if values is None or values == {} else type(values).__name__}; "
+            "omit --config for the paper's defaults"
+        )
+    return config_from_dict(values, source=path)
 
 
 def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:
@@ -502,11 +513,13 @@ def _coerce(value: Any, annotation: Any, source: str, key: str) -> Any:
         # PyYAML reads "1e-4" (no dot) as a string; accept it as the number it spells.
         if isinstance(value, str):
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 fail("a number")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail("a number")
+        if not math.isfinite(value):
+            fail("a finite number")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):

@@ -58,6 +58,13 @@ def test_yaml_overrides_only_what_it_names(tmp_path):
         ("data:\n  image_height: 500\n", r"c\.yaml: in 'data': 'image_height' must be a positive multiple of 32"),
         ("data: 3\n", r"c\.yaml: 'data' must be a mapping"),
         ("seg: [\n", r"c\.yaml: not valid YAML"),
+        ("", r"c\.yaml: expected a mapping of config sections .* got an empty file"),
+        ("# only a comment\n", r"c\.yaml: expected a mapping .* got an empty file"),
+        ("[]\n", r"c\.yaml: expected a mapping .* got list"),
+        ("- data\n", r"c\.yaml: expected a mapping .* got list"),
+        ("seg:\n  learning_rate: .nan\n", r"key 'seg\.learning_rate' must be a finite number"),
+        ("reg:\n  weight_decay: .inf\n", r"key 'reg\.weight_decay' must be a finite number"),
+        ("data:\n  synthetic_train: -5\n", r"'synthetic_train' must be >= 1"),
     ],
 )
 def test_bad_yaml_names_file_and_key(tmp_path, text, message):

@@ -120,6 +120,17 @@ def test_find_inputs(tmp_path):
     assert "no such file" in missing[0][1] and "no file matches" in missing[1][1]
 
 
+def test_find_inputs_names_a_missing_first_input_a_link_loop_and_an_empty_folder(tmp_path):
+    (tmp_path / "x.jpg").write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    arguments = [str(tmp_path / "nope.jpg"), str(tmp_path / "loop"), str(tmp_path / "empty"), str(tmp_path / "x.jpg")]
+    files, missing = radiographs.find_inputs(arguments)
+    assert files == [str(tmp_path / "x.jpg")]
+    assert [argument for argument, _ in missing] == arguments[:3]
+    assert "no such file" in missing[0][1] and "looping symbolic link" in missing[1][1] and "no JPEG, PNG or DICOM" in missing[2][1]
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

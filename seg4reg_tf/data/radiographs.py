@@ -60,12 +60,16 @@ def find_inputs(arguments: list[str]) -> tuple[list[str], list[tuple[str, str]]]
         arguments: files, folders (searched recursively) and glob patterns (`**` allowed).
 
     Returns:
-        (files in order without repeats, [(argument, error)] for arguments matching nothing).
+        (files in order without repeats, [(argument, error)] for arguments matching nothing:
+        a missing path, a broken or looping link, a folder or pattern without images).
     """
     files, missing = [], []
     for argument in arguments:
+        matches = []
         if os.path.isdir(argument):
             matches = _in_folder(pathlib.Path(argument))
+            if not matches:
+                missing.append((argument, f"{argument}: no JPEG, PNG or DICOM file in this folder"))
         elif os.path.isfile(argument):
             matches = [argument]
         elif glob.has_magic(argument):
@@ -74,6 +78,8 @@ def find_inputs(arguments: list[str]) -> tuple[list[str], list[tuple[str, str]]]
                 matches += _in_folder(pathlib.Path(match)) if os.path.isdir(match) else [match]
             if not matches:
                 missing.append((argument, f"{argument}: no file matches this pattern"))
+        elif os.path.islink(argument):
+            missing.append((argument, f"{argument}: a broken or looping symbolic link"))
         else:
             missing.append((argument, f"{argument}: no such file or folder"))
         files += [match for match in matches if match not in files]
