@@ -184,8 +184,11 @@ def test_jpeg_png16_and_dicom_of_one_image_agree(workdir_model, synthetic_root, 
     for kind in paths:
         # The model sees the same picture (JPEG loses a little), so the angles agree.
         np.testing.assert_allclose(inputs[kind], inputs["PNG"], atol=0.03 if kind == "JPEG" else 2e-3, err_msg=kind)
-        for field in report.ANGLE_FIELDS:
+        for field in report.REGRESSOR_FIELDS:
             assert abs(rows[kind][field] - rows["PNG"][field]) < 0.5, (kind, field)
+        # the readout thresholds the mask, so JPEG's small changes can move a spine edge
+        for field in report.GEOMETRIC_FIELDS:
+            assert abs(rows[kind][field] - rows["PNG"][field]) < (2.0 if kind == "JPEG" else 0.5), (kind, field)
     assert rows["DICOM-MONOCHROME2"]["pixel_spacing_row_mm"] == 0.2
     assert rows["DICOM-MONOCHROME2"]["pixel_spacing_column_mm"] == 0.25
     assert "pixel_spacing_row_mm" not in rows["PNG"]
