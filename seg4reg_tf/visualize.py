@@ -68,8 +68,9 @@ def scatter(truth, predicted_by_route: dict, path: pathlib.Path) -> pathlib.Path
             axis.plot([0, top], [0, top], color="0.6", linewidth=1)
             axis.scatter(truth[shown, column], predicted[shown, column], s=14, alpha=0.75)
             missing = f", {int((~shown).sum())} not found" if (~shown).any() else ""
-            axis.set(xlim=(0, top), ylim=(0, top), aspect="equal", xlabel="ground truth (°)", ylabel="predicted (°)",
-                     title=f"{label}: {name} — MAE {error:.2f}°{missing}")
+            axis.set(xlim=(0, top), ylim=(0, top), aspect="equal", xlabel="ground truth (°)",
+                     ylabel=f"{label}\npredicted (°)" if column == 0 else "predicted (°)",
+                     title=f"{name} — MAE {error:.2f}°{missing}")
     return _save(figure, path)
 
 

@@ -147,3 +147,4 @@ def test_reg_phase_trains_with_each_angle_loss(loss, batch):
     before = snapshot(regressor)
     logs = trainer.train_on_batch(batch, return_dict=True)
     assert np.isfinite(logs["loss"]) and changed(before, regressor)
+
