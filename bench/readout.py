@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from seg4reg_tf import evaluate, geometry  # noqa: E402
-from seg4reg_tf.config import ReadoutConfig  # noqa: E402
+from seg4reg_tf.config import ReadoutConfig, config_from_dict  # noqa: E402
 from seg4reg_tf.data import pipeline, transforms  # noqa: E402
 from seg4reg_tf.data.aasce import read_split  # noqa: E402
 from seg4reg_tf.geometric_readout import read_spine  # noqa: E402
@@ -35,8 +35,8 @@ def true_masks(records, height: int, width: int):
     widths = np.array([record.width for record in records])
     frame = transforms.letterbox_landmarks(points, heights, widths, height, width).numpy()
     masks = np.stack([geometry.landmarks_to_mask(p, height, width) for p in frame]).astype(np.float32)
-    box = transforms.letterbox(heights, widths, height, width)
-    return masks, np.stack([np.asarray(value) for value in box], axis=1).astype(np.float32)
+    shape = config_from_dict({"data": {"image_height": height, "image_width": width}})
+    return masks, evaluate.record_letterboxes(records, shape).astype(np.float32)
 
 
 def readout_angles(masks, letterboxes, settings, batch: int = 32) -> np.ndarray:

@@ -156,7 +156,7 @@ def predict_radiograph(model: Model, radiograph, settings, overlay_path: pathlib
     Raises:
         ValueError: the image is rejected by the preprocessing.
     """
-    from seg4reg_tf import overlay
+    from seg4reg_tf import geometric_readout, overlay
 
     image, letterbox = model.decode(radiograph.encoded, radiograph.path)
     chosen = tta.views(settings)
@@ -203,8 +203,8 @@ def predict_radiograph(model: Model, radiograph, settings, overlay_path: pathlib
         largest = None
         if found:
             # landmarks of the identity view, model frame → original pixels
-            scale, offset_y, offset_x = (float(value) for value in letterbox)
-            points = (outputs["landmarks"][0] + 0.5 - np.array([offset_x, offset_y])) / scale - 0.5
+            frame = outputs["landmarks"][:1]
+            points = geometric_readout.to_original(frame, letterbox[None], model.config.data.image_height)[0][0].numpy()
             largest = (points, outputs["end_vertebrae"][0][0], float(geometric[0]))
         picture = overlay.render(radiograph.pixels, mask, cam, letterbox, lines, largest_curve=largest)
         overlay.write_png(overlay_path, picture)
