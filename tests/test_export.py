@@ -214,8 +214,8 @@ def test_export_names_the_missing_phase(tmp_path):
 
 
 def readme_snippet(heading: str) -> str:
-    """The first ```python block after `heading` in README.md."""
-    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    """The first ```python block after `heading` in docs/serving.md (the user documentation)."""
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "serving.md").read_text()
     after = text[text.index(heading):]
     return after[after.index("```python\n") + len("```python\n"):after.index("```\n", after.index("```python"))]
 
@@ -225,7 +225,7 @@ def test_readme_snippet_loads_the_export_in_other_keras_code(exported, synthetic
     code = readme_snippet("### Using the model in other Keras").replace('"exports/seg4reg/1"', repr(str(exported["path"])))
     code = code.replace('"xray1.jpg"', repr(str(image_path)))
     namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/serving.md", "exec"), namespace)
     image = image_path.read_bytes()
     reference = exported["loaded"].signatures["serving_default"](images=tf.constant([image]))["cobb_angles"].numpy()
 
