@@ -23,6 +23,9 @@ from typing import Any, Literal
 
 import yaml
 
+SEGMENTER_BACKBONES = ("resnet50", "resnet34", "resnet18")
+
+
 def _check_weights(weights: str) -> None:
     if not weights:
         raise ValueError("'weights' must be 'imagenet', 'none' or a weights file path, got ''")
@@ -39,6 +42,8 @@ class DataConfig:
         image_height, image_width: model input size in pixels, (512, 256) in the paper; both
             multiples of 32 because both networks downsample by powers of two.
         validation_fraction: share of the training records held out for validation.
+        exclude: image file names left out of training and validation (e.g. a known
+            annotation error); the split of the other images does not change.
         seed: seed of the validation split and of the shuffling.
         flip: random horizontal flip during training.
         rotation_degrees: rotations drawn uniformly in ±this many degrees.
@@ -60,6 +65,7 @@ class DataConfig:
     image_height: int = 512
     image_width: int = 256
     validation_fraction: float = 0.2
+    exclude: tuple[str, ...] = ()
     seed: int = 0
     flip: bool = True
     rotation_degrees: float = 45.0
@@ -110,6 +116,8 @@ class SegmenterConfig:
     """N_S: PSPNet with a dilated pyramid on a dilated ResNet-50 (paper §2, Eq. 1).
 
     Attributes:
+        backbone: "resnet50" (the paper's), or the lighter "resnet34" / "resnet18" (basic
+            blocks, 512 output channels; no ImageNet weights available for them here).
         weights: backbone initialisation: "imagenet", "none", or a path to a weights file.
         output_stride: input size / feature-map size of the dilated backbone.
         pyramid_dilations: dilation rates of the pyramid's parallel convolutions, which
@@ -120,6 +128,7 @@ class SegmenterConfig:
         dropout: dropout rate before the classifier (PSPNet's 0.1).
     """
 
+    backbone: str = "resnet50"
     weights: str = "imagenet"
     output_stride: int = 8
     pyramid_dilations: tuple[int, ...] = (1, 6, 12, 18)
@@ -133,6 +142,10 @@ class SegmenterConfig:
             raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
         if self.output_stride not in (8, 16, 32):
             raise ValueError(f"'output_stride' must be 8, 16 or 32, got {self.output_stride}")
+        if self.backbone not in SEGMENTER_BACKBONES:
+            raise ValueError(f"'backbone' must be one of {', '.join(SEGMENTER_BACKBONES)}, got {self.backbone!r}")
+        if self.backbone != "resnet50" and self.weights == "imagenet":
+            raise ValueError(f"'weights: imagenet' exists only for backbone resnet50, not {self.backbone}; use 'none' or a file")
         if not self.pyramid_dilations or min(self.pyramid_dilations) < 1:
             raise ValueError(
                 f"'pyramid_dilations' must be positive integers, got {self.pyramid_dilations}"

@@ -59,7 +59,12 @@ def resolve_records(config: Config):
             print(f"generating the embedded synthetic data set in {root} ...", flush=True)
             synthetic.generate_dataset(root, data.synthetic_train, data.synthetic_test, seed=data.synthetic_seed)
     records = read_split(root, data.split)
+    unknown = set(data.exclude) - {record.name for record in records}
+    if unknown:
+        raise ValueError(f"data.exclude names images that are not in {root} ({data.split}): {', '.join(sorted(unknown))}")
     training, validation = pipeline.split_records(records, data.validation_fraction, data.seed)
+    training = [record for record in training if record.name not in data.exclude]
+    validation = [record for record in validation if record.name not in data.exclude]
     return training, validation, str(root)
 
 

@@ -183,3 +183,23 @@ def test_regressor_batch_norm_momentum_and_stochastic_depth_options_survive_kera
     assert all(layer.rate == 0.0 for layer in loaded._flatten_layers() if isinstance(layer, keras.layers.Dropout) and layer.name.startswith("block"))
     with pytest.raises(ValueError, match="batch_norm_momentum"):
         config_from_dict({"regressor": {"batch_norm_momentum": 1.0}})
+
+
+@pytest.mark.parametrize("backbone, channels", [("resnet18", 512), ("resnet34", 512)])
+def test_lighter_segmenter_backbones_keep_the_output_stride_and_survive_keras_files(backbone, channels, tmp_path):
+    config = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "backbone": backbone}})
+    segmenter = build_segmenter(config, with_roie=True)
+    assert segmenter.get_layer(f"dilated_{backbone}").output.shape == (None, 64 // 8, 32 // 8, channels)
+    assert segmenter.count_params() < build_segmenter(SMOKE).count_params()
+    segmenter.get_layer("roie_gate").alpha.assign(0.3)
+    inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
+    assert_keras_file_round_trip(segmenter, inputs, tmp_path / "segmenter.keras")
+    # A weights file of the same network loads; ImageNet weights do not exist for it.
+    segmenter.get_layer(f"dilated_{backbone}").save_weights(tmp_path / "backbone.weights.h5")
+    from_file = config_from_dict({**config.to_dict(), "segmenter": {**config.to_dict()["segmenter"], "weights": str(tmp_path / "backbone.weights.h5")}})
+    loaded = build_segmenter(from_file).get_layer(f"dilated_{backbone}")
+    np.testing.assert_array_equal(loaded.get_layer("conv1_conv").kernel.numpy(), segmenter.get_layer(f"dilated_{backbone}").get_layer("conv1_conv").kernel.numpy())
+    with pytest.raises(ValueError, match="imagenet' exists only for backbone resnet50"):
+        config_from_dict({"segmenter": {"backbone": backbone}})
+    with pytest.raises(ValueError, match="'backbone' must be one of resnet50, resnet34, resnet18, got 'vgg'"):
+        config_from_dict({"segmenter": {"backbone": "vgg", "weights": "none"}})

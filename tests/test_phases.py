@@ -148,3 +148,13 @@ def test_reg_phase_trains_with_each_angle_loss(loss, batch):
     logs = trainer.train_on_batch(batch, return_dict=True)
     assert np.isfinite(logs["loss"]) and changed(before, regressor)
 
+
+
+def test_seg_phase_steps_with_a_resnet18_backbone(batch):
+    config = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "backbone": "resnet18"}})
+    segmenter = build_segmenter(config)
+    trainer = phases.make_trainer("seg", segmenter, None, config)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
+    before = snapshot(segmenter)
+    logs = trainer.train_on_batch(batch, return_dict=True)
+    assert np.isfinite(logs["loss"]) and changed(before, segmenter)

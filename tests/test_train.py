@@ -162,3 +162,20 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
     assert synchronized == pytest.approx(single, rel=1e-4)
     assert unsynchronized != pytest.approx(single, rel=1e-4), "per-replica statistics change the loss"
     assert "PHASE 1 ['dice', 'jaccard', 'loss']" in result.stdout
+
+
+def test_excluded_images_appear_in_no_split_and_the_others_keep_theirs(synthetic_root):
+    from seg4reg_tf.data.aasce import read_split
+
+    names = [record.name for record in read_split(synthetic_root, "training")]
+    base = {"data": {"root": str(synthetic_root), "validation_fraction": 0.34}}
+    training, validation, _ = train.resolve_records(config_from_dict(base))
+    dropped = {training[0].name, validation[0].name}
+    excluded = config_from_dict({"data": {**base["data"], "exclude": sorted(dropped)}})
+    kept_training, kept_validation, _ = train.resolve_records(excluded)
+    assert not dropped & {record.name for record in kept_training + kept_validation}
+    assert [r.name for r in kept_training] == [r.name for r in training if r.name not in dropped]
+    assert [r.name for r in kept_validation] == [r.name for r in validation if r.name not in dropped]
+    assert len(kept_training) + len(kept_validation) == len(names) - 2
+    with pytest.raises(ValueError, match="data.exclude names images that are not in .*: nope.png"):
+        train.resolve_records(config_from_dict({"data": {**base["data"], "exclude": ["nope.png"]}}))

@@ -1,6 +1,7 @@
-"""Backbones: ResNet-50 with dilated last stages (N_S) and EfficientNet-B1 (N_R).
+"""Backbones: ResNet-50 (or a lighter ResNet-18/34) with dilated last stages (N_S) and
+EfficientNet-B1 (N_R).
 
-The dilated ResNet-50 is built here with keras.applications' layer names, so ImageNet or a
+The dilated ResNets are built here with keras.applications' layer names, so ImageNet or a
 local weights file of the stock `keras.applications.ResNet50` copy in by name: dilation
 and stride change how a kernel is applied, not its shape. Pretrained first convolutions
 are adapted to 1- or 2-channel inputs (`adapt_channels`).
@@ -16,8 +17,13 @@ import numpy as np
 from keras import layers
 
 _BN_EPSILON = 1.001e-5
-# ResNet-50 stages: (name, bottleneck filters, blocks).
-_RESNET50_STAGES = (("conv2", 64, 3), ("conv3", 128, 4), ("conv4", 256, 6), ("conv5", 512, 3))
+# Stages of each depth: (name, block filters, blocks). ResNet-50 uses bottleneck blocks
+# (output 4 × filters channels), ResNet-18/34 basic blocks (output = filters channels).
+RESNET_STAGES = {
+    "resnet18": (("conv2", 64, 2), ("conv3", 128, 2), ("conv4", 256, 2), ("conv5", 512, 2)),
+    "resnet34": (("conv2", 64, 3), ("conv3", 128, 4), ("conv4", 256, 6), ("conv5", 512, 3)),
+    "resnet50": (("conv2", 64, 3), ("conv3", 128, 4), ("conv4", 256, 6), ("conv5", 512, 3)),
+}
 
 
 def _bottleneck(x, filters, stride, dilation, shortcut_conv, name, synchronized):
@@ -37,20 +43,45 @@ def _bottleneck(x, filters, stride, dilation, shortcut_conv, name, synchronized)
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
-def dilated_resnet50(input_shape, output_stride: int = 8, weights: str = "none", synchronized: bool = False) -> keras.Model:
-    """ResNet-50 whose later stages trade stride for dilation.
+def _basic_block(x, filters, stride, dilation, shortcut_conv, name, synchronized):
+    """ResNet-18/34's two 3×3 convolutions, the second with a dilation rate."""
+
+    def bn(y, suffix):
+        return layers.BatchNormalization(epsilon=_BN_EPSILON, synchronized=synchronized, name=f"{name}_{suffix}_bn")(y)
+
+    shortcut = x
+    if shortcut_conv:
+        shortcut = bn(layers.Conv2D(filters, 1, strides=stride, name=f"{name}_0_conv")(x), "0")
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", dilation_rate=1 if stride > 1 else dilation, name=f"{name}_1_conv")(x)
+    x = layers.Activation("relu", name=f"{name}_1_relu")(bn(x, "1"))
+    x = bn(layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation, name=f"{name}_2_conv")(x), "2")
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def dilated_resnet(
+    input_shape, depth: str = "resnet50", output_stride: int = 8, weights: str = "none", synchronized: bool = False
+) -> keras.Model:
+    """A ResNet whose later stages trade stride for dilation.
 
     Args:
         input_shape: (H, W, C), inputs already preprocessed (ImageNet scale, 0–255 minus mean).
+        depth: "resnet50" (the paper's), "resnet34" or "resnet18".
         output_stride: 8 (conv4 and conv5 dilated by 2 and 4), 16 (conv5 by 2) or 32 (stock).
-        weights: "imagenet", "none" or a path to weights of the stock ResNet50 without top.
+        weights: "none", or for ResNet-50 also "imagenet" or a path to weights of the stock
+            keras.applications.ResNet50 without top. keras.applications has no ResNet-18/34,
+            so those take "none" or a weights file of this same network (`save_weights`).
         synchronized: synchronised BatchNorm for tf.distribute.
 
     Returns:
-        A model (B, H, W, C) → (B, H/output_stride, W/output_stride, 2048).
+        A model named `dilated_<depth>`, (B, H, W, C) → (B, H/output_stride,
+        W/output_stride, 2048 for ResNet-50 or 512 for ResNet-18/34).
     """
     if output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    if depth not in RESNET_STAGES:
+        raise ValueError(f"backbone must be one of {sorted(RESNET_STAGES)}, got {depth!r}")
+    block_fn = _bottleneck if depth == "resnet50" else _basic_block
     inputs = keras.Input(input_shape, name="backbone_input")
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
@@ -59,18 +90,26 @@ def dilated_resnet50(input_shape, output_stride: int = 8, weights: str = "none",
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     stride, dilation = 4, 1
-    for index, (stage, filters, blocks) in enumerate(_RESNET50_STAGES):
+    for index, (stage, filters, blocks) in enumerate(RESNET_STAGES[depth]):
         first_stride = 1 if index == 0 else 2
         if index > 0 and stride >= output_stride:
             first_stride, dilation = 1, dilation * 2
         stride *= first_stride
         for block in range(1, blocks + 1):
-            x = _bottleneck(
-                x, filters, first_stride if block == 1 else 1, dilation, block == 1,
+            shortcut_conv = block == 1 and (depth == "resnet50" or index > 0)
+            x = block_fn(
+                x, filters, first_stride if block == 1 else 1, dilation, shortcut_conv,
                 f"{stage}_block{block}", synchronized,
             )
-    model = keras.Model(inputs, x, name="dilated_resnet50")
-    load_pretrained(model, keras.applications.ResNet50, weights, "ResNet-50")
+    model = keras.Model(inputs, x, name=f"dilated_{depth}")
+    if depth == "resnet50":
+        load_pretrained(model, keras.applications.ResNet50, weights, "ResNet-50")
+    elif weights == "imagenet":
+        raise ValueError(f"{depth}: keras.applications has no ImageNet weights for it; use 'none' or a weights file")
+    elif weights != "none":
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"{depth} weights file not found: {weights}")
+        model.load_weights(weights)
     return model
 
 

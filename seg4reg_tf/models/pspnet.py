@@ -1,7 +1,8 @@
-"""N_S: PSPNet with a dilated pyramid on a dilated ResNet-50, optionally ROIE-gated.
+"""N_S: PSPNet with a dilated pyramid on a dilated ResNet-50 (or ResNet-18/34), optionally
+ROIE-gated.
 
-image (B, H, W, 1) in [0, 1] → ImageNet-scale preprocessing → dilated ResNet-50 (stride 8,
-2048 channels) = f_m → [ROIE gate with the regressor's CAM, Eq. 2] → dilated pyramid →
+image (B, H, W, 1) in [0, 1] → ImageNet-scale preprocessing → dilated ResNet (stride 8,
+2048 channels for ResNet-50) = f_m → [ROIE gate with the regressor's CAM, Eq. 2] → dilated pyramid →
 1×1 classifier → bilinear upsampling ×8 → `mask_logits` and `mask` (sigmoid), (B, H, W, 1).
 
 f_m, the feature map between the encoder and the decoder, is where the ROIE gate acts.
@@ -16,7 +17,7 @@ from keras import layers
 
 from seg4reg_tf.config import Config
 from seg4reg_tf.layers import DilatedPyramid, ROIEGate
-from seg4reg_tf.models.backbone import dilated_resnet50
+from seg4reg_tf.models.backbone import dilated_resnet
 
 # ImageNet mean of ResNet's caffe preprocessing, averaged over B, G, R (0–255 scale).
 _IMAGENET_GRAY_MEAN = 114.8
@@ -42,7 +43,7 @@ def build_segmenter(config: Config, with_roie: bool = False, synchronized: bool 
     image = keras.Input((height, width, 1), name="image")
     inputs = {"image": image}
     x = layers.Rescaling(255.0, offset=-_IMAGENET_GRAY_MEAN, name="preprocess")(image)
-    features = dilated_resnet50((height, width, 1), settings.output_stride, settings.weights, synchronized)(x)
+    features = dilated_resnet((height, width, 1), settings.backbone, settings.output_stride, settings.weights, synchronized)(x)
     if with_roie:
         cam = keras.Input((height // REGRESSOR_STRIDE, width // REGRESSOR_STRIDE, 1), name="cam")
         inputs["cam"] = cam
