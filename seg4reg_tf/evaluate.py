@@ -170,6 +170,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
 
     prior = pipeline.mean_mask(training, config.data)[..., 0]
     segmentation["baseline (training-mean mask)"] = segmentation_figures(final["truth_masks"], np.broadcast_to(prior, final["truth_masks"].shape))
+    by_phase = phase_rows(workdir, config, records, mean, batch_size, split == "validation")
     return {
         "workdir": str(workdir),
         "data": str(root),
@@ -185,10 +186,56 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
             "baseline (training-mean angles)": angle_figures(truth, baseline, mean),
         },
         "segmentation": segmentation,
+        "phases": by_phase,
         "files": [record.name for record in records],
         "predictions": final,
         "segmentation_masks": segmentation_masks,
     }
+
+
+def phase_rows(workdir, config, records, mean, batch_size: int = 8, choose: bool = False) -> dict:
+    """The system as it stood after each trained phase, scored on `records`.
+
+    Args:
+        mean: (3,) training-mean angles in degrees (the baseline, and the score of images
+            where no spine is found).
+        choose: the records are the validation split, so `inference.angles: auto` can be
+            decided on them (as training decides it); otherwise an auto system is not scored
+            per phase.
+
+    Returns:
+        {phase: {"dice", "jaccard" %, "readout", "regressor" SMAPE % (None before phase
+        reg), "system" SMAPE % (None when undecidable), "route"}} for every phase whose
+        folder holds the network it trains.
+    """
+    import keras
+
+    from seg4reg_tf import export, inference
+    from seg4reg_tf.phases import PHASES
+
+    rows, cache = {}, {}
+    for phase in PHASES:
+        folder = pathlib.Path(workdir) / phase
+        if not ((folder / "segmenter.keras").exists() or (folder / "regressor.keras").exists()):
+            continue
+        sources = export.phase_sources(workdir, phase)
+        if sources["segmenter"] is None:
+            continue
+        networks = [cache.setdefault(path, keras.saving.load_model(path, compile=False)) if path else None for path in (sources["segmenter"], sources["regressor"])]
+        out = predict_records(*networks, records, config, batch_size, "geometric")
+        truth = out["truth_angles"]
+        scores = segmentation_figures(out["truth_masks"], out["masks"])
+        readout = angle_figures(truth, out["angles_geometric"], mean)["smape"]
+        regressor = angle_figures(truth, out["angles_regressor"], mean)["smape"] if networks[1] is not None else None
+        setting = config.inference.angles if networks[1] is not None else "geometric"
+        route = None
+        if setting != "auto":
+            route = setting
+        elif choose:
+            route = inference.choose_route("auto", {"validation_smape": {"regressor": regressor, "geometric": readout}})
+        system = {"geometric": readout, "regressor": regressor, None: None}[route]
+        rows[phase] = {"dice": scores["dice"], "jaccard": scores["jaccard"], "readout": readout, "regressor": regressor, "system": system, "route": route}
+    return rows
 
 
 def record_routes(workdir, config, sources, segmenter, regressor, batch_size: int = 8) -> dict:
@@ -242,6 +289,16 @@ def table(results: dict) -> str:
               "| --- |" + " ---: |" * len(SEGMENTATION_COLUMNS)]
     for label, scores in results["segmentation"].items():
         lines.append(f"| {label} | " + " | ".join(f"{scores[name]:.2f}" for name in SEGMENTATION_COLUMNS) + " |")
+    if results.get("phases"):
+        baseline = results["angles"]["baseline (training-mean angles)"]["smape"]
+        dice = results["segmentation"]["baseline (training-mean mask)"]
+        lines += ["", "| after phase | Dice (%) | Jaccard (%) | SMAPE system (%) | readout on N_S masks | N_R |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        show = lambda value: "–" if value is None else f"{value:.2f}"  # noqa: E731
+        for phase, row in results["phases"].items():
+            system = show(row["system"]) + (f" ({row['route']})" if row["route"] else "")
+            lines.append(f"| {phase} | {row['dice']:.2f} | {row['jaccard']:.2f} | {system} | {row['readout']:.2f} | {show(row['regressor'])} |")
+        lines.append(f"| baselines (training means) | {dice['dice']:.2f} | {dice['jaccard']:.2f} | {baseline:.2f} | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -55,6 +55,19 @@ SEGMENTER_PHASES = ("tcl", "roie", "seg")
 REGRESSOR_PHASES = ("refine", "reg")
 
 
+def phase_sources(workdir: pathlib.Path, phase: str) -> dict:
+    """{"segmenter": path | None, "regressor": path | None}: the networks the system had
+    right after `phase` (the latest file of each role from that phase or an earlier one)."""
+    from seg4reg_tf.phases import PHASES
+
+    done = PHASES[: PHASES.index(phase) + 1]
+    sources = {}
+    for role, phases in (("segmenter", SEGMENTER_PHASES), ("regressor", REGRESSOR_PHASES)):
+        candidates = [pathlib.Path(workdir) / name / f"{role}.keras" for name in phases if name in done]
+        sources[role] = next((path for path in candidates if path.exists()), None)
+    return sources
+
+
 def final_networks(workdir: pathlib.Path):
     """The last trained N_S and N_R of a workdir.
 

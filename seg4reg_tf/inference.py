@@ -21,7 +21,7 @@ import pathlib
 from keras import ops
 
 from seg4reg_tf.geometric_readout import read_spine
-from seg4reg_tf.models.regressor import regressor_inputs
+from seg4reg_tf.models.regressor import REGRESSOR_STRIDE, regressor_inputs
 from seg4reg_tf.phases import segment
 
 ROUTES = ("regressor", "geometric")
@@ -32,7 +32,8 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
     """The inference path on preprocessed images.
 
     Args:
-        segmenter, regressor: N_S (gated or not) and N_R.
+        segmenter, regressor: N_S (gated or not) and N_R; N_R may be None with an ungated
+            N_S (a workdir after phase seg): its angles are then NaN and the CAM zero.
         images: (B, H, W, 1) float32 in [0, 1], letterboxed into the model frame.
         config: uses `regressor.input_mode`, `data.angle_scale_degrees` and `readout`.
         route: "regressor" or "geometric": which route `cobb_angles` repeats.
@@ -51,8 +52,14 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
     images = ops.convert_to_tensor(images, "float32")
     mode = config.regressor.input_mode
     mask = segment(segmenter, regressor, images, mode)["mask"]
-    out = regressor(regressor_inputs(images, mask, mode), training=False)
-    by_regressor = out["angles"] * config.data.angle_scale_degrees
+    if regressor is None:
+        batch, height, width = ops.shape(images)[0], ops.shape(images)[1], ops.shape(images)[2]
+        by_regressor = ops.full((batch, 3), float("nan"))
+        cam = ops.zeros((batch, height // REGRESSOR_STRIDE, width // REGRESSOR_STRIDE))
+    else:
+        out = regressor(regressor_inputs(images, mask, mode), training=False)
+        by_regressor = out["angles"] * config.data.angle_scale_degrees
+        cam = out["cam"][..., -1]
     readout = read_spine(mask[..., 0], config.readout, letterbox)
     return {
         "cobb_angles": by_regressor if route == "regressor" else readout["cobb_angles"],
@@ -62,7 +69,7 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         "end_vertebrae": readout["end_vertebrae"],
         "spine_found": readout["found"],
         "mask": mask[..., 0],
-        "cam": out["cam"][..., -1],
+        "cam": cam,
     }
 
 

@@ -169,3 +169,30 @@ def test_ablation_on_the_smoke_config_produces_every_row(smoke_ablation):
     assert evaluate.main(args) == 0
     assert (out / "ablation.md").read_text() == before
     assert (out / "image+mask-ar" / "tcl" / "summary.json").stat().st_mtime == stamp
+
+
+def test_phase_table_scores_the_system_as_each_phase_left_it(evaluated):
+    metrics = evaluated["metrics"]
+    rows = metrics["phases"]
+    assert list(rows) == ["seg", "reg", "roie"]  # the phases whose networks the workdir holds
+    segmentation = metrics["segmentation"]
+    assert rows["seg"]["dice"] == pytest.approx(segmentation["N_S"]["dice"], abs=1e-6)
+    assert rows["reg"]["dice"] == pytest.approx(segmentation["N_S"]["dice"], abs=1e-6)  # reg trains N_R only
+    assert rows["roie"]["dice"] == pytest.approx(segmentation["N_S + ROIE"]["dice"], abs=1e-6)
+    assert rows["roie"]["jaccard"] == pytest.approx(segmentation["N_S + ROIE"]["jaccard"], abs=1e-6)
+    # After roie the workdir's networks are the final ones.
+    assert rows["roie"]["readout"] == pytest.approx(metrics["angles"]["readout on N_S masks"]["smape"], abs=1e-6)
+    assert rows["roie"]["regressor"] == pytest.approx(metrics["angles"]["N_R"]["smape"], abs=1e-6)
+    assert rows["seg"]["regressor"] is None and rows["seg"]["route"] == "geometric"
+    # On the test split an auto system (smoke.yaml's setting) is not decided per phase:
+    # training decides it on the validation split.
+    assert rows["reg"]["system"] is None and rows["reg"]["route"] is None
+    table = (evaluated["out"] / "table.md").read_text()
+    assert "| after phase | Dice (%)" in table and "| roie |" in table and "| baselines (training means) |" in table
+
+
+def test_phase_table_decides_auto_on_the_validation_split(evaluated, synthetic_root):
+    results = evaluate.evaluate_workdir(evaluated["workdir"], str(synthetic_root), "validation")
+    row = results["phases"]["roie"]
+    assert row["route"] in ("geometric", "regressor")
+    assert row["system"] == min(row["readout"], row["regressor"])

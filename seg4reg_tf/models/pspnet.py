@@ -18,10 +18,10 @@ from keras import layers
 from seg4reg_tf.config import Config
 from seg4reg_tf.layers import DilatedPyramid, ROIEGate
 from seg4reg_tf.models.backbone import dilated_resnet
+from seg4reg_tf.models.regressor import REGRESSOR_STRIDE
 
 # ImageNet mean of ResNet's caffe preprocessing, averaged over B, G, R (0–255 scale).
 _IMAGENET_GRAY_MEAN = 114.8
-REGRESSOR_STRIDE = 32
 
 
 def build_segmenter(config: Config, with_roie: bool = False, synchronized: bool = False, name: str = "segmenter") -> keras.Model:

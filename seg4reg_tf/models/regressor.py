@@ -23,6 +23,8 @@ from seg4reg_tf.layers import ClassActivationMap
 from seg4reg_tf.models.backbone import efficientnet_b1
 
 INPUT_CHANNELS = {"image": 1, "mask": 1, "image+mask": 2}
+# Input size / size of N_R's feature map and CAM (EfficientNet's total stride).
+REGRESSOR_STRIDE = 32
 
 
 def regressor_inputs(image, mask, mode: str):
