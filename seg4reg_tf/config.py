@@ -166,6 +166,8 @@ class RegressorConfig:
             0.99 suits long runs (after n steps (0.99)ⁿ of the initial statistics remain).
         stochastic_depth: Keras EfficientNet's drop-connect of residual blocks (rates up to
             0.2) during training.
+        coordinate_channels: append each pixel's row and column (0 → 1) to N_R's input
+            (CoordConv; beyond the paper), so the trunk sees where a curve lies.
     """
 
     weights: str = "imagenet"
@@ -174,6 +176,7 @@ class RegressorConfig:
     dropout: float = 0.2
     batch_norm_momentum: float = 0.99
     stochastic_depth: bool = True
+    coordinate_channels: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:

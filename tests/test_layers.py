@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seg4reg_tf.layers import ClassActivationMap, DilatedPyramid, ROIEGate, normalize_maps, resize_maps
+from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels, DilatedPyramid, ROIEGate, normalize_maps, resize_maps
 from tests.harness import assert_keras_file_round_trip, assert_layer_config_round_trip
 
 RNG = np.random.default_rng(0)
@@ -91,3 +91,14 @@ def test_layers_survive_a_keras_file(tmp_path):
     inputs = [FEATURES, RNG.random((2, 2, 2, 1)).astype("float32")]
     loaded = assert_keras_file_round_trip(model, inputs, tmp_path / "layers.keras")
     assert float(loaded.get_layer("gate").alpha.numpy()) == 0.25
+
+
+def test_coordinate_channels_append_row_and_column():
+    inputs = RNG.random((2, 4, 3, 1)).astype("float32")
+    out = CoordinateChannels()(inputs).numpy()
+    assert out.shape == (2, 4, 3, 3)
+    np.testing.assert_array_equal(out[..., :1], inputs)
+    np.testing.assert_allclose(out[1, :, 0, 1], [0.125, 0.375, 0.625, 0.875])  # row centres / 4
+    np.testing.assert_allclose(out[0, 2, :, 2], [1 / 6, 0.5, 5 / 6], rtol=1e-6)  # column centres / 3
+    assert np.ptp(out[..., 1], axis=2).max() == 0 and np.ptp(out[..., 2], axis=1).max() == 0
+    assert_layer_config_round_trip(CoordinateChannels(name="coordinates"), inputs)

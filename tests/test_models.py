@@ -203,3 +203,13 @@ def test_lighter_segmenter_backbones_keep_the_output_stride_and_survive_keras_fi
         config_from_dict({"segmenter": {"backbone": backbone}})
     with pytest.raises(ValueError, match="'backbone' must be one of resnet50, resnet34, resnet18, got 'vgg'"):
         config_from_dict({"segmenter": {"backbone": "vgg", "weights": "none"}})
+
+
+def test_regressor_coordinate_channels_option_survives_keras_files(tmp_path):
+    config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "coordinate_channels": True}})
+    assert not SMOKE.regressor.coordinate_channels  # off unless asked (beyond the paper)
+    regressor = build_regressor(config)
+    assert regressor.input.shape == (None, 64, 32, 2)  # callers still pass the mode's channels
+    assert regressor.get_layer("coordinates").output.shape == (None, 64, 32, 4)
+    larger = config_from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "image_height": 128, "image_width": 64}})
+    assert_keras_file_round_trip(build_regressor(larger), images(2, 128, 64, 2), tmp_path / "regressor.keras")

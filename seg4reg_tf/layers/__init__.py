@@ -1,7 +1,8 @@
 """Custom Keras layers of Seg4Reg+ (backend-agnostic, registered as `seg4reg>Name`)."""
 
 from seg4reg_tf.layers.cam import ClassActivationMap, normalize_maps, resize_maps
+from seg4reg_tf.layers.coordinates import CoordinateChannels
 from seg4reg_tf.layers.pyramid import DilatedPyramid
 from seg4reg_tf.layers.roie_gate import ROIEGate
 
-__all__ = ["ClassActivationMap", "DilatedPyramid", "ROIEGate", "normalize_maps", "resize_maps"]
+__all__ = ["ClassActivationMap", "CoordinateChannels", "DilatedPyramid", "ROIEGate", "normalize_maps", "resize_maps"]

@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers, ops
 
 from seg4reg_tf.config import Config
-from seg4reg_tf.layers import ClassActivationMap
+from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels
 from seg4reg_tf.models.backbone import efficientnet_b1
 
 INPUT_CHANNELS = {"image": 1, "mask": 1, "image+mask": 2}
@@ -61,7 +61,11 @@ def build_regressor(config: Config, name: str = "regressor", synchronized: bool 
     channels = INPUT_CHANNELS[settings.input_mode]
     shape = (config.data.image_height, config.data.image_width, channels)
     inputs = keras.Input(shape, name="inputs")
-    x = layers.Rescaling(255.0, name="to_255")(inputs)
+    x = inputs
+    if settings.coordinate_channels:
+        x = CoordinateChannels(name="coordinates")(x)
+        shape = (*shape[:2], channels + 2)
+    x = layers.Rescaling(255.0, name="to_255")(x)
     features = efficientnet_b1(shape, settings.weights, synchronized, settings.batch_norm_momentum, settings.stochastic_depth)(x)
     features = layers.Identity(name="features")(features)
     logits, cam = ClassActivationMap(3, settings.dropout, name="head")(features)
