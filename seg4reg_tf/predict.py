@@ -225,7 +225,7 @@ def predict_files(model: Model, paths: list[str], writer: report.ReportWriter, s
         if overlay_dir is not None:
             target = overlay_dir / _unique_name(pathlib.Path(path).name + ".png", used)
         try:
-            row = predict_radiograph(model, radiographs.read_radiograph(path), settings, target)
+            row = predict_radiograph(model, radiographs.read_radiograph(path, model.max_pixels), settings, target)
         except (ValueError, OSError) as error:
             row = report.error_row(path, str(error))
         writer.add(row)
@@ -277,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     for argument, message in missing:
         writer.add(report.error_row(argument, message))
     overlay_dir = pathlib.Path(args.out) / "overlays" if args.overlays else None
-    rows = predict_files(model, paths, writer, settings, overlay_dir, verbose=not args.quiet)
+    try:
+        rows = predict_files(model, paths, writer, settings, overlay_dir, verbose=not args.quiet)
+    finally:
+        writer.close()
     for row in rows:
         if row["status"] == "error":
             print(f"failed: {row['error']}", file=sys.stderr)

@@ -1,9 +1,12 @@
 """The prediction report: `predictions.csv` and `predictions.json`, one row per input file.
 
-Rows are written as they complete: the CSV gets each row appended and flushed to disk, the
-JSON is rewritten atomically after each row. A run that is killed keeps every row it had
-finished, and neither file is ever half-written. Failed inputs are rows too (status
-"error" and the message), so the report accounts for every file it was given.
+Rows are written as they complete: each row is appended and flushed to disk in the CSV and
+in `.predictions.jsonl` (JSON Lines), so writing row N costs O(1), not O(N). `close()`
+writes `predictions.json` once, atomically, and removes the lines file. A run that is killed
+keeps every finished row in the CSV and the lines file; the JSON then lags, and the next
+`ReportWriter` on that folder rebuilds it from the lines (`recover`) and removes temporary
+files the killed run left. Neither file is ever half-written. Failed inputs are rows too
+(status "error" and the message), so the report accounts for every file it was given.
 """
 
 from __future__ import annotations
@@ -54,13 +57,17 @@ class ReportWriter:
         self.out = pathlib.Path(out)
         self.csv_path = self.out / "predictions.csv"
         self.json_path = self.out / "predictions.json"
+        self.lines_path = self.out / LINES_NAME
+        recovered = recover(self.out)
         existing = [path for path in (self.csv_path, self.json_path) if path.exists()]
         if existing and not overwrite:
-            raise FileExistsError(f"{existing[0]} already exists; choose another --out or pass --overwrite")
+            note = f" (its JSON was rebuilt from the {recovered} rows of an interrupted run)" if recovered is not None else ""
+            raise FileExistsError(f"{existing[0]} already exists{note}; choose another --out or pass --overwrite")
         self.out.mkdir(parents=True, exist_ok=True)
         self.header = header
         self.rows: list[dict] = []
         files.atomic_write(self.csv_path, self._csv_line(dict(zip(FIELDS, FIELDS))))
+        files.atomic_write(self.lines_path, (json.dumps({"header": header}) + "\n").encode("utf-8"))
         self._write_json()
 
     @staticmethod
@@ -70,8 +77,12 @@ class ReportWriter:
         return buffer.getvalue().encode("utf-8")
 
     def _write_json(self) -> None:
-        document = {**self.header, "summary": summary(self.rows), "images": self.rows}
-        files.atomic_write(self.json_path, json.dumps(document, indent=2).encode("utf-8"))
+        files.atomic_write(self.json_path, json_document(self.header, self.rows))
+
+    def close(self) -> None:
+        """Writes predictions.json with every row, atomically, and drops the lines file."""
+        self._write_json()
+        self.lines_path.unlink(missing_ok=True)
 
     def add(self, row: dict) -> None:
         """Records one finished row in both files before returning."""
@@ -79,12 +90,56 @@ class ReportWriter:
         if unknown:
             raise ValueError(f"unknown report fields {sorted(unknown)}; expected some of {FIELDS}")
         line = self._csv_line(row)
-        with open(self.csv_path, "ab") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.rows.append({key: row.get(key) for key in FIELDS})
-        self._write_json()
+        full = {key: row.get(key) for key in FIELDS}
+        _append(self.csv_path, line)
+        _append(self.lines_path, (json.dumps(full) + "\n").encode("utf-8"))
+        self.rows.append(full)
+
+
+LINES_NAME = ".predictions.jsonl"
+
+
+def _append(path: pathlib.Path, data: bytes) -> None:
+    """Appends `data` and flushes it to disk before returning."""
+    with open(path, "ab") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def json_document(header: dict, rows: list[dict]) -> bytes:
+    """predictions.json: the header, the summary and every row."""
+    return json.dumps({**header, "summary": summary(rows), "images": rows}, indent=2).encode("utf-8")
+
+
+def recover(out: str | os.PathLike[str]) -> int | None:
+    """Cleans up after a killed run in `out`: removes the temporary files of interrupted
+    atomic writes and rebuilds predictions.json from the lines file.
+
+    Returns:
+        The number of rows recovered, or None when no interrupted report was there. A last
+        line cut by the kill is dropped (the CSV may hold that row).
+    """
+    out = pathlib.Path(out)
+    for leftover in out.glob(".predictions.*"):
+        if leftover.name != LINES_NAME:
+            leftover.unlink(missing_ok=True)
+    lines_path = out / LINES_NAME
+    if not lines_path.exists():
+        return None
+    header, rows = {}, []
+    for line in lines_path.read_bytes().splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue  # the line being written when the run was killed
+        if isinstance(value, dict) and "header" in value and not rows:
+            header = value["header"]
+        elif isinstance(value, dict):
+            rows.append(value)
+    files.atomic_write(out / "predictions.json", json_document(header, rows))
+    lines_path.unlink()
+    return len(rows)
 
 
 def _plain(value):

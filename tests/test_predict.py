@@ -259,17 +259,41 @@ def test_a_folder_with_bad_files_reports_them_and_keeps_the_good_rows(exported, 
 
 
 def test_report_rows_survive_an_interrupted_run(tmp_path):
-    writer = report.ReportWriter(tmp_path, {"model": {}})
+    writer = report.ReportWriter(tmp_path, {"model": {"m": 1}})
     writer.add({"file": "a.jpg", "status": "ok", "cobb_largest_deg": 12.5, "severity": "mild"})
     writer.add(report.error_row("b.jpg", "b.jpg: empty file"))
-    # Whatever happens next, both files already hold both rows.
+    # Whatever happens next, the CSV and the lines file already hold both rows.
     rows = read_csv(tmp_path / "predictions.csv")
     assert [row["file"] for row in rows] == ["a.jpg", "b.jpg"] and rows[0]["cobb_largest_deg"] == "12.5000"
-    document = json.loads((tmp_path / "predictions.json").read_text())
-    assert document["summary"]["failed"] == 1 and document["summary"]["severity"] == {"mild": 1}
     with pytest.raises(ValueError, match="unknown report fields"):
         writer.add({"file": "c.jpg", "angle": 3})
     assert len(read_csv(tmp_path / "predictions.csv")) == 2
+    # Killed here: the JSON lags, a temporary file of an atomic write is left, the last
+    # line was cut mid-write.
+    (tmp_path / ".predictions.json.abc123").write_bytes(b'{"half')
+    with open(tmp_path / report.LINES_NAME, "ab") as handle:
+        handle.write(b'{"file": "c.jp')
+    assert json.loads((tmp_path / "predictions.json").read_text())["images"] == []
+    # The next run on the folder rebuilds the JSON, cleans up, and refuses to overwrite.
+    with pytest.raises(FileExistsError, match="rebuilt from the 2 rows of an interrupted run"):
+        report.ReportWriter(tmp_path, {"model": {}})
+    document = json.loads((tmp_path / "predictions.json").read_text())
+    assert [row["file"] for row in document["images"]] == ["a.jpg", "b.jpg"] and document["model"] == {"m": 1}
+    assert document["summary"]["failed"] == 1 and document["summary"]["severity"] == {"mild": 1}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["predictions.csv", "predictions.json"]
+
+
+def test_report_json_is_written_once_at_the_end(tmp_path, monkeypatch):
+    writes = []
+    real = report.files.atomic_write
+    monkeypatch.setattr(report.files, "atomic_write", lambda path, data: (writes.append(pathlib.Path(path).name), real(path, data)))
+    writer = report.ReportWriter(tmp_path, {"model": {}})
+    for index in range(50):
+        writer.add({"file": f"{index}.jpg", "status": "ok"})
+    writer.close()
+    assert writes.count("predictions.json") == 2  # the empty report at the start, the full one at the end
+    document = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(document["images"]) == 50 and not (tmp_path / report.LINES_NAME).exists()
 
 
 def test_end_vertebrae_are_named_t1_to_l5():

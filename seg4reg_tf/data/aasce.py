@@ -23,7 +23,7 @@ import numpy as np
 import scipy.io
 
 from seg4reg_tf import geometry
-from seg4reg_tf.data.image_files import image_size
+from seg4reg_tf.data.admission import image_size
 
 ANGLE_COLUMNS = ("largest", "second", "third")
 

@@ -24,7 +24,7 @@ from seg4reg_tf import geometry
 from seg4reg_tf.config import DataConfig
 from seg4reg_tf.data import transforms
 from seg4reg_tf.data.aasce import Record
-from seg4reg_tf.data.image_files import image_size
+from seg4reg_tf.data.admission import image_size
 
 
 def split_records(records: Sequence[Record], fraction: float, seed: int) -> tuple[list, list]:

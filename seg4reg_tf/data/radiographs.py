@@ -2,7 +2,9 @@
 
 Every input becomes the encoded bytes the exported `serving_default` signature takes, so
 `predict` and a TF Serving client see the same preprocessing: JPEG and PNG files pass through
-unchanged; a DICOM file is read with pydicom (`data/dicom.py`: modality and VOI LUTs,
+unchanged once `data/admission.py` has admitted them (before any decoding); a JPEG with an
+EXIF orientation is turned upright as image viewers show it and handed over as a lossless
+PNG; a DICOM file is read with pydicom (`data/dicom.py`: modality and VOI LUTs,
 MONOCHROME1 inverted) and handed over as a lossless 16-bit PNG.
 """
 
@@ -16,13 +18,11 @@ import pathlib
 import cv2
 import numpy as np
 
-from seg4reg_tf.data import dicom, image_files
+from seg4reg_tf.data import admission, dicom
 
 # Suffixes picked up inside folders; DICOM files often have none, so extension-less files
 # are tried as well. Files named explicitly are always tried.
 FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
-_JPEG_MAGIC = b"\xff\xd8"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,34 +86,51 @@ def find_inputs(arguments: list[str]) -> tuple[list[str], list[tuple[str, str]]]
     return files, missing
 
 
-def _display_pixels(encoded: bytes, path: str) -> np.ndarray:
-    """Decodes JPEG/PNG bytes to (H, W) float32 in [0, 1] (16-bit kept, colour → gray)."""
+def _decode(encoded: bytes, path: str) -> np.ndarray:
+    """Decodes admitted JPEG/PNG bytes to (H, W) gray, as stored (uint8 or uint16)."""
     image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f"{path}: the image data is corrupt and cannot be decoded")
     if image.ndim == 3:
         image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    return image.astype(np.float32) / scale
+    return image
 
 
-def read_radiograph(path: str) -> Radiograph:
-    """Reads one input file.
+def _check_contrast(pixels: np.ndarray, path: str) -> None:
+    """A blank image (every pixel the same value) holds no spine to measure."""
+    if pixels.size and pixels.min() == pixels.max():
+        raise ValueError(f"{path}: blank image (every pixel has the value {pixels.flat[0]}): no radiograph to measure")
+
+
+def read_radiograph(path: str, max_pixels: int | None = None) -> Radiograph:
+    """Reads one input file, admitting it before decoding.
+
+    Args:
+        path: a JPEG, PNG or DICOM file.
+        max_pixels: largest height × width admitted (the export's limit); None for none.
 
     Raises:
-        ValueError: empty, neither JPEG, PNG nor DICOM, undecodable, or a DICOM file
-            `dicom.read_dicom` refuses; the message names the file.
+        ValueError: empty, neither JPEG, PNG nor DICOM, refused by `admission.admit` (size,
+            end marker, header), undecodable, blank, or a DICOM file `dicom.read_dicom`
+            refuses; the message names the file.
         OSError: the file cannot be read.
     """
     data = pathlib.Path(path).read_bytes()
     if not data:
         raise ValueError(f"{path}: empty file")
-    if len(data) >= 132 and data[128:132] == b"DICM":
+    if admission.file_format(data) == "DICOM":
         image = dicom.read_dicom(path)
+        admission.check_bounds(*image.pixels.shape, path, max_pixels)
+        _check_contrast(image.pixels, path)
         encoded = dicom.to_png16(image.pixels)
         return Radiograph(path, encoded, image.pixels.astype(np.float32), "DICOM", image.pixel_spacing_mm)
-    if not data.startswith((_JPEG_MAGIC, _PNG_MAGIC)):
+    if admission.file_format(data) is None:
         raise ValueError(f"{path}: not a JPEG, PNG or DICOM file (starts with {data[:8]!r})")
-    image_files.image_size(path)  # names a truncated file or a corrupt header precisely
-    file_format = "JPEG" if data.startswith(_JPEG_MAGIC) else "PNG"
-    return Radiograph(path, data, _display_pixels(data, path), file_format)
+    admitted = admission.admit(data, data, path, max_pixels)
+    stored = _decode(data, path)
+    _check_contrast(stored, path)
+    if admitted.orientation != 1:
+        stored = admission.orient(stored, admitted.orientation)
+        data = cv2.imencode(".png", stored)[1].tobytes()  # lossless, upright, no EXIF left
+    scale = 65535.0 if stored.dtype == np.uint16 else 255.0
+    return Radiograph(path, data, stored.astype(np.float32) / scale, admitted.file_format)

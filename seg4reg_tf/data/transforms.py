@@ -20,9 +20,7 @@ import math
 
 import tensorflow as tf
 
-_JPEG_MAGIC = b"\xff\xd8"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_TAIL = 64
+from seg4reg_tf.data.admission import JPEG_EOI, JPEG_MAGIC, MAX_ASPECT, MIN_SIDE, PNG_END, PNG_MAGIC, TAIL_BYTES
 # Signature, IHDR chunk and IEND chunk: the smallest a valid PNG can be.
 _PNG_MINIMUM = 8 + 25 + 12
 
@@ -38,6 +36,7 @@ def _contains(haystack: tf.Tensor, needle: bytes) -> tf.Tensor:
 
 def check_encoded_image(data: tf.Tensor, name: tf.Tensor | str) -> tf.Tensor:
     """Asserts that `data` is a complete JPEG or PNG; errors name `name` and the problem.
+    The graph twin of `admission.admit` (same signatures and end-marker window).
 
     Args:
         data: scalar tf.string, the encoded file.
@@ -50,12 +49,12 @@ def check_encoded_image(data: tf.Tensor, name: tf.Tensor | str) -> tf.Tensor:
         tf.errors.InvalidArgumentError: empty, not JPEG/PNG, or truncated (no end marker).
     """
     length = tf.strings.length(data)
-    is_jpeg = tf.equal(tf.strings.substr(data, 0, 2), _JPEG_MAGIC)
-    is_png = tf.equal(tf.strings.substr(data, 0, 8), _PNG_MAGIC)
-    tail = tf.io.decode_raw(tf.strings.substr(data, tf.maximum(length - _TAIL, 0), _TAIL), tf.uint8)
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 2), JPEG_MAGIC)
+    is_png = tf.equal(tf.strings.substr(data, 0, 8), PNG_MAGIC)
+    tail = tf.io.decode_raw(tf.strings.substr(data, tf.maximum(length - TAIL_BYTES, 0), TAIL_BYTES), tf.uint8)
     complete = tf.logical_or(
-        tf.logical_and(is_jpeg, _contains(tail, b"\xff\xd9")),
-        tf.logical_and(is_png, _contains(tail, b"IEND")),
+        tf.logical_and(is_jpeg, _contains(tail, JPEG_EOI)),
+        tf.logical_and(is_png, _contains(tail, PNG_END)),
     )
     checks = [
         tf.debugging.Assert(length > 0, ["empty image data:", name]),
@@ -108,38 +107,48 @@ def encoded_image_size(data: tf.Tensor) -> tf.Tensor:
     def jpeg_size():
         return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)
 
-    return tf.cond(tf.equal(tf.strings.substr(data, 0, 2), _JPEG_MAGIC), jpeg_size, png_size)
+    return tf.cond(tf.equal(tf.strings.substr(data, 0, 2), JPEG_MAGIC), jpeg_size, png_size)
 
 
-def check_pixel_limit(data: tf.Tensor, name: tf.Tensor | str, max_pixels: int) -> tf.Tensor:
-    """Asserts, before anything is decoded, that the image header declares at most
-    `max_pixels` pixels, so a decompression bomb fails fast instead of exhausting memory.
+def check_image_bounds(data: tf.Tensor, name: tf.Tensor | str, max_pixels: int | None = None) -> tf.Tensor:
+    """Asserts, before anything is decoded, that the header's size is one a radiograph can
+    have (the graph twin of `admission.check_bounds`): at least MIN_SIDE pixels per side,
+    an aspect ratio within MAX_ASPECT, and at most `max_pixels` pixels, so a decompression
+    bomb fails fast instead of exhausting memory.
 
     Returns:
-        `data`, with the check as a control dependency.
+        `data`, with the checks as control dependencies.
 
     Raises:
-        tf.errors.InvalidArgumentError: the image is larger than the limit.
+        tf.errors.InvalidArgumentError: the image breaks a bound.
     """
     size = encoded_image_size(data)
-    pixels = size[0] * size[1]
-    check = tf.debugging.Assert(
-        pixels <= max_pixels,
-        ["image too large:", name, "has", size[0], "x", size[1], "pixels; the limit is", max_pixels, "pixels"],
-    )
-    with tf.control_dependencies([check]):
+    short, long = tf.reduce_min(size), tf.reduce_max(size)
+    checks = [
+        tf.debugging.Assert(short >= MIN_SIDE, ["image too small:", name, "has", size[0], "x", size[1], f"pixels; at least {MIN_SIDE} per side"]),
+        tf.debugging.Assert(
+            tf.cast(long, tf.float64) <= MAX_ASPECT * tf.cast(short, tf.float64),
+            ["extreme aspect ratio:", name, "has", size[0], "x", size[1], f"pixels; at most {MAX_ASPECT:g}:1"],
+        ),
+    ]
+    if max_pixels is not None:
+        checks.append(tf.debugging.Assert(
+            size[0] * size[1] <= max_pixels,
+            ["image too large:", name, "has", size[0], "x", size[1], "pixels; the limit is", max_pixels, "pixels"],
+        ))
+    with tf.control_dependencies(checks):
         return tf.identity(data)
 
 
 def decode_checked(data: tf.Tensor, name: tf.Tensor | str, max_pixels: int | None = None) -> tf.Tensor:
-    """`check_encoded_image`, the optional pixel limit, then `decode_image`.
+    """`check_encoded_image`, the size bounds (with the optional pixel limit), then
+    `decode_image`.
 
     Returns:
         (H, W, 1) float32 in [0, 1].
     """
     data = check_encoded_image(data, name)
-    if max_pixels is not None:
-        data = check_pixel_limit(data, name, max_pixels)
+    data = check_image_bounds(data, name, max_pixels)
     return decode_image(data)
 
 
