@@ -3,7 +3,12 @@
 import dataclasses
 import pathlib
 
+import math
+
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from seg4reg_tf import config as config_module
 from seg4reg_tf.config import Config, load_config
@@ -86,3 +91,30 @@ def test_configs_are_frozen_and_round_trip(tmp_path):
     path = tmp_path / "saved.yaml"
     config_module.save_config(config, path)
     assert load_config(path) == config
+
+
+SECTIONS = [field.name for field in dataclasses.fields(Config)]
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=st.one_of(
+    VALUES,
+    st.dictionaries(st.sampled_from(SECTIONS), st.dictionaries(st.sampled_from(["epochs", "weights", "image_height", "learning_rate", "exclude", "backbone", "threshold", "root", "x"]), VALUES, max_size=3), max_size=3),
+))
+def test_fuzzed_yaml_configs_load_or_are_refused_by_name(tmp_path, document):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(document))
+    try:
+        config = load_config(path)
+    except ValueError as error:
+        assert str(path) in str(error)
+    else:
+        assert isinstance(config, Config)
+        for section in dataclasses.asdict(config).values():
+            for value in (section.values() if isinstance(section, dict) else ()):
+                assert not isinstance(value, float) or math.isfinite(value)

@@ -1,9 +1,15 @@
 """DICOM reading: modality and VOI LUTs, polarity, bit depths, spacing, refusals. The files
 are built with pydicom itself."""
 
+import functools
+import pathlib
+import tempfile
+
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
 
@@ -116,3 +122,34 @@ def test_compressed_syntax_is_decoded_or_refused_clearly(tmp_path):
                  frames_data=[b"\xff\xd8 not a real JPEG stream \xff\xd9"])
     with pytest.raises(ValueError, match=r"compressed\.dcm: cannot decode the compressed transfer syntax 'JPEG Baseline"):
         dicom.read_dicom(path)
+
+
+@functools.lru_cache(maxsize=1)
+def valid_dicom_bytes() -> bytes:
+    """One valid DICOM file's bytes (built once: its UIDs, and so its length, are random)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = pathlib.Path(folder) / "valid.dcm"
+        write(path, np.arange(64 * 32, dtype=np.uint16).reshape(64, 32) % 4096)
+        return path.read_bytes()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_dicom_files_are_read_or_refused_by_name(tmp_path, data):
+    """Random bytes after the preamble, or a valid file with bytes patched or cut: only a
+    ValueError naming the file, or pixels."""
+    path = tmp_path / "fuzz.dcm"
+    if data.draw(st.booleans()):
+        payload = b"\x00" * 128 + b"DICM" + data.draw(st.binary(max_size=400))
+    else:
+        valid = bytearray(valid_dicom_bytes())
+        for position, value in data.draw(st.lists(st.tuples(st.integers(128, len(valid) - 1), st.integers(0, 255)), max_size=8)):
+            valid[position] = value
+        payload = bytes(valid[: data.draw(st.integers(132, len(valid)))])
+    path.write_bytes(payload)
+    try:
+        image = dicom.read_dicom(path)
+    except ValueError as error:
+        assert str(path) in str(error)
+    else:
+        assert image.pixels.ndim == 2 and np.isfinite(image.pixels).all()

@@ -222,30 +222,44 @@ def test_workdir_and_saved_model_agree_with_tta(exported, synthetic_root, tmp_pa
 
 @pytest.mark.slow
 def test_a_folder_with_bad_files_reports_them_and_keeps_the_good_rows(exported, synthetic_root, tmp_path, capsys):
+    from tests.test_admission import exif_jpeg, with_png_size
+
     folder = tmp_path / "in"
     folder.mkdir()
     good = sorted((pathlib.Path(synthetic_root) / "data" / "test").glob("*.jpg"))
     for path in good:
         (folder / path.name).write_bytes(path.read_bytes())
     data = good[0].read_bytes()
+    gray = cv2.imread(str(good[0]), cv2.IMREAD_GRAYSCALE)
+    # First in the folder, a header bomb: refused unread, and the run goes on.
+    (folder / "0_bomb.png").write_bytes(with_png_size(cv2.imencode(".png", gray)[1].tobytes(), 60000, 60000))
     (folder / "cut.jpg").write_bytes(data[: len(data) // 2])  # truncated: no end-of-image marker
     (folder / "empty.png").write_bytes(b"")
     (folder / "text.dcm").write_text("not an image")
+    (folder / "wide.png").write_bytes(cv2.imencode(".png", np.full((10, 1000), 128, np.uint8))[1].tobytes())
+    (folder / "black.png").write_bytes(cv2.imencode(".png", np.zeros((300, 120), np.uint16))[1].tobytes())
+    (folder / "trailer.jpg").write_bytes(data + b"\x00" * 4000)  # bytes after the end marker
+    (folder / "turned.jpg").write_bytes(exif_jpeg(np.ascontiguousarray(np.rot90(gray)), 6))  # stored sideways, EXIF 6 turns it back
     out = tmp_path / "out"
     args = ["--workdir", str(exported["workdir"]), str(folder), str(tmp_path / "missing.jpg"), "--out", str(out), "--overlays", "--quiet"]
     assert predict.main(args) == 1
     rows = {pathlib.Path(row["file"]).name: row for row in read_csv(out / "predictions.csv")}
-    assert {name for name, row in rows.items() if row["status"] == "ok"} == {path.name for path in good}
+    assert {name for name, row in rows.items() if row["status"] == "ok"} == {path.name for path in good} | {"trailer.jpg", "turned.jpg"}
+    assert (int(rows["turned.jpg"]["height"]), int(rows["turned.jpg"]["width"])) == gray.shape  # upright
+    assert rows["trailer.jpg"]["cobb_largest_deg"] == rows[good[0].name]["cobb_largest_deg"]
     bad = {name: row["error"] for name, row in rows.items() if row["status"] == "error"}
-    assert set(bad) == {"cut.jpg", "empty.png", "text.dcm", "missing.jpg"}
+    assert set(bad) == {"0_bomb.png", "cut.jpg", "empty.png", "text.dcm", "missing.jpg", "wide.png", "black.png"}
+    assert "image too large: 60000x60000" in bad["0_bomb.png"] and str(folder / "0_bomb.png") in bad["0_bomb.png"]
     assert "truncated" in bad["cut.jpg"] and str(folder / "cut.jpg") in bad["cut.jpg"]
     assert "empty file" in bad["empty.png"] and "not a JPEG, PNG or DICOM" in bad["text.dcm"]
+    assert "extreme aspect ratio" in bad["wide.png"] and "blank image" in bad["black.png"]
     assert "no such file" in bad["missing.jpg"]
     document = json.loads((out / "predictions.json").read_text())
-    assert document["summary"] == {"images": 6, "predicted": 2, "spine_not_found": 0, "failed": 4, "low_confidence": 0, "severity": document["summary"]["severity"]}
+    assert document["summary"] == {"images": 11, "predicted": 4, "spine_not_found": 0, "failed": 7, "low_confidence": 0, "severity": document["summary"]["severity"]}
     assert [row["file"] for row in document["images"]] == [row["file"] for row in read_csv(out / "predictions.csv")]
+    assert sorted(path.name for path in out.iterdir()) == ["overlays", "predictions.csv", "predictions.json"]
     out_text = capsys.readouterr()
-    assert "6 images: 2 predicted, 4 failed" in out_text.out and "truncated" in out_text.err
+    assert "11 images: 4 predicted, 7 failed" in out_text.out and "truncated" in out_text.err
     # Overlays: one per good image, the radiograph's aspect ratio under a caption, not blank.
     for path in good:
         picture = cv2.imread(rows[path.name]["overlay"])
@@ -256,44 +270,6 @@ def test_a_folder_with_bad_files_reports_them_and_keeps_the_good_rows(exported, 
     before = (out / "predictions.csv").read_bytes()
     assert predict.main(args) == 2
     assert (out / "predictions.csv").read_bytes() == before
-
-
-def test_report_rows_survive_an_interrupted_run(tmp_path):
-    writer = report.ReportWriter(tmp_path, {"model": {"m": 1}})
-    writer.add({"file": "a.jpg", "status": "ok", "cobb_largest_deg": 12.5, "severity": "mild"})
-    writer.add(report.error_row("b.jpg", "b.jpg: empty file"))
-    # Whatever happens next, the CSV and the lines file already hold both rows.
-    rows = read_csv(tmp_path / "predictions.csv")
-    assert [row["file"] for row in rows] == ["a.jpg", "b.jpg"] and rows[0]["cobb_largest_deg"] == "12.5000"
-    with pytest.raises(ValueError, match="unknown report fields"):
-        writer.add({"file": "c.jpg", "angle": 3})
-    assert len(read_csv(tmp_path / "predictions.csv")) == 2
-    # Killed here: the JSON lags, a temporary file of an atomic write is left, the last
-    # line was cut mid-write.
-    (tmp_path / ".predictions.json.abc123").write_bytes(b'{"half')
-    with open(tmp_path / report.LINES_NAME, "ab") as handle:
-        handle.write(b'{"file": "c.jp')
-    assert json.loads((tmp_path / "predictions.json").read_text())["images"] == []
-    # The next run on the folder rebuilds the JSON, cleans up, and refuses to overwrite.
-    with pytest.raises(FileExistsError, match="rebuilt from the 2 rows of an interrupted run"):
-        report.ReportWriter(tmp_path, {"model": {}})
-    document = json.loads((tmp_path / "predictions.json").read_text())
-    assert [row["file"] for row in document["images"]] == ["a.jpg", "b.jpg"] and document["model"] == {"m": 1}
-    assert document["summary"]["failed"] == 1 and document["summary"]["severity"] == {"mild": 1}
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["predictions.csv", "predictions.json"]
-
-
-def test_report_json_is_written_once_at_the_end(tmp_path, monkeypatch):
-    writes = []
-    real = report.files.atomic_write
-    monkeypatch.setattr(report.files, "atomic_write", lambda path, data: (writes.append(pathlib.Path(path).name), real(path, data)))
-    writer = report.ReportWriter(tmp_path, {"model": {}})
-    for index in range(50):
-        writer.add({"file": f"{index}.jpg", "status": "ok"})
-    writer.close()
-    assert writes.count("predictions.json") == 2  # the empty report at the start, the full one at the end
-    document = json.loads((tmp_path / "predictions.json").read_text())
-    assert len(document["images"]) == 50 and not (tmp_path / report.LINES_NAME).exists()
 
 
 def test_end_vertebrae_are_named_t1_to_l5():

@@ -175,9 +175,7 @@ def _jpeg_header(name: str, head: bytes) -> tuple[int, int, int]:
             if position + 9 > len(head):
                 break
             height, width = struct.unpack(">HH", head[position + 5 : position + 9])
-            if height == 0 or width == 0:
-                raise ImageRefused(f"{name}: JPEG header gives a zero size {height}x{width}")
-            return height, width, orientation
+            return height, width, orientation  # a zero size is refused by check_bounds
         if marker == 0xDA:  # start of scan before any frame header
             break
         position += 2 + length
@@ -212,6 +210,4 @@ def _png_header(name: str, head: bytes) -> tuple[int, int]:
     if len(head) < 24 or head[12:16] != b"IHDR":
         raise ImageRefused(f"{name}: corrupt PNG (no IHDR chunk)")
     width, height = struct.unpack(">II", head[16:24])
-    if height == 0 or width == 0:
-        raise ImageRefused(f"{name}: PNG header gives a zero size {height}x{width}")
-    return height, width
+    return height, width  # a zero size is refused by check_bounds

@@ -70,6 +70,9 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
     """Decodes a JPEG or PNG (8- or 16-bit, gray, gray+alpha, RGB or RGBA) to one channel.
 
     `dtype=tf.float32` matters: with the default uint8, 16-bit PNGs are cut to 8 bits.
+    JPEGs are decoded with the accurate integer IDCT: `tf.io.decode_image`'s default fast
+    IDCT differs from OpenCV and Pillow by up to 12 grey levels at quality 95 and wraps
+    saturated pixels from white to black at quality 100.
 
     Args:
         data: scalar tf.string.
@@ -77,7 +80,15 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
     Returns:
         (H, W, 1) float32 in [0, 1].
     """
-    image = tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False)
+
+    def jpeg():
+        decoded = tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE")
+        return tf.image.convert_image_dtype(decoded, tf.float32)
+
+    def other():
+        return tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False)
+
+    image = tf.cond(tf.equal(tf.strings.substr(data, 0, 2), JPEG_MAGIC), jpeg, other)
     image = tf.cond(
         tf.shape(image)[-1] >= 3,
         lambda: tf.image.rgb_to_grayscale(image[..., :3]),
