@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="with --ablation: the recipe every variant starts from")
     parser.add_argument("--inputs", default="image,mask,image+mask", help="with --ablation: N_R inputs (columns) to run")
     parser.add_argument("--run-eagerly", action="store_true", help="with --ablation: no tf.function (tiny configs)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
     if args.ablation:
         return _ablation(args)

@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="model name (default: the config's export.model_name, 'seg4reg')")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--max-image-pixels", type=int, help="refuse larger images at serving_default (default: the config's)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
     try:
         path = export_saved_model(pathlib.Path(args.workdir), pathlib.Path(args.out), args.name, args.version, args.max_image_pixels)

@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low-confidence-spread", type=float, help="degrees of spread over the TTA views that flag an image (default: the config's)")
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
 
     from seg4reg_tf.data import radiographs

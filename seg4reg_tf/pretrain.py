@@ -188,7 +188,7 @@ def pretrain(
     history = trainer.fit(
         mask_dataset(masks, angles, data, settings.batch_size, training=True, seed=settings.seed),
         validation_data=mask_dataset(val_masks, val_angles, data, settings.batch_size, training=False),
-        epochs=settings.epochs, callbacks=callbacks, verbose=verbose,
+        epochs=settings.epochs, callbacks=callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles itself
     )
     save_trunk(regressor, out)
     per_angle, overall = metrics.mean_absolute_error(val_angles, np.broadcast_to(mean, val_angles.shape))
@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="weights file to write, ending in .weights.h5")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
     parser.add_argument("--logs", help="TensorBoard folder")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)

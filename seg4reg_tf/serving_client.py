@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="seg4reg", help="served model name")
     parser.add_argument("--version", type=int, help="model version (default: the latest the server has)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
     try:
         images = read_images(args.images)

@@ -270,7 +270,7 @@ def train_phase(
     started = time.perf_counter()
     history = trainer.fit(
         train_data, validation_data=validation_data, epochs=settings.epochs, initial_epoch=initial_epoch,
-        callbacks=callbacks, verbose=verbose,
+        callbacks=callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles itself
     )
     if (folder / "best.weights.h5").exists():
         trainer.load_weights(folder / "best.weights.h5")
@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-replicas", type=int, default=1, help="split the CPU into this many logical devices (to exercise strategies without GPUs)")
     parser.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA for the train step (auto: off on CPU and under strategies)")
     parser.add_argument("--run-eagerly", action="store_true", help="no tf.function: for debugging, and for tiny runs where tracing dominates")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
 
     config_path = args.config or DEMO_CONFIG

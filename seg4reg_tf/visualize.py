@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="split folder, or 'validation' (default: test)")
     parser.add_argument("--out", help="output folder (default: <workdir>/evaluation/<split>)")
     parser.add_argument("--images", type=int, default=4, help="images in the overlay figures")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
     try:
         results = evaluate.evaluate_workdir(args.workdir, args.data, args.split)

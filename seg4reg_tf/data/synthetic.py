@@ -473,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-height", type=int, default=SyntheticConfig.height_range[0])
     parser.add_argument("--max-height", type=int, default=SyntheticConfig.height_range[1])
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
     if not 64 <= args.min_height <= args.max_height:
         parser.error("need 64 <= --min-height <= --max-height")

@@ -1,0 +1,19 @@
+"""Commands start quietly: no TensorFlow start-up logs unless --verbose."""
+
+import os
+import subprocess
+import sys
+
+
+def run(tmp_path, *extra):
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "seg4reg_tf.predict", "--saved-model", str(tmp_path / "none"), "x.jpg", "--out", str(tmp_path / "out"), *extra]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_command_prints_only_its_own_error(tmp_path):
+    quiet = run(tmp_path)
+    assert quiet.returncode == 2
+    assert quiet.stderr.strip().splitlines() == [f"error: {tmp_path / 'none'}: no saved_model.pb here nor in a numeric version folder below it"]
+    loud = run(tmp_path, "--verbose")
+    assert loud.returncode == 2 and len(loud.stderr.strip().splitlines()) > 1  # TensorFlow's own lines
