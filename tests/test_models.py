@@ -213,3 +213,16 @@ def test_regressor_coordinate_channels_option_survives_keras_files(tmp_path):
     assert regressor.get_layer("coordinates").output.shape == (None, 64, 32, 4)
     larger = config_from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "image_height": 128, "image_width": 64}})
     assert_keras_file_round_trip(build_regressor(larger), images(2, 128, 64, 2), tmp_path / "regressor.keras")
+
+
+def test_plain_cnn_regressor_option_gives_the_same_outputs_and_survives_keras_files(tmp_path):
+    config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "backbone": "plain_cnn", "batch_norm_momentum": 0.9}})
+    larger = config_from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "image_height": 128, "image_width": 64}})
+    regressor = build_regressor(larger)
+    out = regressor(images(2, 128, 64, 2))
+    assert out["angles"].shape == (2, 3) and out["cam"].shape == (2, 4, 2, 4) and out["features"].shape == (2, 4, 2, 512)
+    assert regressor.count_params() < build_regressor(SMOKE).count_params()
+    assert all(layer.momentum == 0.9 for layer in batch_norms(regressor))
+    assert_keras_file_round_trip(regressor, images(2, 128, 64, 2), tmp_path / "regressor.keras")
+    with pytest.raises(ValueError, match="imagenet' exists only for backbone efficientnet_b1"):
+        config_from_dict({"regressor": {"backbone": "plain_cnn"}})

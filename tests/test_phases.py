@@ -158,3 +158,13 @@ def test_seg_phase_steps_with_a_resnet18_backbone(batch):
     before = snapshot(segmenter)
     logs = trainer.train_on_batch(batch, return_dict=True)
     assert np.isfinite(logs["loss"]) and changed(before, segmenter)
+
+
+def test_reg_phase_steps_with_the_plain_cnn_regressor(batch):
+    config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "backbone": "plain_cnn"}})
+    segmenter, regressor = build_segmenter(config), build_regressor(config)
+    trainer = phases.make_trainer("reg", segmenter, regressor, config)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
+    before = snapshot(regressor)
+    logs = trainer.train_on_batch(batch, return_dict=True)
+    assert np.isfinite(logs["loss"]) and changed(before, regressor)

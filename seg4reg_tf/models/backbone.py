@@ -148,6 +148,36 @@ def efficientnet_b1(
     return model
 
 
+# Plain CNN trunk: (filters, convolutions) per stage; each stage ends in 2×2 max-pooling.
+PLAIN_CNN_STAGES = ((32, 2), (64, 2), (128, 2), (256, 2), (512, 2))
+
+
+def plain_cnn(input_shape, synchronized: bool = False, batch_norm_momentum: float = 0.9) -> keras.Model:
+    """A plain 10-convolution trunk for N_R (beyond the paper), for from-scratch CPU runs.
+
+    Five stages of two 3×3 conv–BatchNorm–ReLU pairs, each followed by 2×2 max-pooling, as
+    the scouting CNN of the regressor issue that learned the angles of synthetic masks in
+    minutes where a from-scratch EfficientNet-B1 did not.
+
+    Args:
+        input_shape: (H, W, C), inputs in [0, 255] (as EfficientNet takes them); H and W
+            multiples of 32.
+
+    Returns:
+        A model (B, H, W, C) → (B, H/32, W/32, 512).
+    """
+    inputs = keras.Input(input_shape, name="trunk_input")
+    x = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    for stage, (filters, convolutions) in enumerate(PLAIN_CNN_STAGES, start=1):
+        for index in range(1, convolutions + 1):
+            name = f"stage{stage}_conv{index}"
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
+            x = layers.BatchNormalization(momentum=batch_norm_momentum, synchronized=synchronized, name=f"{name}_bn")(x)
+            x = layers.Activation("relu", name=f"{name}_relu")(x)
+        x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
+    return keras.Model(inputs, x, name="plain_cnn")
+
+
 def synchronize_batch_norm(model: keras.Model, synchronized: bool = True) -> int:
     """Sets `synchronized` on every BatchNormalization layer of `model`, nested models and
     custom layers included; Keras reads the flag when the layer is called and saves it in

@@ -20,7 +20,7 @@ from keras import layers, ops
 
 from seg4reg_tf.config import Config
 from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels
-from seg4reg_tf.models.backbone import efficientnet_b1
+from seg4reg_tf.models.backbone import efficientnet_b1, plain_cnn
 
 INPUT_CHANNELS = {"image": 1, "mask": 1, "image+mask": 2}
 # Input size / size of N_R's feature map and CAM (EfficientNet's total stride).
@@ -55,7 +55,8 @@ def build_regressor(config: Config, name: str = "regressor", synchronized: bool 
 
     Returns:
         A model (B, H, W, C) → {"angles" (B, 3) in [0, 1], "logits" (B, 3),
-        "cam" (B, H/32, W/32, 4) in [0, 1], "features" (B, H/32, W/32, 1280)}.
+        "cam" (B, H/32, W/32, 4) in [0, 1], "features" (B, H/32, W/32, 1280 for
+        EfficientNet-B1, 512 for the plain CNN)}.
     """
     settings = config.regressor
     channels = INPUT_CHANNELS[settings.input_mode]
@@ -66,7 +67,13 @@ def build_regressor(config: Config, name: str = "regressor", synchronized: bool 
         x = CoordinateChannels(name="coordinates")(x)
         shape = (*shape[:2], channels + 2)
     x = layers.Rescaling(255.0, name="to_255")(x)
-    features = efficientnet_b1(shape, settings.weights, synchronized, settings.batch_norm_momentum, settings.stochastic_depth)(x)
+    if settings.backbone == "plain_cnn":
+        trunk = plain_cnn(shape, synchronized, settings.batch_norm_momentum)
+        if settings.weights != "none":
+            trunk.load_weights(settings.weights)
+    else:
+        trunk = efficientnet_b1(shape, settings.weights, synchronized, settings.batch_norm_momentum, settings.stochastic_depth)
+    features = trunk(x)
     features = layers.Identity(name="features")(features)
     logits, cam = ClassActivationMap(3, settings.dropout, name="head")(features)
     angles = layers.Activation("sigmoid", name="angles")(logits)
