@@ -168,3 +168,25 @@ def test_reg_phase_steps_with_the_plain_cnn_regressor(batch):
     before = snapshot(regressor)
     logs = trainer.train_on_batch(batch, return_dict=True)
     assert np.isfinite(logs["loss"]) and changed(before, regressor)
+
+
+def test_inference_shares_one_backbone_run_between_the_gated_passes(batch, monkeypatch):
+    """segment(training=False) equals the two full N_S passes of Eq. 2 at α ≠ 0, and runs
+    the backbone once."""
+    gated = build_segmenter(SMOKE, with_roie=True)
+    gated.get_layer("roie_gate").alpha.assign(0.7)
+    regressor = build_regressor(SMOKE)
+    image = batch["image"]
+    zero = tf.zeros((image.shape[0], *gated.input["cam"].shape[1:]))
+    first = gated({"image": image, "cam": zero}, training=False)["mask"]
+    cam = regressor(tf.concat([image, first], axis=-1), training=False)["cam"][..., -1:]
+    expected = gated({"image": image, "cam": cam}, training=False)["mask"]
+    backbone = gated.get_layer("dilated_resnet50")
+    calls = []
+    original = type(backbone).__call__
+    monkeypatch.setattr(type(backbone), "__call__", lambda self, *a, **k: (calls.append(self.name) if self is backbone else None, original(self, *a, **k))[1])
+    actual = phases.segment(gated, regressor, image, "image+mask")
+    assert calls.count("dilated_resnet50") == 1
+    np.testing.assert_allclose(actual["mask"].numpy(), expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(actual["cam"].numpy(), cam.numpy(), atol=1e-6)
+    assert np.abs(expected.numpy() - gated({"image": image, "cam": zero}, training=False)["mask"].numpy()).max() > 1e-4  # the CAM matters

@@ -54,3 +54,26 @@ def build_segmenter(config: Config, with_roie: bool = False, synchronized: bool 
     logits = layers.UpSampling2D(settings.output_stride, interpolation="bilinear", name="mask_logits")(logits)
     mask = layers.Activation("sigmoid", name="mask")(logits)
     return keras.Model(inputs, {"mask": mask, "mask_logits": logits}, name=name)
+
+
+def encoder_features(segmenter: keras.Model, image):
+    """f_m of a built N_S: its preprocessing and backbone on `image` (B, H, W, 1), in
+    inference mode. Returns (B, H/stride, W/stride, C)."""
+    backbone = next(layer for layer in segmenter.layers if layer.name.startswith("dilated_"))
+    return backbone(segmenter.get_layer("preprocess")(image), training=False)
+
+
+def decode_features(segmenter: keras.Model, features, cam=None) -> dict:
+    """The rest of a built N_S after f_m, in inference mode: [ROIE gate with `cam`] →
+    pyramid → classifier → upsampling. With `encoder_features`, a gated N_S's two passes
+    (paper §2: CAM from the first pass's mask, then the gated pass) share one backbone run.
+
+    Returns:
+        {"mask": (B, H, W, 1) probabilities, "mask_logits": (B, H, W, 1)}.
+    """
+    if cam is not None:
+        features = segmenter.get_layer("roie_gate")([features, cam])
+    x = segmenter.get_layer("pyramid")(features, training=False)
+    logits = segmenter.get_layer("classifier")(segmenter.get_layer("pyramid_dropout")(x, training=False))
+    logits = segmenter.get_layer("mask_logits")(logits)
+    return {"mask": segmenter.get_layer("mask")(logits), "mask_logits": logits}
