@@ -1,12 +1,17 @@
 """Latency and throughput of the exported SavedModel on this machine.
 
-    python bench/serving.py [--height 512 --width 256] [--batches 1 8 32] [--repeats 3]
+    python bench/serving.py --workdir W              # the trained system of a workdir
+    python bench/serving.py --config configs/X.yaml  # untrained networks of a config
+    python bench/serving.py [--height 512 --width 256] [--batches 1 8] [--repeats 10]
 
-Builds the system at the given input size (untrained weights: speed does not depend on
-them; gated N_S, so the two-pass ROIE inference is what is timed), exports it with
-`seg4reg_tf.export`, loads it with `tf.saved_model.load` as a server would, and times
-`serving_default` on encoded 2360×854 JPEGs (the AASCE X-ray size, decoding and letterbox
-included) and `predict_tensor` on preprocessed tensors. Prints a Markdown table.
+Exports the system with `seg4reg_tf.export` (a workdir's own networks, or, for a config or
+a size, untrained ones with a gated N_S: speed does not depend on the weights), loads it with
+`tf.saved_model.load` as a server would, and times `serving_default` on encoded 2360×854
+JPEGs (the AASCE X-ray size; decoding and letterbox included) and `predict_tensor` on
+preprocessed tensors: the median of `--repeats` calls after one warm-up call, per batch
+size. Then the time of each stage of the same path at batch 1 (decode and letterbox, N_S
+with the gate's two passes, N_R, the geometric readout), so the slowest part is visible.
+Prints Markdown tables.
 """
 
 import argparse
@@ -21,16 +26,17 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from seg4reg_tf import export  # noqa: E402
-from seg4reg_tf.config import config_from_dict, save_config  # noqa: E402
-from seg4reg_tf.models import build_regressor, build_segmenter  # noqa: E402
+from seg4reg_tf.config import config_from_dict, load_config, save_config  # noqa: E402
+from seg4reg_tf.geometric_readout import read_spine  # noqa: E402
+from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs  # noqa: E402
+from seg4reg_tf.phases import segment  # noqa: E402
 
 
-def make_workdir(folder: pathlib.Path, height: int, width: int) -> pathlib.Path:
-    config = config_from_dict({
-        "data": {"image_height": height, "image_width": width},
-        "segmenter": {"weights": "none"},
-        "regressor": {"weights": "none"},
-    })
+def make_workdir(folder: pathlib.Path, config) -> pathlib.Path:
+    """A workdir holding untrained networks of `config` (gated N_S, as after phase roie)."""
+    values = config.to_dict()
+    config = config_from_dict({**values, "segmenter": {**values["segmenter"], "weights": "none"},
+                               "regressor": {**values["regressor"], "weights": "none"}, "inference": {"angles": "regressor"}})
     for phase in ("roie", "reg"):
         (folder / phase).mkdir(parents=True)
     save_config(config, folder / "config.yaml")
@@ -49,16 +55,50 @@ def timed(function, repeats: int) -> float:
     return float(np.median(times))
 
 
+def stage_times(workdir: pathlib.Path, xray, repeats: int) -> dict:
+    """Median seconds per stage at batch 1, each stage a tf.function of the library code
+    the export traces (warmed up once)."""
+    config, segmenter, regressor, _ = export.final_networks(workdir)
+    mode = config.regressor.input_mode
+    encoded = tf.stack([xray])
+    decode = tf.function(lambda e: export.decode_requests(e, config, config.export.max_image_pixels))
+    seg = tf.function(lambda x: segment(segmenter, regressor, x, mode)["mask"])
+    reg = tf.function(lambda x, m: regressor(regressor_inputs(x, m, mode), training=False)["angles"])
+    read = tf.function(lambda m, box: read_spine(m[..., 0], config.readout, box)["cobb_angles"])
+    images, box = decode(encoded)
+    mask = seg(images)
+    stages = {
+        "decode + letterbox (+ CLAHE)": lambda: decode(encoded),
+        "N_S (both gated passes)" if "cam" in segmenter.input else "N_S": lambda: seg(images),
+        "N_R": lambda: reg(images, mask),
+        "geometric readout": lambda: read(mask, box),
+    }
+    for call in stages.values():
+        call()
+    return {name: timed(call, repeats) for name, call in stages.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--height", type=int, default=512)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--repeats", type=int, default=1, help="timed calls per row (median)")
+    parser.add_argument("--workdir", help="a trained workdir: time its own system")
+    parser.add_argument("--config", help="a config: time untrained networks of it (default: configs/paper.yaml's settings)")
+    parser.add_argument("--height", type=int, help="override the input height")
+    parser.add_argument("--width", type=int, help="override the input width")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per row (median), after one warm-up call")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         folder = pathlib.Path(folder)
-        workdir = make_workdir(folder / "workdir", args.height, args.width)
+        if args.workdir:
+            workdir = pathlib.Path(args.workdir)
+            config = load_config(workdir / "config.yaml")
+        else:
+            config = load_config(args.config) if args.config else config_from_dict({})
+            values = config.to_dict()
+            size = {"image_height": args.height or config.data.image_height, "image_width": args.width or config.data.image_width}
+            config = config_from_dict({**values, "data": {**values["data"], **size}})
+            workdir = make_workdir(folder / "workdir", config)
+        args.height, args.width = config.data.image_height, config.data.image_width
         started = time.perf_counter()
         path = export.export_saved_model(workdir, folder / "models")
         export_seconds = time.perf_counter() - started
@@ -69,7 +109,7 @@ def main() -> None:
         xray = tf.io.encode_jpeg((rng.random((2360, 854, 1)) * 255).astype(np.uint8), quality=90)
         serve, tensor = loaded.signatures["serving_default"], loaded.signatures["predict_tensor"]
         print(f"export {export_seconds:.0f} s, load {load_seconds:.0f} s; {os.cpu_count()} CPU cores\n")
-        print(f"| signature at {args.height}×{args.width} | batch | latency per call (s) | images / s |")
+        print(f"| signature at {args.height}×{args.width} | batch | latency per call | X-rays / s |")
         print("| --- | ---: | ---: | ---: |")
         # One warm-up call per signature: the first call of a loaded SavedModel optimises its
         # graph (seconds); later calls with other batch sizes do not pay that again.
@@ -80,8 +120,15 @@ def main() -> None:
             images = tf.constant(rng.random((batch, args.height, args.width, 1)), tf.float32)
             for name, call in (("serving_default (2360×854 JPEG)", lambda: serve(images=encoded)),
                                ("predict_tensor", lambda: tensor(images=images))):
+                call()  # warm-up at this batch size
                 seconds = timed(call, args.repeats)
-                print(f"| {name} | {batch} | {seconds:.3f} | {batch / seconds:.2f} |", flush=True)
+                print(f"| {name} | {batch} | {1000 * seconds:.1f} ms | {batch / seconds:.2f} |", flush=True)
+        stages = stage_times(workdir, xray, args.repeats)
+        total = sum(stages.values())
+        print(f"\n| stage at batch 1 ({args.height}×{args.width}) | ms | share |")
+        print("| --- | ---: | ---: |")
+        for name, seconds in stages.items():
+            print(f"| {name} | {1000 * seconds:.1f} | {100 * seconds / total:.0f}% |")
 
 
 if __name__ == "__main__":
