@@ -61,13 +61,14 @@ def build(size, overrides, mean):
     regressor = build_regressor(config)
     start_at_mean_angles(regressor, mean)
     model = keras.Model(regressor.input, regressor.output["angles"])
+    model.trunk_inputs = keras.Model(regressor.input, regressor.get_layer("to_255").output)  # coordinates included
     return model, trunk(regressor)
 
 
-def batchnorm_gap(trunk, probe, batch):
+def batchnorm_gap(trunk, probe, batch, trunk_inputs):
     """Mean over BatchNorm layers of |moving mean − batch mean| / batch std."""
     bns = [layer for layer in trunk.layers if isinstance(layer, layers.BatchNormalization)]
-    inputs = probe(batch * 255.0, training=False)
+    inputs = probe(trunk_inputs(batch), training=False)
     gaps = []
     for bn, x in zip(bns, inputs):
         mean = tf.reduce_mean(x, axis=(0, 1, 2))
@@ -125,7 +126,7 @@ def run(name, args, data, size):
                 val = metrics.smape(val_angles, validate())
                 print(
                     f"| {steps} | {float(loss):.4f} | {mean_loss:.4f} | {spread_train:.2f} / {spread_infer:.2f} | "
-                    f"{float(g_trunk):.3g} / {float(g_head):.3g} | {batchnorm_gap(trunk, probe, fixed):.2f} | {val:.2f} |",
+                    f"{float(g_trunk):.3g} / {float(g_head):.3g} | {batchnorm_gap(trunk, probe, fixed, model.trunk_inputs):.2f} | {val:.2f} |",
                     flush=True,
                 )
         prediction = validate()

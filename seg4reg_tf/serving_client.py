@@ -3,9 +3,11 @@
     python -m seg4reg_tf.serving_client --host localhost --grpc IMAGE...   (port 8500)
     python -m seg4reg_tf.serving_client --host localhost --rest IMAGE...   (port 8501)
 
-Both send the encoded files unchanged to the `serving_default` signature (preprocessing runs
-in the server's graph) and return the Cobb angles in degrees, one row per image, columns as
-in AASCE: the largest curve, then the two others. gRPC uses `tensorflow-serving-api`'s
+Both send each file as `predict` reads it (`data/radiographs.py`): admitted before sending
+(size bounds, end marker; a refused file is named here, not by the server), turned upright
+by its EXIF orientation, DICOM converted to a 16-bit PNG; the `serving_default` signature
+decodes and preprocesses in the server's graph. Both return the Cobb angles in degrees, one
+row per image, columns as in AASCE: the largest curve, then the two others. gRPC uses `tensorflow-serving-api`'s
 PredictionService; REST the `:predict` JSON API with base64 instances.
 """
 
@@ -30,15 +32,18 @@ class ServingError(RuntimeError):
 
 
 def read_images(paths) -> list[bytes]:
-    """The bytes of each file; FileNotFoundError / ValueError name a missing or empty file."""
+    """The encoded image of each file, as `predict` sends it to the model.
+
+    Raises:
+        FileNotFoundError: a missing file; ValueError: a file refused by admission (named).
+    """
+    from seg4reg_tf.data.radiographs import read_radiograph
+
     contents = []
     for path in map(pathlib.Path, paths):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such image file")
-        data = path.read_bytes()
-        if not data:
-            raise ValueError(f"{path}: empty file")
-        contents.append(data)
+        contents.append(read_radiograph(str(path)).encoded)
     return contents
 
 

@@ -274,5 +274,7 @@ def test_client_command_line(server, synthetic_root, capsys, tmp_path):
     assert "empty.png: empty file" in capsys.readouterr().err
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(io.BytesIO(b"\xff\xd8 not really").read())
-    assert serving_client.main(["--rest", "--host", "127.0.0.1", "--port", str(server.rest_port), str(broken)]) == 1
-    assert "truncated image" in capsys.readouterr().err
+    # Refused before sending, by the same admission as predict (the server's own refusals
+    # of raw bytes are tested above).
+    assert serving_client.main(["--rest", "--host", "127.0.0.1", "--port", str(server.rest_port), str(broken)]) == 2
+    assert f"{broken}: corrupt JPEG header" in capsys.readouterr().err
