@@ -11,7 +11,7 @@ from seg4reg_tf import phases
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
-from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name
+from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles
 
 # Eager steps: tracing ResNet-50 + EfficientNet-B1 into a graph takes far longer than a few
 # eager steps at 64×32. Graph mode is exercised end to end in tests/test_train.py.
@@ -94,15 +94,37 @@ def test_gated_two_pass_equals_ungated_at_alpha_zero(batch):
 # tcl is left out: an untrained N_R reads every mask alike (its loss starts near 1e-6);
 # that gradients reach N_S through it is shown by the frozen/trained test above.
 @pytest.mark.slow
-@pytest.mark.parametrize("phase", ["seg", "reg"])
-def test_loss_drops_when_overfitting_a_fixed_batch(phase, batch):
-    segmenter, regressor = networks(phase)
-    trainer = phases.make_trainer(phase, segmenter, regressor, SMOKE)
+def test_segmenter_loss_drops_when_overfitting_a_fixed_batch(batch):
+    segmenter, _ = networks("seg")
+    trainer = phases.make_trainer("seg", segmenter, None, SMOKE)
     trainer.compile(optimizer=keras.optimizers.Adam(3e-3), run_eagerly=EAGER)
     first = trainer.train_on_batch(batch, return_dict=True)["loss"]
     for _ in range(11):
         last = trainer.train_on_batch(batch, return_dict=True)["loss"]
-    assert last < 0.9 * first, f"{phase}: {first:.4f} -> {last:.4f}"
+    assert last < 0.9 * first, f"seg: {first:.4f} -> {last:.4f}"
+
+
+@pytest.mark.slow
+def test_regressor_overfits_a_fixed_batch_with_the_settings_that_learn(batch):
+    """N_R with the options measured to learn from scratch (plain CNN trunk, BatchNorm
+    momentum 0.9, no dropout, L1) more than halves its loss on one batch in 30 steps (about
+    a third on the development machine). This test's earlier form, with the paper's
+    EfficientNet-B1 settings and SMAPE, asked only for a 10% drop and still saw a 0.2% rise
+    on another machine: see docs/benchmarks.md for why."""
+    values = SMOKE.to_dict()
+    config = config_from_dict({
+        **values,
+        "regressor": {**values["regressor"], "backbone": "plain_cnn", "batch_norm_momentum": 0.9, "dropout": 0.0, "input_mode": "mask"},
+        "reg": {**values["reg"], "loss": "l1", "ar_weight": 0.0, "mask_source": "ground_truth"},
+    })
+    segmenter, regressor = build_segmenter(config), build_regressor(config)
+    start_at_mean_angles(regressor, batch["angles"].numpy().mean(axis=0))
+    trainer = phases.make_trainer("reg", segmenter, regressor, config)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
+    first = trainer.train_on_batch(batch, return_dict=True)["loss"]
+    for _ in range(29):
+        last = trainer.train_on_batch(batch, return_dict=True)["loss"]
+    assert last < 0.5 * first, f"reg: {first:.4f} -> {last:.4f}"
 
 
 def test_ground_truth_masks_for_the_ablation_skip_the_segmenter(batch):
