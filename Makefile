@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test demo clean
+.PHONY: install test lint demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(VENV)/.installed
 ## test: run the test suite (real-data tests run when SEG4REG_AASCE_ROOT is set)
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 tests
+
+## lint: ruff over the package, tests and benchmarks (settings in pyproject.toml)
+lint: install
+	$(BIN)/python -m ruff check seg4reg_tf tests bench
 
 ## demo: train all five phases on the embedded synthetic data (configs/demo.yaml), evaluate
 ## on its test split (table and figures), export the result as a SavedModel for TF Serving

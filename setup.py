@@ -36,7 +36,7 @@ setup(
     extras_require={
         # pytest-xdist: `make test` runs two workers (tracing and eager steps are largely
         # single-threaded, so two workers on two cores finish sooner than one).
-        # hypothesis: the fuzz properties; pillow: the EXIF-orientation reference.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "pillow>=10"],
+        # hypothesis: the fuzz properties; pillow: the EXIF-orientation reference; ruff: make lint.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "pillow>=10", "ruff>=0.6"],
     },
 )

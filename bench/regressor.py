@@ -114,7 +114,7 @@ def run(name, args, data, size):
     print(f"\n## {name}: regressor {overrides or 'as in the paper'}, loss {loss_name}")
     print("| step | loss | mean-predictor loss | spread train / infer (°) | grad trunk / head | bn gap | val SMAPE |")
     print("|---|---|---|---|---|---|---|")
-    for epoch in range(args.epochs):
+    for _epoch in range(args.epochs):
         order = rng.permutation(len(masks))
         for start in range(0, len(masks) - args.batch + 1, args.batch):
             index = order[start : start + args.batch]

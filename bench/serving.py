@@ -118,8 +118,8 @@ def main() -> None:
         for batch in args.batches:
             encoded = tf.stack([xray] * batch)
             images = tf.constant(rng.random((batch, args.height, args.width, 1)), tf.float32)
-            for name, call in (("serving_default (2360×854 JPEG)", lambda: serve(images=encoded)),
-                               ("predict_tensor", lambda: tensor(images=images))):
+            for name, call in (("serving_default (2360×854 JPEG)", lambda encoded=encoded: serve(images=encoded)),
+                               ("predict_tensor", lambda images=images: tensor(images=images))):
                 call()  # warm-up at this batch size
                 seconds = timed(call, args.repeats)
                 print(f"| {name} | {batch} | {1000 * seconds:.1f} ms | {batch / seconds:.2f} |", flush=True)

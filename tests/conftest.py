@@ -11,10 +11,6 @@ from tests.harness import make_workdir
 SMALL = synthetic.SyntheticConfig(height_range=(300, 420))
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than a few seconds")
-
-
 # The session fixtures below take minutes to build. Under pytest-xdist (`make test` runs two
 # workers with --dist loadgroup) the tests sharing one are kept on one worker, so it is built
 # once, while the other worker runs everything else.

@@ -80,7 +80,12 @@ def test_bytes_after_the_end_marker_are_admitted(make, tmp_path):
     assert image.shape == (64, 24, 1)
 
 
-@pytest.mark.parametrize("size, message", [((1, 1), "image too small: 1x1"), ((1, 1000), "image too small: 1x1000"), ((10, 1000), "extreme aspect ratio: 10x1000"), ((1000, 40), "extreme aspect ratio: 1000x40")])
+@pytest.mark.parametrize("size, message", [
+    ((1, 1), "image too small: 1x1"),
+    ((1, 1000), "image too small: 1x1000"),
+    ((10, 1000), "extreme aspect ratio: 10x1000"),
+    ((1000, 40), "extreme aspect ratio: 1000x40"),
+])
 def test_degenerate_sizes_are_refused_everywhere(size, message, tmp_path):
     data = png(*size)
     path = tmp_path / "odd.png"

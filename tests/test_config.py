@@ -94,6 +94,7 @@ def test_configs_are_frozen_and_round_trip(tmp_path):
 
 
 SECTIONS = [field.name for field in dataclasses.fields(Config)]
+KEYS = ["epochs", "weights", "image_height", "learning_rate", "exclude", "backbone", "threshold", "root", "x"]
 VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
@@ -104,7 +105,7 @@ VALUES = st.recursive(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=st.one_of(
     VALUES,
-    st.dictionaries(st.sampled_from(SECTIONS), st.dictionaries(st.sampled_from(["epochs", "weights", "image_height", "learning_rate", "exclude", "backbone", "threshold", "root", "x"]), VALUES, max_size=3), max_size=3),
+    st.dictionaries(st.sampled_from(SECTIONS), st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=3), max_size=3),
 ))
 def test_fuzzed_yaml_configs_load_or_are_refused_by_name(tmp_path, document):
     path = tmp_path / "fuzz.yaml"

@@ -118,7 +118,7 @@ def test_a_blob_beside_the_spine_moves_the_angles_less_than_a_degree(masks_128):
     masks, _ = masks_128
     clean = masks[:20]
     blobbed = clean.copy()
-    for index, mask in enumerate(blobbed):
+    for mask in blobbed:
         columns = np.nonzero(mask.any(axis=0))[0]
         left = columns.min() - 14 if columns.min() >= 20 else columns.max() + 6  # clear of the spine
         mask[50:62, left : left + 8] = 1.0

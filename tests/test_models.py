@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seg4reg_tf.config import Config, config_from_dict, load_config
+from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.models import (
     build_regressor,
     build_segmenter,
