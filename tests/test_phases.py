@@ -96,12 +96,18 @@ def test_gated_two_pass_equals_ungated_at_alpha_zero(batch):
 @pytest.mark.slow
 def test_segmenter_loss_drops_when_overfitting_a_fixed_batch(batch):
     segmenter, _ = networks("seg")
-    trainer = phases.make_trainer("seg", segmenter, None, SMOKE)
-    trainer.compile(optimizer=keras.optimizers.Adam(3e-3), run_eagerly=EAGER)
-    first = trainer.train_on_batch(batch, return_dict=True)["loss"]
-    for _ in range(11):
-        last = trainer.train_on_batch(batch, return_dict=True)["loss"]
+    first, last = losses_over_steps("seg", segmenter, None, SMOKE, batch, 12, 3e-3)
     assert last < 0.9 * first, f"seg: {first:.4f} -> {last:.4f}"
+
+
+def losses_over_steps(phase, segmenter, regressor, config, batch, steps: int, learning_rate: float):
+    """(first, last) training loss of `steps` Adam steps of `phase` on one fixed batch."""
+    trainer = phases.make_trainer(phase, segmenter, regressor, config)
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=EAGER)
+    first = trainer.train_on_batch(batch, return_dict=True)["loss"]
+    for _ in range(steps - 1):
+        last = trainer.train_on_batch(batch, return_dict=True)["loss"]
+    return first, last
 
 
 @pytest.mark.slow
@@ -119,11 +125,7 @@ def test_regressor_overfits_a_fixed_batch_with_the_settings_that_learn(batch):
     })
     segmenter, regressor = build_segmenter(config), build_regressor(config)
     start_at_mean_angles(regressor, batch["angles"].numpy().mean(axis=0))
-    trainer = phases.make_trainer("reg", segmenter, regressor, config)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
-    first = trainer.train_on_batch(batch, return_dict=True)["loss"]
-    for _ in range(29):
-        last = trainer.train_on_batch(batch, return_dict=True)["loss"]
+    first, last = losses_over_steps("reg", segmenter, regressor, config, batch, 30, 1e-3)
     assert last < 0.5 * first, f"reg: {first:.4f} -> {last:.4f}"
 
 
@@ -160,36 +162,34 @@ def test_tcl_trains_the_segmenter_for_every_regressor_input(mode, batch):
     assert len(changed(before, segmenter) & trainable) > 0.9 * len(trainable)
 
 
+def with_setting(section: str, key: str, value):
+    """SMOKE with one setting changed."""
+    return config_from_dict({**SMOKE.to_dict(), section: {**SMOKE.to_dict()[section], key: value}})
+
+
+def one_step_moves(phase: str, config, batch) -> None:
+    """One step of `phase` built from `config`: a finite loss, and the trained network moves."""
+    segmenter = build_segmenter(config)
+    regressor = build_regressor(config) if phase != "seg" else None
+    trainer = phases.make_trainer(phase, segmenter, regressor, config)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
+    trained = segmenter if phase == "seg" else regressor
+    before = snapshot(trained)
+    logs = trainer.train_on_batch(batch, return_dict=True)
+    assert np.isfinite(logs["loss"]) and changed(before, trained)
+
+
 @pytest.mark.parametrize("loss", ["smape_detached", "l1"])
 def test_reg_phase_trains_with_each_angle_loss(loss, batch):
-    config = config_from_dict({**SMOKE.to_dict(), "reg": {**SMOKE.to_dict()["reg"], "loss": loss}})
-    segmenter, regressor = networks("reg")
-    trainer = phases.make_trainer("reg", segmenter, regressor, config)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
-    before = snapshot(regressor)
-    logs = trainer.train_on_batch(batch, return_dict=True)
-    assert np.isfinite(logs["loss"]) and changed(before, regressor)
-
+    one_step_moves("reg", with_setting("reg", "loss", loss), batch)
 
 
 def test_seg_phase_steps_with_a_resnet18_backbone(batch):
-    config = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "backbone": "resnet18"}})
-    segmenter = build_segmenter(config)
-    trainer = phases.make_trainer("seg", segmenter, None, config)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
-    before = snapshot(segmenter)
-    logs = trainer.train_on_batch(batch, return_dict=True)
-    assert np.isfinite(logs["loss"]) and changed(before, segmenter)
+    one_step_moves("seg", with_setting("segmenter", "backbone", "resnet18"), batch)
 
 
 def test_reg_phase_steps_with_the_plain_cnn_regressor(batch):
-    config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "backbone": "plain_cnn"}})
-    segmenter, regressor = build_segmenter(config), build_regressor(config)
-    trainer = phases.make_trainer("reg", segmenter, regressor, config)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
-    before = snapshot(regressor)
-    logs = trainer.train_on_batch(batch, return_dict=True)
-    assert np.isfinite(logs["loss"]) and changed(before, regressor)
+    one_step_moves("reg", with_setting("regressor", "backbone", "plain_cnn"), batch)
 
 
 def test_inference_shares_one_backbone_run_between_the_gated_passes(batch, monkeypatch):
