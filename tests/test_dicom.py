@@ -153,3 +153,16 @@ def test_fuzzed_dicom_files_are_read_or_refused_by_name(tmp_path, data):
         assert str(path) in str(error)
     else:
         assert image.pixels.ndim == 2 and np.isfinite(image.pixels).all()
+
+
+def test_a_dicom_bomb_is_refused_before_its_pixels_are_decoded(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.dcm"
+    write(path, np.zeros((64, 32), np.uint16) + 7)
+    dataset = pydicom.dcmread(path)
+    dataset.Rows, dataset.Columns = 60000, 60000  # the header claims 3.6 Gpixel
+    dataset.save_as(path)
+    decoded = []
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(lambda self: decoded.append(1)))
+    with pytest.raises(ValueError, match=rf"{path}: image too large: 60000x60000 pixels; the limit is 40000000"):
+        dicom.read_dicom(path, max_pixels=40_000_000)
+    assert not decoded

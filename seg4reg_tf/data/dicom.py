@@ -20,6 +20,8 @@ import pathlib
 
 import numpy as np
 
+from seg4reg_tf.data import admission
+
 
 @dataclasses.dataclass(frozen=True)
 class DicomImage:
@@ -92,24 +94,36 @@ def _to_unit_range(dataset, stored: np.ndarray, path) -> np.ndarray:
     return np.clip((values - low) / (high - low), 0.0, 1.0)
 
 
-def read_dicom(path) -> DicomImage:
+def read_dicom(path, max_pixels: int | None = None) -> DicomImage:
     """Reads one single-frame DICOM radiograph.
 
     Args:
         path: a DICOM Part 10 file.
+        max_pixels: largest Rows × Columns admitted, checked with the other size bounds of
+            `admission.check_bounds` before the pixel data is decoded; None for no limit.
 
     Returns:
         A `DicomImage` with pixels (H, W) float32 in [0, 1].
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not DICOM, no pixel data, multi-frame, unsupported colour, or a
-            compressed transfer syntax without its decoder; the message names the file.
+        ValueError: not DICOM, no pixel data, multi-frame, a size out of bounds, unsupported
+            colour, or a compressed transfer syntax without its decoder; the message names
+            the file.
     """
+    try:
+        return _read_dicom(pathlib.Path(path), max_pixels)
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as error:  # pydicom parses lazily and raises many types on damaged files
+        raise ValueError(f"{path}: damaged DICOM file ({type(error).__name__}: {error})") from error
+
+
+def _read_dicom(path: pathlib.Path, max_pixels: int | None) -> DicomImage:
+    """`read_dicom` without the final translation of pydicom's errors."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such DICOM file")
     try:
@@ -123,12 +137,19 @@ def read_dicom(path) -> DicomImage:
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ValueError(f"{path}: multi-frame DICOM ({frames} frames); save the AP radiograph as a single-frame file")
-    photometric = str(dataset.PhotometricInterpretation)
-    syntax = dataset.file_meta.TransferSyntaxUID
+    try:
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: DICOM file without a valid Rows/Columns size ({type(error).__name__}: {error})") from error
+    admission.check_bounds(rows, columns, str(path), max_pixels)
+    photometric = str(getattr(dataset, "PhotometricInterpretation", ""))
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None:
+        raise ValueError(f"{path}: DICOM file without a transfer syntax in its file meta information")
     try:
         stored = dataset.pixel_array
     except (RuntimeError, NotImplementedError, ValueError) as error:
-        if syntax.is_compressed:
+        if syntax.is_transfer_syntax and syntax.is_compressed:
             raise ValueError(
                 f"{path}: cannot decode the compressed transfer syntax '{syntax.name}' ({syntax}): "
                 f"install a pydicom decoder plugin (`pip install pylibjpeg pylibjpeg-libjpeg "

@@ -119,8 +119,7 @@ def read_radiograph(path: str, max_pixels: int | None = None) -> Radiograph:
     if not data:
         raise ValueError(f"{path}: empty file")
     if admission.file_format(data) == "DICOM":
-        image = dicom.read_dicom(path)
-        admission.check_bounds(*image.pixels.shape, path, max_pixels)
+        image = dicom.read_dicom(path, max_pixels)  # its size bounds checked before decoding
         _check_contrast(image.pixels, path)
         encoded = dicom.to_png16(image.pixels)
         return Radiograph(path, encoded, image.pixels.astype(np.float32), "DICOM", image.pixel_spacing_mm)
