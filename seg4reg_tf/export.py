@@ -87,16 +87,11 @@ def final_networks(workdir: pathlib.Path):
     if not config_path.exists():
         raise FileNotFoundError(f"{config_path} not found: {workdir} is not a training workdir (run `python -m seg4reg_tf.train` first)")
     config = load_config(config_path)
-    sources = {}
+    sources = phase_sources(workdir, "refine")  # the last phase: every network trained so far
     for role, phases in (("segmenter", SEGMENTER_PHASES), ("regressor", REGRESSOR_PHASES)):
-        candidates = [workdir / phase / f"{role}.keras" for phase in phases]
-        found = next((path for path in candidates if path.exists()), None)
-        if found is None:
-            raise FileNotFoundError(
-                f"{workdir} has no trained {role} (looked for {', '.join(str(c) for c in candidates)}); "
-                f"train phase '{phases[-1]}' first"
-            )
-        sources[role] = found
+        if sources[role] is None:
+            candidates = ", ".join(str(workdir / phase / f"{role}.keras") for phase in phases)
+            raise FileNotFoundError(f"{workdir} has no trained {role} (looked for {candidates}); train phase '{phases[-1]}' first")
     segmenter = keras.saving.load_model(sources["segmenter"], compile=False)
     regressor = keras.saving.load_model(sources["regressor"], compile=False)
     return config, segmenter, regressor, {role: str(path) for role, path in sources.items()}

@@ -137,10 +137,7 @@ def _read_dicom(path: pathlib.Path, max_pixels: int | None) -> DicomImage:
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ValueError(f"{path}: multi-frame DICOM ({frames} frames); save the AP radiograph as a single-frame file")
-    try:
-        rows, columns = int(dataset.Rows), int(dataset.Columns)
-    except (AttributeError, TypeError, ValueError) as error:
-        raise ValueError(f"{path}: DICOM file without a valid Rows/Columns size ({type(error).__name__}: {error})") from error
+    rows, columns = int(dataset.Rows), int(dataset.Columns)  # missing or damaged: read_dicom names the file
     admission.check_bounds(rows, columns, str(path), max_pixels)
     photometric = str(getattr(dataset, "PhotometricInterpretation", ""))
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
