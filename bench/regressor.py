@@ -46,6 +46,8 @@ VARIANTS = {
     "bn09_l1": ({"batch_norm_momentum": 0.9, "stochastic_depth": False, "dropout": 0.0}, "l1"),
     "paper_l1": ({}, "l1"),
     "plain_l1_coord": ({"backbone": "plain_cnn", "batch_norm_momentum": 0.9, "dropout": 0.0, "coordinate_channels": True}, "l1"),
+    "plain_l1_coord_pos": ({"backbone": "plain_cnn", "batch_norm_momentum": 0.9, "dropout": 0.0, "coordinate_channels": True, "head_pooling": "position"}, "l1"),
+    "plain_l1_pos": ({"backbone": "plain_cnn", "batch_norm_momentum": 0.9, "dropout": 0.0, "head_pooling": "position"}, "l1"),
     "plain_l1": ({"backbone": "plain_cnn", "batch_norm_momentum": 0.9, "dropout": 0.0}, "l1"),
     "bn09_l1_coord": ({"batch_norm_momentum": 0.9, "stochastic_depth": False, "dropout": 0.0, "coordinate_channels": True}, "l1"),
 }

@@ -170,6 +170,9 @@ class RegressorConfig:
             0.2) during training.
         coordinate_channels: append each pixel's row and column (0 → 1) to N_R's input
             (CoordConv; beyond the paper), so the trunk sees where a curve lies.
+        head_pooling: how the CAM head pools the trunk's map into the 3 outputs: "average"
+            (the paper's CAM) or "position" (beyond the paper: one weight per position, so
+            the output keeps where a curve is; `layers.cam`).
     """
 
     backbone: Literal["efficientnet_b1", "plain_cnn"] = "efficientnet_b1"
@@ -180,6 +183,7 @@ class RegressorConfig:
     batch_norm_momentum: float = 0.99
     stochastic_depth: bool = True
     coordinate_channels: bool = False
+    head_pooling: Literal["average", "position"] = "average"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:

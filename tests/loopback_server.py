@@ -118,3 +118,25 @@ class LoopbackServer:
         self.http_server.shutdown()
         self.http_server.server_close()
         self.grpc_server.stop(None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.loopback_server EXPORT [--name seg4reg]`: serves EXPORT (a version
+    folder) on free loopback ports, prints one JSON line {"grpc": port, "rest": port, "pid": pid}
+    and serves until its standard input closes (bench/load.py runs it this way)."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tests.loopback_server", description=main.__doc__.splitlines()[0])
+    parser.add_argument("export", help="an exported version folder (…/seg4reg/1)")
+    parser.add_argument("--name", default="seg4reg", help="the served model name")
+    args = parser.parse_args(argv)
+    with LoopbackServer(args.name, args.export) as server:
+        print(json.dumps({"grpc": server.grpc_port, "rest": server.rest_port, "pid": os.getpid()}), flush=True)
+        sys.stdin.read()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -278,3 +278,24 @@ def test_client_command_line(server, synthetic_root, capsys, tmp_path):
     # of raw bytes are tested above).
     assert serving_client.main(["--rest", "--host", "127.0.0.1", "--port", str(server.rest_port), str(broken)]) == 2
     assert f"{broken}: corrupt JPEG header" in capsys.readouterr().err
+
+
+def test_a_short_load_run_answers_good_images_and_refuses_every_bad_kind(exported):
+    """bench/load.py for a few seconds with two clients (gRPC and REST): every good image
+    answered, every kind of bad input refused with INVALID_ARGUMENT / HTTP 400 (the 2-minute
+    soak with 8 clients stays in bench/)."""
+    import re
+
+    bench = pathlib.Path(__file__).resolve().parents[1] / "bench" / "load.py"
+    run = subprocess.run(
+        [sys.executable, str(bench), "--export", str(exported["path"]), "--clients", "2", "--seconds", "4",
+         "--bad-every", "2", "--max-growth", "1000"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    answers = dict(re.findall(r"^\| ([^|]+?) \| (\w[^|]*?) \| \d+ \|$", run.stdout, re.MULTILINE))
+    assert answers.pop("good") == "ok"
+    assert set(answers) == {"empty", "text", "random bytes", "truncated JPEG", "PNG declaring 60000x60000", "1x1 PNG"}
+    assert set(answers.values()) == {"refused"}
+    for protocol in ("grpc", "rest"):
+        assert re.search(rf"^\| {protocol} \| [1-9]\d* \|.*\| 0 \|$", run.stdout, re.MULTILINE), run.stdout

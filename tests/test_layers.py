@@ -25,6 +25,24 @@ def test_cam_is_the_weighted_sum_of_feature_maps():
         np.testing.assert_allclose(maps[b, :, :, 3], maps[b, :, :, :3].mean(axis=-1), atol=1e-6)
 
 
+def test_positional_cam_gives_each_position_its_own_weights():
+    """pooling="position": C_j(h, w) = Σ_k w_hwkj F_k(h, w) and the logit is its mean plus
+    the bias, so moving a feature to another position changes the output."""
+    layer = ClassActivationMap(units=3, normalize=False, pooling="position")
+    logits, maps = (t.numpy() for t in layer(FEATURES))
+    kernel, bias = (w.numpy() for w in layer.weights)
+    assert kernel.shape == (4, 3, 8, 3) and maps.shape == (2, 4, 3, 4)
+    explicit = np.einsum("bhwk,hwkj->bhwj", FEATURES, kernel)
+    np.testing.assert_allclose(maps[..., :3], explicit, atol=1e-5)
+    np.testing.assert_allclose(logits, explicit.mean(axis=(1, 2)) + bias, atol=1e-5)
+    spike = np.zeros((2, 4, 3, 8), "float32")
+    spike[0, 0, 0, 0] = spike[1, 3, 2, 0] = 1.0  # one feature, at two places
+    shifted = layer(spike)[0].numpy()
+    assert np.abs(shifted[0] - shifted[1]).max() > 1e-3
+    average = ClassActivationMap(units=3, normalize=False)(spike)[0].numpy()
+    np.testing.assert_allclose(average[0], average[1], atol=1e-6)  # the paper's head cannot tell
+
+
 def test_normalised_cam_is_in_unit_range_and_differentiable():
     layer = ClassActivationMap(units=3)
     features = tf.Variable(FEATURES)
@@ -73,6 +91,7 @@ def test_pyramid_keeps_resolution_and_sets_channels():
 
 def test_layer_configs_round_trip():
     assert_layer_config_round_trip(ClassActivationMap(units=3, dropout=0.2), FEATURES)
+    assert_layer_config_round_trip(ClassActivationMap(units=3, dropout=0.2, pooling="position"), FEATURES)
     assert_layer_config_round_trip(DilatedPyramid(filters=4, dilations=(1, 2)), FEATURES)
     gate = ROIEGate()
     gate([FEATURES, np.ones((2, 2, 2, 1), "float32")])

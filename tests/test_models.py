@@ -215,6 +215,16 @@ def test_regressor_coordinate_channels_option_survives_keras_files(tmp_path):
     assert_keras_file_round_trip(build_regressor(larger), images(2, 128, 64, 2), tmp_path / "regressor.keras")
 
 
+def test_regressor_position_head_option_survives_keras_files(tmp_path):
+    assert SMOKE.regressor.head_pooling == "average"  # the paper's CAM unless asked
+    config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "head_pooling": "position"}})
+    regressor = build_regressor(config)
+    assert regressor.get_layer("head").kernel.shape == (2, 1, 1280, 3)  # one weight per position of the 2×1 map
+    assert_keras_file_round_trip(regressor, images(2, 64, 32, 2), tmp_path / "regressor.keras")
+    with pytest.raises(ValueError, match="key 'regressor.head_pooling' must be one of 'average', 'position', got 'max'"):
+        config_from_dict({"regressor": {"head_pooling": "max", "weights": "none"}})
+
+
 def test_plain_cnn_regressor_option_gives_the_same_outputs_and_survives_keras_files(tmp_path):
     config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "backbone": "plain_cnn", "batch_norm_momentum": 0.9}})
     larger = config_from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "image_height": 128, "image_width": 64}})

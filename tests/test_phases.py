@@ -192,6 +192,10 @@ def test_reg_phase_steps_with_the_plain_cnn_regressor(batch):
     one_step_moves("reg", with_setting("regressor", "backbone", "plain_cnn"), batch)
 
 
+def test_reg_phase_steps_with_the_position_head(batch):
+    one_step_moves("reg", with_setting("regressor", "head_pooling", "position"), batch)
+
+
 def test_inference_shares_one_backbone_run_between_the_gated_passes(batch, monkeypatch):
     """segment(training=False) equals the two full N_S passes of Eq. 2 at α ≠ 0, and runs
     the backbone once."""

@@ -5,6 +5,12 @@ the CAM of output j is C_j = Σ_k w_kj F_k over the last convolutional feature m
 mean_hw(C_j) + b_j is exactly the output's logit. `ClassActivationMap` is that output
 layer: it owns the weights, so the logits and the maps come from the same numbers and the
 maps stay differentiable for the attention-regularisation loss (Eq. 4).
+
+Beyond the paper, `pooling="position"` gives every position of the feature map its own
+weights w_hwkj, so that logit_j = mean_hw C_j(h, w) + b_j with C_j(h, w) = Σ_k w_hwkj F_k(h, w):
+the map is still the exact per-position contribution to the output, and the output can use
+where a feature fires (average pooling discards it; the Cobb angles' S-test and position
+test depend on it).
 """
 
 from __future__ import annotations
@@ -12,8 +18,15 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+POOLINGS = ("average", "position")
 # Keeps a nearly constant map (early in training) from amplifying float noise to [0, 1].
 _EPSILON = 1e-3
+
+
+def _per_position_glorot(channels: int, units: int):
+    """Glorot-uniform limits of a (channels, units) kernel, for a kernel of any shape."""
+    limit = (6.0 / (channels + units)) ** 0.5
+    return keras.initializers.RandomUniform(-limit, limit)
 
 
 def normalize_maps(maps):
@@ -41,8 +54,12 @@ class ClassActivationMap(keras.layers.Layer):
 
     Args:
         units: number of outputs (3 Cobb angles).
-        dropout: dropout rate on the pooled features during training.
+        dropout: dropout rate on the pooled features (on the features for
+            `pooling="position"`) during training.
         normalize: return maps min-max normalised per image (True) or the raw Σ_k w_k F_k.
+        pooling: "average" (the paper's: one weight per channel, logits from the mean over
+            positions) or "position" (one weight per position and channel, logits still
+            from the mean over positions; needs a static h × w).
 
     Call:
         features: (B, h, w, K) last convolutional feature maps.
@@ -52,24 +69,40 @@ class ClassActivationMap(keras.layers.Layer):
         mean.
     """
 
-    def __init__(self, units: int = 3, dropout: float = 0.0, normalize: bool = True, **kwargs):
+    def __init__(self, units: int = 3, dropout: float = 0.0, normalize: bool = True, pooling: str = "average", **kwargs):
         super().__init__(**kwargs)
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown CAM pooling {pooling!r}; expected one of {POOLINGS}")
         self.units = units
         self.dropout = dropout
         self.normalize = normalize
+        self.pooling = pooling
         self.dropout_layer = keras.layers.Dropout(dropout)
 
     def build(self, features_shape):
-        channels = features_shape[-1]
-        self.kernel = self.add_weight(
-            name="kernel", shape=(channels, self.units), initializer="glorot_uniform"
-        )
+        _, height, width, channels = features_shape
+        shape, initializer = (channels, self.units), "glorot_uniform"
+        if self.pooling == "position":
+            if height is None or width is None:
+                raise ValueError(f"pooling 'position' needs a static feature map size, got {features_shape}")
+            # Each position's weights start as the average head's: under the mean over
+            # positions an Adam step then moves a logit as much as it moves the paper's head
+            # (a sum would move it h·w times more and saturate the sigmoid in one step).
+            shape, initializer = (height, width, *shape), _per_position_glorot(channels, self.units)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=initializer)
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
     def call(self, features, training=None):
-        pooled = self.dropout_layer(ops.mean(features, axis=(1, 2)), training=training)
-        logits = ops.matmul(pooled, self.kernel) + self.bias
-        maps = ops.einsum("bhwk,kj->bhwj", features, self.kernel)
+        if self.pooling == "position":
+            maps = ops.einsum("bhwk,hwkj->bhwj", features, self.kernel)
+            dropped = maps  # the maps themselves (for the AR loss and the gate) stay without dropout
+            if self.dropout:
+                dropped = ops.einsum("bhwk,hwkj->bhwj", self.dropout_layer(features, training=training), self.kernel)
+            logits = ops.mean(dropped, axis=(1, 2)) + self.bias
+        else:
+            pooled = self.dropout_layer(ops.mean(features, axis=(1, 2)), training=training)
+            logits = ops.matmul(pooled, self.kernel) + self.bias
+            maps = ops.einsum("bhwk,kj->bhwj", features, self.kernel)
         maps = ops.concatenate([maps, ops.mean(maps, axis=-1, keepdims=True)], axis=-1)
         if self.normalize:
             maps = normalize_maps(maps)
@@ -81,5 +114,5 @@ class ClassActivationMap(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"units": self.units, "dropout": self.dropout, "normalize": self.normalize})
+        config.update({"units": self.units, "dropout": self.dropout, "normalize": self.normalize, "pooling": self.pooling})
         return config

@@ -75,7 +75,7 @@ def build_regressor(config: Config, name: str = "regressor", synchronized: bool 
         trunk = efficientnet_b1(shape, settings.weights, synchronized, settings.batch_norm_momentum, settings.stochastic_depth)
     features = trunk(x)
     features = layers.Identity(name="features")(features)
-    logits, cam = ClassActivationMap(3, settings.dropout, name="head")(features)
+    logits, cam = ClassActivationMap(3, settings.dropout, pooling=settings.head_pooling, name="head")(features)
     angles = layers.Activation("sigmoid", name="angles")(logits)
     outputs = {"angles": angles, "logits": logits, "cam": cam, "features": features}
     return keras.Model(inputs, outputs, name=name)
