@@ -202,14 +202,18 @@ class PhaseConfig:
     Attributes:
         epochs: passes over the training records.
         batch_size: global batch size (split across replicas under a distribution strategy).
-        learning_rate: Adam step size.
+        learning_rate: Adam step size (the starting one under a schedule).
         weight_decay: weight decay of the optimizer.
+        schedule: "constant" (the paper's) or "cosine": the step size decays from
+            `learning_rate` to 0 over the phase's steps along a half cosine (beyond the paper;
+            short runs end on a small step instead of wherever a constant step leaves them).
     """
 
     epochs: int = 60
     batch_size: int = 8
     learning_rate: float = 1e-4
     weight_decay: float = 1e-5
+    schedule: Literal["constant", "cosine"] = "constant"
 
     def __post_init__(self) -> None:
         if self.epochs < 0:

@@ -212,6 +212,22 @@ def make_strategy(name: str, cpu_replicas: int):
     return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
 
 
+def learning_rate(settings, records: int):
+    """The optimizer's step size for a phase: a float, or a schedule over the phase's steps.
+
+    Args:
+        settings: the phase's `PhaseConfig`.
+        records: training records; a step is one batch of `settings.batch_size`, the last
+            partial batch dropped (as `pipeline.make_dataset` batches training data).
+    """
+    import keras
+
+    if settings.schedule == "constant":
+        return settings.learning_rate
+    steps = max(1, settings.epochs * (records // settings.batch_size))
+    return keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps)
+
+
 def train_phase(
     phase: str,
     config: Config,
@@ -245,7 +261,7 @@ def train_phase(
             mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
             start_at_mean_angles(regressor, mean)
         trainer = make_trainer(phase, segmenter, regressor, config)
-        optimizer = keras.optimizers.Adam(settings.learning_rate, weight_decay=settings.weight_decay or None)
+        optimizer = keras.optimizers.Adam(learning_rate(settings, len(training)), weight_decay=settings.weight_decay or None)
         trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
         initial_epoch, save_state = resume_state(trainer, folder)
     train_data = pipeline.make_dataset(training, config.data, training=True, batch_size=settings.batch_size)

@@ -179,3 +179,14 @@ def test_excluded_images_appear_in_no_split_and_the_others_keep_theirs(synthetic
     assert len(kept_training) + len(kept_validation) == len(names) - 2
     with pytest.raises(ValueError, match="data.exclude names images that are not in .*: nope.png"):
         train.resolve_records(config_from_dict({"data": {**base["data"], "exclude": ["nope.png"]}}))
+
+
+def test_cosine_schedule_decays_over_the_phase_steps():
+    assert SMOKE.seg.schedule == "constant" and train.learning_rate(SMOKE.seg, 100) == SMOKE.seg.learning_rate
+    settings = config_from_dict({**SMOKE.to_dict(), "seg": {**SMOKE.to_dict()["seg"], "schedule": "cosine", "epochs": 3, "batch_size": 4, "learning_rate": 0.01}}).seg
+    schedule = train.learning_rate(settings, 10)  # 2 full batches per epoch: 6 steps
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(3)) == pytest.approx(0.005, rel=1e-5)  # half-way down the half cosine
+    assert float(schedule(6)) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="key 'seg.schedule' must be one of 'constant', 'cosine', got 'step'"):
+        config_from_dict({"seg": {"schedule": "step"}})
