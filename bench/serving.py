@@ -3,6 +3,7 @@
     python bench/serving.py --workdir W              # the trained system of a workdir
     python bench/serving.py --config configs/X.yaml  # untrained networks of a config
     python bench/serving.py [--height 512 --width 256] [--batches 1 8] [--repeats 10]
+                            [--precision bfloat16] [--intra-op-threads N] [--inter-op-threads N]
 
 Exports the system with `seg4reg_tf.export` (a workdir's own networks, or, for a config or
 a size, untrained ones with a gated N_S: speed does not depend on the weights), loads it with
@@ -11,7 +12,8 @@ JPEGs (the AASCE X-ray size; decoding and letterbox included) and `predict_tenso
 preprocessed tensors: the median of `--repeats` calls after one warm-up call, per batch
 size. Then the time of each stage of the same path at batch 1 (decode and letterbox, N_S
 with the gate's two passes, N_R, the geometric readout), so the slowest part is visible.
-Prints Markdown tables.
+`--precision` and the thread options are the export's (`export.precision`, the pools that
+`predict` sets from `export.intra_op_threads` / `inter_op_threads`). Prints Markdown tables.
 """
 
 import argparse
@@ -29,7 +31,9 @@ from seg4reg_tf import export  # noqa: E402
 from seg4reg_tf.config import config_from_dict, load_config, save_config  # noqa: E402
 from seg4reg_tf.geometric_readout import read_spine  # noqa: E402
 from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs  # noqa: E402
+from seg4reg_tf.models.precision import with_precision  # noqa: E402
 from seg4reg_tf.phases import segment  # noqa: E402
+from seg4reg_tf.predict import apply_threads  # noqa: E402
 
 
 def make_workdir(folder: pathlib.Path, config) -> pathlib.Path:
@@ -55,10 +59,11 @@ def timed(function, repeats: int) -> float:
     return float(np.median(times))
 
 
-def stage_times(workdir: pathlib.Path, xray, repeats: int) -> dict:
+def stage_times(workdir: pathlib.Path, xray, repeats: int, precision: str) -> dict:
     """Median seconds per stage at batch 1, each stage a tf.function of the library code
-    the export traces (warmed up once)."""
+    the export traces (warmed up once), at the export's `precision`."""
     config, segmenter, regressor, _ = export.final_networks(workdir)
+    segmenter, regressor = with_precision(segmenter, precision), with_precision(regressor, precision)
     mode = config.regressor.input_mode
     encoded = tf.stack([xray])
     decode = tf.function(lambda e: export.decode_requests(e, config, config.export.max_image_pixels))
@@ -86,7 +91,11 @@ def main() -> None:
     parser.add_argument("--width", type=int, help="override the input width")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per row (median), after one warm-up call")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="0: TensorFlow's choice")
+    parser.add_argument("--inter-op-threads", type=int, default=0, help="0: TensorFlow's choice")
     args = parser.parse_args()
+    apply_threads(args.intra_op_threads, args.inter_op_threads)
     with tempfile.TemporaryDirectory() as folder:
         folder = pathlib.Path(folder)
         if args.workdir:
@@ -100,7 +109,7 @@ def main() -> None:
             workdir = make_workdir(folder / "workdir", config)
         args.height, args.width = config.data.image_height, config.data.image_width
         started = time.perf_counter()
-        path = export.export_saved_model(workdir, folder / "models")
+        path = export.export_saved_model(workdir, folder / "models", precision=args.precision)
         export_seconds = time.perf_counter() - started
         started = time.perf_counter()
         loaded = tf.saved_model.load(str(path))
@@ -108,7 +117,8 @@ def main() -> None:
         rng = np.random.default_rng(0)
         xray = tf.io.encode_jpeg((rng.random((2360, 854, 1)) * 255).astype(np.uint8), quality=90)
         serve, tensor = loaded.signatures["serving_default"], loaded.signatures["predict_tensor"]
-        print(f"export {export_seconds:.0f} s, load {load_seconds:.0f} s; {os.cpu_count()} CPU cores\n")
+        threads = f"threads intra {args.intra_op_threads or 'default'} / inter {args.inter_op_threads or 'default'}"
+        print(f"export {export_seconds:.0f} s, load {load_seconds:.0f} s; {os.cpu_count()} CPU cores; {args.precision}; {threads}\n")
         print(f"| signature at {args.height}×{args.width} | batch | latency per call | X-rays / s |")
         print("| --- | ---: | ---: | ---: |")
         # One warm-up call per signature: the first call of a loaded SavedModel optimises its
@@ -123,7 +133,7 @@ def main() -> None:
                 call()  # warm-up at this batch size
                 seconds = timed(call, args.repeats)
                 print(f"| {name} | {batch} | {1000 * seconds:.1f} ms | {batch / seconds:.2f} |", flush=True)
-        stages = stage_times(workdir, xray, args.repeats)
+        stages = stage_times(workdir, xray, args.repeats, args.precision)
         total = sum(stages.values())
         print(f"\n| stage at batch 1 ({args.height}×{args.width}) | ms | share |")
         print("| --- | ---: | ---: |")

@@ -259,16 +259,28 @@ class ExportConfig:
         model_name: folder name under the export base (`<base>/<model_name>/<version>/`).
         max_image_pixels: encoded images decoding to more pixels than this are refused, so a
             decompression bomb cannot exhaust the server's memory.
+        precision: "float32", or "bfloat16": the signatures compute in bfloat16 with the
+            float32 weights (beyond the paper; `models.precision`); outputs stay float32.
+        intra_op_threads, inter_op_threads: TensorFlow's thread pools for `predict` on the
+            export (0: TensorFlow's choice, one per core); recorded in seg4reg.json. TF
+            Serving takes the same numbers as `--tensorflow_intra_op_parallelism` and
+            `--tensorflow_inter_op_parallelism` (docs/serving.md).
     """
 
     model_name: str = "seg4reg"
     max_image_pixels: int = 40_000_000
+    precision: Literal["float32", "bfloat16"] = "float32"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
 
     def __post_init__(self) -> None:
         if not self.model_name or "/" in self.model_name:
             raise ValueError(f"'model_name' must be a plain folder name, got {self.model_name!r}")
         if self.max_image_pixels < 1:
             raise ValueError(f"'max_image_pixels' must be positive, got {self.max_image_pixels}")
+        for name in ("intra_op_threads", "inter_op_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"'{name}' must be >= 0 (0: TensorFlow's choice), got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)

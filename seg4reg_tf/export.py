@@ -39,6 +39,7 @@ half-written version; a failed export removes its temporary folder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -165,8 +166,11 @@ def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: 
     import tensorflow as tf
 
     from seg4reg_tf.inference import predict_images
+    from seg4reg_tf.models.precision import with_precision
 
     height, width = config.data.image_height, config.data.image_width
+    segmenter = with_precision(segmenter, config.export.precision)
+    regressor = with_precision(regressor, config.export.precision)
 
     def predict_tensor(images):
         return predict_images(segmenter, regressor, images, config, route)
@@ -189,6 +193,7 @@ def export_saved_model(
     name: str | None = None,
     version: int | None = None,
     max_image_pixels: int | None = None,
+    **export_settings,
 ) -> pathlib.Path:
     """Exports a workdir's trained system; returns `<export_base>/<name>/<version>`.
 
@@ -198,6 +203,8 @@ def export_saved_model(
         name: model name (default: the config's `export.model_name`).
         version: version number (default: the next free one); an existing one is refused.
         max_image_pixels: pixel limit of `serving_default` (default: the config's).
+        export_settings: other `export:` settings replacing the config's (precision,
+            intra_op_threads, inter_op_threads); None values are ignored.
 
     Raises:
         FileNotFoundError: the workdir lacks trained networks.
@@ -207,6 +214,8 @@ def export_saved_model(
     from seg4reg_tf.evaluate import route_for_workdir
 
     config, segmenter, regressor, sources = final_networks(workdir)
+    overrides = {key: value for key, value in export_settings.items() if value is not None}
+    config = dataclasses.replace(config, export=dataclasses.replace(config.export, **overrides))
     route, routes = route_for_workdir(workdir, config, sources, segmenter, regressor)
     name = name or config.export.model_name
     max_pixels = max_image_pixels or config.export.max_image_pixels
@@ -235,6 +244,8 @@ def export_saved_model(
             "input": {"height": config.data.image_height, "width": config.data.image_width, "channels": 1},
             "angle_columns": list(ANGLE_COLUMNS),
             "max_image_pixels": max_pixels,
+            "precision": config.export.precision,
+            "threads": {"intra_op": config.export.intra_op_threads, "inter_op": config.export.inter_op_threads},
             "angles": {"setting": config.inference.angles, "route": route, "validation_smape": (routes or {}).get("validation_smape")},
             "config": config.to_dict(),
         }
@@ -252,10 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="model name (default: the config's export.model_name, 'seg4reg')")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--max-image-pixels", type=int, help="refuse larger images at serving_default (default: the config's)")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], help="arithmetic of the signatures (default: the config's export.precision)")
+    parser.add_argument("--intra-op-threads", type=int, help="predict's intra-op threads, recorded in seg4reg.json (0: TensorFlow's choice)")
+    parser.add_argument("--inter-op-threads", type=int, help="predict's inter-op threads, recorded in seg4reg.json (0: TensorFlow's choice)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
     try:
-        path = export_saved_model(pathlib.Path(args.workdir), pathlib.Path(args.out), args.name, args.version, args.max_image_pixels)
+        path = export_saved_model(
+            pathlib.Path(args.workdir), pathlib.Path(args.out), args.name, args.version, args.max_image_pixels,
+            precision=args.precision, intra_op_threads=args.intra_op_threads, inter_op_threads=args.inter_op_threads,
+        )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

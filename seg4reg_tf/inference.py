@@ -51,15 +51,15 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
     images = ops.convert_to_tensor(images, "float32")
     mode = config.regressor.input_mode
-    mask = segment(segmenter, regressor, images, mode)["mask"]
+    mask = ops.cast(segment(segmenter, regressor, images, mode)["mask"], "float32")  # bfloat16 networks too
     if regressor is None:
         batch, height, width = ops.shape(images)[0], ops.shape(images)[1], ops.shape(images)[2]
         by_regressor = ops.full((batch, 3), float("nan"))
         cam = ops.zeros((batch, height // REGRESSOR_STRIDE, width // REGRESSOR_STRIDE))
     else:
         out = regressor(regressor_inputs(images, mask, mode), training=False)
-        by_regressor = out["angles"] * config.data.angle_scale_degrees
-        cam = out["cam"][..., -1]
+        by_regressor = ops.cast(out["angles"], "float32") * config.data.angle_scale_degrees
+        cam = ops.cast(out["cam"][..., -1], "float32")
     readout = read_spine(mask[..., 0], config.readout, letterbox)
     return {
         "cobb_angles": by_regressor if route == "regressor" else readout["cobb_angles"],

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import pathlib
 import re
 import sys
@@ -117,8 +118,30 @@ def resolve_saved_model(path: str) -> pathlib.Path:
     return versions[-1][1]
 
 
+def apply_threads(intra_op: int, inter_op: int) -> bool:
+    """Sets TensorFlow's intra- and inter-op thread pools (0 leaves TensorFlow's choice).
+
+    Returns:
+        False when TensorFlow had already started with other values (they cannot change
+        then; a warning is logged), else True.
+    """
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    try:
+        if intra_op and threading.get_intra_op_parallelism_threads() != intra_op:
+            threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op and threading.get_inter_op_parallelism_threads() != inter_op:
+            threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError as error:
+        logging.getLogger(__name__).warning("thread settings %s/%s not applied: %s", intra_op, inter_op, error)
+        return False
+    return True
+
+
 def load_saved_model(path: str) -> Model:
-    """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature."""
+    """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature,
+    with the thread settings the export recorded."""
     import tensorflow as tf
 
     version = resolve_saved_model(path)
@@ -127,6 +150,7 @@ def load_saved_model(path: str) -> Model:
         raise FileNotFoundError(f"{info_path} not found: {version} was not written by seg4reg_tf.export")
     info = json.loads(info_path.read_text())
     config = config_from_dict(info["config"], source=str(info_path))
+    apply_threads(config.export.intra_op_threads, config.export.inter_op_threads)
     loaded = tf.saved_model.load(str(version))
     signature = loaded.signatures["predict_tensor"]
 

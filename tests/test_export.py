@@ -8,6 +8,7 @@ ResNet-50 + EfficientNet-B1 into two signatures is the expensive part.
 
 import hashlib
 import io
+import json
 import pathlib
 import shutil
 import subprocess
@@ -299,3 +300,28 @@ def test_a_short_load_run_answers_good_images_and_refuses_every_bad_kind(exporte
     assert set(answers.values()) == {"refused"}
     for protocol in ("grpc", "rest"):
         assert re.search(rf"^\| {protocol} \| [1-9]\d* \|.*\| 0 \|$", run.stdout, re.MULTILINE), run.stdout
+
+
+def test_bfloat16_and_thread_settings_survive_export_and_load(exported, synthetic_root, tmp_path, monkeypatch):
+    """An export with `--precision bfloat16` and thread settings: its signatures compute in
+    bfloat16 (the outputs differ from float32's, by little) and `predict` applies the
+    recorded threads when it loads the export."""
+    from seg4reg_tf import predict
+
+    code = export.main(["--workdir", str(exported["workdir"]), "--out", str(tmp_path), "--precision", "bfloat16",
+                        "--intra-op-threads", "2", "--inter-op-threads", "1"])
+    assert code == 0
+    path = tmp_path / "seg4reg" / "1"
+    info = json.loads((path / "assets.extra" / "seg4reg.json").read_text())
+    assert info["precision"] == "bfloat16" and info["threads"] == {"intra_op": 2, "inter_op": 1}
+    images = tf.constant(synthetic_images(synthetic_root))
+    fast = tf.saved_model.load(str(path)).signatures["serving_default"](images=images)
+    default = exported["loaded"].signatures["serving_default"](images=images)
+    assert fast["mask"].dtype == tf.float32 and fast["cobb_angles_regressor"].dtype == tf.float32
+    mask_change = np.abs(fast["mask"].numpy() - default["mask"].numpy())
+    assert 0 < mask_change.max() and mask_change.mean() < 0.01  # computed in bfloat16, close to float32
+    np.testing.assert_allclose(fast["cobb_angles_regressor"].numpy(), default["cobb_angles_regressor"].numpy(), atol=0.5)
+    applied = []
+    monkeypatch.setattr(predict, "apply_threads", lambda intra, inter: applied.append((intra, inter)))
+    model = predict.load_saved_model(str(tmp_path / "seg4reg"))
+    assert applied == [(2, 1)] and model.config.export.precision == "bfloat16"

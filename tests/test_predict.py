@@ -4,6 +4,8 @@ failures in a folder, the report files and overlays."""
 import csv
 import json
 import pathlib
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -300,3 +302,12 @@ def test_overlay_draws_the_end_plates_of_the_largest_curve():
     x, y = np.round(top).astype(int)
     band = marked[-600:][y - 2 : y + 3, x - 2 : x + 3]
     assert amber_pixels(band) > 0
+
+
+def test_apply_threads_sets_the_pools_before_tensorflow_starts():
+    code = ("from seg4reg_tf.predict import apply_threads; import tensorflow as tf; assert apply_threads(1, 1); "
+            "tf.constant(1.0) + 1.0; t = tf.config.threading; print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads()); "
+            "print(apply_threads(2, 1))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["1", "1", "False"]  # pools fixed once TensorFlow has started

@@ -16,6 +16,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from seg4reg_tf.models.walk import all_layers
+
 _BN_EPSILON = 1.001e-5
 # Stages of each depth: (name, block filters, blocks). ResNet-50 uses bottleneck blocks
 # (output 4 × filters channels), ResNet-18/34 basic blocks (output = filters channels).
@@ -187,9 +189,7 @@ def synchronize_batch_norm(model: keras.Model, synchronized: bool = True) -> int
         The number of layers set.
     """
     count = 0
-    # Keras' own walk over nested models and the sublayers of custom layers (the pyramid);
-    # it has no public equivalent.
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in all_layers(model):
         if hasattr(layer, "synchronized"):  # BatchNormalization, and DilatedPyramid's config
             layer.synchronized = synchronized
             count += isinstance(layer, layers.BatchNormalization)
