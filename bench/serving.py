@@ -34,6 +34,7 @@ from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs
 from seg4reg_tf.models.precision import with_precision  # noqa: E402
 from seg4reg_tf.phases import segment  # noqa: E402
 from seg4reg_tf.predict import apply_threads  # noqa: E402
+from seg4reg_tf.workdir import final_networks, network_path, phase_dir  # noqa: E402
 
 
 def make_workdir(folder: pathlib.Path, config) -> pathlib.Path:
@@ -42,10 +43,10 @@ def make_workdir(folder: pathlib.Path, config) -> pathlib.Path:
     config = config_from_dict({**values, "segmenter": {**values["segmenter"], "weights": "none"},
                                "regressor": {**values["regressor"], "weights": "none"}, "inference": {"angles": "regressor"}})
     for phase in ("roie", "reg"):
-        (folder / phase).mkdir(parents=True)
+        phase_dir(folder, phase).mkdir(parents=True)
     save_config(config, folder / "config.yaml")
-    build_segmenter(config, with_roie=True).save(folder / "roie" / "segmenter.keras")
-    build_regressor(config).save(folder / "reg" / "regressor.keras")
+    build_segmenter(config, with_roie=True).save(network_path(folder, "roie", "segmenter"))
+    build_regressor(config).save(network_path(folder, "reg", "regressor"))
     return folder
 
 
@@ -62,7 +63,7 @@ def timed(function, repeats: int) -> float:
 def stage_times(workdir: pathlib.Path, xray, repeats: int, precision: str) -> dict:
     """Median seconds per stage at batch 1, each stage a tf.function of the library code
     the export traces (warmed up once), at the export's `precision`."""
-    config, segmenter, regressor, _ = export.final_networks(workdir)
+    config, segmenter, regressor, _ = final_networks(workdir)
     segmenter, regressor = with_precision(segmenter, precision), with_precision(regressor, precision)
     mode = config.regressor.input_mode
     encoded = tf.stack([xray])

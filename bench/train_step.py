@@ -28,6 +28,7 @@ from seg4reg_tf import phases  # noqa: E402
 from seg4reg_tf.config import config_from_dict, load_config  # noqa: E402
 from seg4reg_tf.models import build_regressor, build_segmenter  # noqa: E402
 from seg4reg_tf.train import DEMO_CONFIG  # noqa: E402
+from seg4reg_tf.workdir import PHASES  # noqa: E402
 
 
 def config_for(height: int, width: int):
@@ -65,7 +66,7 @@ def rate(phase: str, config, batch: int, steps: int, jit: bool, strategy) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="512x256,128x64")
-    parser.add_argument("--phases", default=",".join(phases.PHASES))
+    parser.add_argument("--phases", default=",".join(PHASES))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--modes", default="plain,jit,mirrored", help="columns to measure (others print as –)")

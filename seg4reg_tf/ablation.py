@@ -9,7 +9,7 @@ Rows add one component at a time, columns are N_R's input (image, mask, image ‚ä
                then N_R retrained on the refined masks
 
 All variants share one data split and seed and one phase-seg N_S (trained once, copied), so
-rows differ only in what they add. Each cell is evaluated with `evaluate.evaluate_workdir` on
+rows differ only in what they add. Each cell is evaluated with `evaluation.evaluate_workdir` on
 the chosen split; finished cells are kept in `<out>/cells/` and skipped when the run is
 started again, so an overnight run that is interrupted resumes.
 
@@ -26,11 +26,16 @@ import json
 import pathlib
 import shutil
 
-from seg4reg_tf.config import Config, save_config
+import keras
+
+import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+from seg4reg_tf import evaluation, files, train, visualize
+from seg4reg_tf.config import Config, load_config, save_config
+from seg4reg_tf.workdir import PHASES, is_done, network_path, phase_dir
 
 INPUTS = ("image", "mask", "image+mask")
 ROWS = ("Baseline", "+ AR", "+ ROIE", "+ TCL")
-# The `train --phase` each row runs in its workdir; + ROIE and + TCL continue + AR's, and
+# The phases each row trains in its workdir; + ROIE and + TCL continue + AR's, and
 # "all" runs what is left of Algorithm 1 (tcl, refine).
 ROW_PHASES = {"Baseline": ("reg",), "+ AR": ("reg",), "+ ROIE": ("roie",), "+ TCL": ("all",)}
 
@@ -47,25 +52,21 @@ def variant_config(config: Config, input_mode: str, attention: bool) -> Config:
 
 
 def _run_phases(config: Config, workdir: pathlib.Path, phases, run_eagerly: bool) -> None:
-    """Runs `python -m seg4reg_tf.train` for the phases not yet done in `workdir` (the
-    config saved there first), each from the same seed.
+    """Trains the phases not yet done in `workdir` with `train.train_phase` (the config
+    saved there first, as the train command does), each from the same seed; "all" stands
+    for every phase.
 
     Raises:
-        RuntimeError: a phase failed (train's message is on stderr).
+        FileNotFoundError: a phase's predecessor is missing.
     """
-    import keras
-
-    from seg4reg_tf import train
-
     workdir.mkdir(parents=True, exist_ok=True)
     save_config(config, workdir / "config.yaml")
-    for phase in phases:
-        if train.is_done(workdir, phase):
+    for phase in PHASES if tuple(phases) == ("all",) else phases:
+        if is_done(workdir, phase):
             continue
         keras.utils.set_random_seed(config.data.seed)
-        args = ["--phase", phase, "--config", str(workdir / "config.yaml"), "--workdir", str(workdir)]
-        if train.main(args + (["--run-eagerly"] if run_eagerly else [])) != 0:
-            raise RuntimeError(f"phase {phase} failed in {workdir}")
+        print(f"=== phase {phase} ({workdir.name}) ===", flush=True)
+        train.train_phase(phase, config, workdir, verbose=2, run_eagerly=run_eagerly)
 
 
 def _cell(results: dict) -> dict:
@@ -84,8 +85,6 @@ def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUT
         run_eagerly: no tf.function (tiny configs, where graph tracing dominates).
         log: progress messages.
     """
-    from seg4reg_tf import evaluate, train
-
     unknown = set(inputs) - set(INPUTS)
     if unknown:
         raise ValueError(f"unknown ablation inputs {sorted(unknown)}; expected some of {INPUTS}")
@@ -104,11 +103,11 @@ def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUT
                 cells[input_mode][row] = json.loads(path.read_text())
                 continue
             workdir = out / f"{input_mode}-{'baseline' if row == 'Baseline' else 'ar'}"
-            if not train.is_done(workdir, "seg"):
-                shutil.copytree(train.phase_dir(shared, "seg"), train.phase_dir(workdir, "seg"), dirs_exist_ok=True)
+            if not is_done(workdir, "seg"):
+                shutil.copytree(phase_dir(shared, "seg"), phase_dir(workdir, "seg"), dirs_exist_ok=True)
             log(f"{input_mode}: {row}")
             _run_phases(variant_config(config, input_mode, row != "Baseline"), workdir, ROW_PHASES[row], run_eagerly)
-            cells[input_mode][row] = _cell(evaluate.evaluate_workdir(workdir, None, split))
+            cells[input_mode][row] = _cell(evaluation.evaluate_workdir(workdir, None, split))
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(cells[input_mode][row]))
     return cells
@@ -145,25 +144,18 @@ def write_cam_figure(out, split: str = "test", inputs=INPUTS, count: int = 4) ->
     Returns:
         `<out>/cam_ar.png`, or None when no input has both N_Rs yet.
     """
-    import keras
-
-    import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-
-    from seg4reg_tf import evaluate, visualize
-    from seg4reg_tf.config import load_config
-
     out = pathlib.Path(out)
-    segmenter = keras.saving.load_model(out / "shared" / "seg" / "segmenter.keras", compile=False)
+    segmenter = keras.saving.load_model(network_path(out / "shared", "seg", "segmenter"), compile=False)
     cams, images = {}, None
     for input_mode in inputs:
         workdirs = {"baseline": out / f"{input_mode}-baseline", "+ AR": out / f"{input_mode}-ar"}
-        if not all((workdir / "reg" / "regressor.keras").exists() for workdir in workdirs.values()):
+        if not all(network_path(workdir, "reg", "regressor").exists() for workdir in workdirs.values()):
             continue
         config = load_config(workdirs["+ AR"] / "config.yaml")
-        _, records, _ = evaluate.evaluation_records(config, None, split)
+        _, records, _ = evaluation.evaluation_records(config, None, split)
         for label, workdir in workdirs.items():
-            regressor = keras.saving.load_model(workdir / "reg" / "regressor.keras", compile=False)
-            predicted = evaluate.predict_records(segmenter, regressor, records[:count], config)
+            regressor = keras.saving.load_model(network_path(workdir, "reg", "regressor"), compile=False)
+            predicted = evaluation.predict_records(segmenter, regressor, records[:count], config)
             cams[f"{input_mode}: {label}"], images = predicted["cams"], predicted["images"]
     if not cams:
         return None
@@ -172,8 +164,6 @@ def write_cam_figure(out, split: str = "test", inputs=INPUTS, count: int = 4) ->
 
 def write_tables(cells: dict, out) -> tuple[pathlib.Path, pathlib.Path]:
     """Writes `<out>/ablation.md` and `<out>/ablation.csv` atomically."""
-    from seg4reg_tf import files
-
     out = pathlib.Path(out)
     files.atomic_write(out / "ablation.md", markdown_table(cells).encode("utf-8"))
     files.atomic_write(out / "ablation.csv", csv_table(cells).encode("utf-8"))

@@ -48,55 +48,9 @@ import sys
 import tempfile
 
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
+from seg4reg_tf.workdir import final_networks
 
 WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for in assets.extra/
-
-# Phases whose outputs the exported system uses, latest first.
-SEGMENTER_PHASES = ("tcl", "roie", "seg")
-REGRESSOR_PHASES = ("refine", "reg")
-
-
-def phase_sources(workdir: pathlib.Path, phase: str) -> dict:
-    """{"segmenter": path | None, "regressor": path | None}: the networks the system had
-    right after `phase` (the latest file of each role from that phase or an earlier one)."""
-    from seg4reg_tf.phases import PHASES
-
-    done = PHASES[: PHASES.index(phase) + 1]
-    sources = {}
-    for role, phases in (("segmenter", SEGMENTER_PHASES), ("regressor", REGRESSOR_PHASES)):
-        candidates = [pathlib.Path(workdir) / name / f"{role}.keras" for name in phases if name in done]
-        sources[role] = next((path for path in candidates if path.exists()), None)
-    return sources
-
-
-def final_networks(workdir: pathlib.Path):
-    """The last trained N_S and N_R of a workdir.
-
-    Returns:
-        (config, segmenter, regressor, sources), sources naming the file of each network.
-
-    Raises:
-        FileNotFoundError: no config.yaml, or no phase has produced one of the networks.
-    """
-    import keras
-
-    import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-    from seg4reg_tf.config import load_config
-
-    workdir = pathlib.Path(workdir)
-    config_path = workdir / "config.yaml"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} not found: {workdir} is not a training workdir (run `python -m seg4reg_tf.train` first)")
-    config = load_config(config_path)
-    sources = phase_sources(workdir, "refine")  # the last phase: every network trained so far
-    for role, phases in (("segmenter", SEGMENTER_PHASES), ("regressor", REGRESSOR_PHASES)):
-        if sources[role] is None:
-            candidates = ", ".join(str(workdir / phase / f"{role}.keras") for phase in phases)
-            raise FileNotFoundError(f"{workdir} has no trained {role} (looked for {candidates}); train phase '{phases[-1]}' first")
-    segmenter = keras.saving.load_model(sources["segmenter"], compile=False)
-    regressor = keras.saving.load_model(sources["regressor"], compile=False)
-    return config, segmenter, regressor, {role: str(path) for role, path in sources.items()}
-
 
 def decode_requests(encoded, config, max_pixels: int, names=None):
     """A batch of encoded images → model inputs and where each original lies in them.
@@ -211,7 +165,7 @@ def export_saved_model(
         FileExistsError: the version already exists.
         ValueError: a version below 1.
     """
-    from seg4reg_tf.evaluate import route_for_workdir
+    from seg4reg_tf.evaluation import route_for_workdir
 
     config, segmenter, regressor, sources = final_networks(workdir)
     overrides = {key: value for key, value in export_settings.items() if value is not None}

@@ -9,7 +9,7 @@ home that export, evaluate and predict import.
     cobb_angles = the route chosen by `inference.angles` (regressor | geometric | auto)
 
 "auto" is resolved once per workdir: the route with the lower validation SMAPE, recorded in
-`<workdir>/routes.json` by `evaluate.record_routes` (train writes it after the last phase;
+`<workdir>/routes.json` by `evaluation.record_routes` (train writes it after the last phase;
 export and predict write it when it is missing or older than the networks).
 """
 

@@ -33,16 +33,8 @@ from seg4reg_tf import losses, metrics
 from seg4reg_tf.config import Config
 from seg4reg_tf.models.pspnet import decode_features, encoder_features
 from seg4reg_tf.models.regressor import mask_branch_inputs, regressor_inputs
+from seg4reg_tf.workdir import PHASES
 
-PHASES = ("seg", "reg", "roie", "tcl", "refine")
-# Validation metric that keeps the best weights of each phase, and whether higher is better.
-MONITOR = {
-    "seg": ("val_dice", "max"),
-    "reg": ("val_smape", "min"),
-    "roie": ("val_dice", "max"),
-    "tcl": ("val_smape", "min"),
-    "refine": ("val_smape", "min"),
-}
 
 
 def is_gated(segmenter: keras.Model) -> bool:

@@ -83,14 +83,15 @@ def _tf_message(error, name: str) -> str:
 
 
 def load_workdir(workdir: str) -> Model:
-    """The last N_S and N_R of a training workdir (see `export.final_networks`)."""
+    """The last N_S and N_R of a training workdir (see `workdir.final_networks`)."""
     import tensorflow as tf
 
-    from seg4reg_tf import evaluate, export
+    from seg4reg_tf.evaluation import route_for_workdir
+    from seg4reg_tf.workdir import final_networks
     from seg4reg_tf.inference import predict_images
 
-    config, segmenter, regressor, sources = export.final_networks(pathlib.Path(workdir))
-    route, _ = evaluate.route_for_workdir(workdir, config, sources, segmenter, regressor)
+    config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir))
+    route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
     shape = [None, config.data.image_height, config.data.image_width, 1]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])

@@ -27,66 +27,23 @@ import time
 import numpy as np
 
 from seg4reg_tf.config import Config, load_config, save_config
+from seg4reg_tf.data.records import resolve_records
+from seg4reg_tf.workdir import PHASE_TABLE, PHASES, final_networks, is_done, missing_predecessor, network_path, phase_dir, produced_path
 
 REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 DEMO_CONFIG = REPO_CONFIGS / "demo.yaml"
-# What each phase needs from earlier phases: (phase, file).
-NEEDS = {
-    "seg": (),
-    "reg": (("seg", "segmenter.keras"),),
-    "roie": (("seg", "segmenter.keras"), ("reg", "regressor.keras")),
-    "tcl": (("roie", "segmenter.keras"), ("reg", "regressor.keras")),
-    "refine": (("tcl", "segmenter.keras"), ("reg", "regressor.keras")),
-}
-PRODUCES = {"seg": "segmenter.keras", "reg": "regressor.keras", "roie": "segmenter.keras", "tcl": "segmenter.keras", "refine": "regressor.keras"}
-
-
-def data_home() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("SEG4REG_DATA_HOME", pathlib.Path.home() / ".cache" / "seg4reg_tf"))
-
-
-def resolve_records(config: Config):
-    """(training records, validation records, data root) for a run; generates the embedded
-    synthetic set on first use when `data.root` is unset."""
-    from seg4reg_tf.data import pipeline, synthetic
-    from seg4reg_tf.data.aasce import read_split
-
-    data = config.data
-    root = data.root
-    if root is None:
-        root = data_home() / f"synthetic-seed{data.synthetic_seed}-{data.synthetic_train}-{data.synthetic_test}"
-        if not root.exists():
-            print(f"generating the embedded synthetic data set in {root} ...", flush=True)
-            synthetic.generate_dataset(root, data.synthetic_train, data.synthetic_test, seed=data.synthetic_seed)
-    records = read_split(root, data.split)
-    unknown = set(data.exclude) - {record.name for record in records}
-    if unknown:
-        raise ValueError(f"data.exclude names images that are not in {root} ({data.split}): {', '.join(sorted(unknown))}")
-    training, validation = pipeline.split_records(records, data.validation_fraction, data.seed)
-    training = [record for record in training if record.name not in data.exclude]
-    validation = [record for record in validation if record.name not in data.exclude]
-    return training, validation, str(root)
-
-
-def phase_dir(workdir: pathlib.Path, phase: str) -> pathlib.Path:
-    return workdir / phase
-
-
-def is_done(workdir: pathlib.Path, phase: str) -> bool:
-    return (phase_dir(workdir, phase) / "summary.json").exists()
 
 
 def check_predecessors(workdir: pathlib.Path, phase: str, config: Config) -> None:
     """Raises FileNotFoundError naming the phase to run first when its output is missing."""
-    for needed_phase, file_name in NEEDS[phase]:
-        if phase == "reg" and config.reg.mask_source == "ground_truth":
-            continue
-        path = phase_dir(workdir, needed_phase) / file_name
-        if not path.exists():
-            raise FileNotFoundError(
-                f"phase '{phase}' needs {path}, which phase '{needed_phase}' writes: run "
-                f"`python -m seg4reg_tf.train --phase {needed_phase} --workdir {workdir}` first"
-            )
+    skip = ("seg",) if phase == "reg" and config.reg.mask_source == "ground_truth" else ()
+    missing = missing_predecessor(workdir, phase, skip)
+    if missing:
+        needed_phase, path = missing
+        raise FileNotFoundError(
+            f"phase '{phase}' needs {path}, which phase '{needed_phase}' writes: run "
+            f"`python -m seg4reg_tf.train --phase {needed_phase} --workdir {workdir}` first"
+        )
 
 
 def check_weight_files(config: Config, phases) -> None:
@@ -109,25 +66,26 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
     import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
     from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, synchronize_batch_norm
 
-    def load(previous: str, name: str):
-        model = keras.saving.load_model(phase_dir(workdir, previous) / name, compile=False)
+    def load(previous: str, network: str):
+        model = keras.saving.load_model(network_path(workdir, previous, network), compile=False)
         synchronize_batch_norm(model, synchronized)
         return model
 
     if phase == "seg":
         return build_segmenter(config, synchronized=synchronized), None
     if phase == "reg":
-        if config.reg.mask_source == "ground_truth" and not (phase_dir(workdir, "seg") / "segmenter.keras").exists():
+        if config.reg.mask_source == "ground_truth" and not network_path(workdir, "seg", "segmenter").exists():
             segmenter = build_segmenter(config, synchronized=synchronized)
         else:
-            segmenter = load("seg", "segmenter.keras")
+            segmenter = load("seg", "segmenter")
         return segmenter, build_regressor(config, synchronized=synchronized)
-    regressor = load("reg", "regressor.keras")
-    if phase == "roie":
+    needs = dict((network, previous) for previous, network in PHASE_TABLE[phase].needs)
+    regressor = load(needs["regressor"], "regressor")
+    if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one
         gated = build_segmenter(config, with_roie=True, synchronized=synchronized)
-        copy_weights_by_name(load("seg", "segmenter.keras"), gated)
+        copy_weights_by_name(load(needs["segmenter"], "segmenter"), gated)
         return gated, regressor
-    return load("tcl" if phase == "refine" else "roie", "segmenter.keras"), regressor
+    return load(needs["segmenter"], "segmenter"), regressor
 
 
 class _BestValue:
@@ -244,7 +202,7 @@ def train_phase(
     import keras
 
     from seg4reg_tf.data import pipeline
-    from seg4reg_tf.phases import MONITOR, make_trainer
+    from seg4reg_tf.phases import make_trainer
 
     check_predecessors(workdir, phase, config)
     folder = phase_dir(workdir, phase)
@@ -268,7 +226,7 @@ def train_phase(
     validation_data = None
     if validation:
         validation_data = pipeline.make_dataset(validation, config.data, training=False, batch_size=settings.batch_size, drop_remainder=distributed)
-    monitor, mode = MONITOR[phase]
+    monitor, mode = PHASE_TABLE[phase].monitor
     if validation_data is None:
         monitor = monitor[len("val_"):]
     best = _BestValue(folder / "best.json", monitor, mode)
@@ -290,8 +248,8 @@ def train_phase(
     )
     if (folder / "best.weights.h5").exists():
         trainer.load_weights(folder / "best.weights.h5")
-    trained = regressor if phase in ("reg", "refine") else segmenter
-    trained.save(folder / PRODUCES[phase])
+    trained = regressor if PHASE_TABLE[phase].trains == "regressor" else segmenter
+    trained.save(produced_path(workdir, phase))
     final = trainer.evaluate(validation_data, verbose=0, return_dict=True) if validation_data is not None else {}
     summary = {
         "phase": phase,
@@ -355,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     strategy = make_strategy(args.strategy, args.cpu_replicas)
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     verbose = 1 if sys.stdout.isatty() else 2
-    phases = ["seg", "reg", "roie", "tcl", "refine"] if args.phase == "all" else [args.phase]
+    phases = list(PHASES) if args.phase == "all" else [args.phase]
     lines = []
     try:
         check_weight_files(config, [phase for phase in phases if args.phase != "all" or not is_done(workdir, phase)])
@@ -383,14 +341,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def record_routes(workdir: pathlib.Path) -> dict | None:
     """Scores both angle routes of the workdir's final networks on the validation split
-    (`evaluate.record_routes`, writes routes.json); None until N_S and N_R both exist."""
-    from seg4reg_tf import evaluate, export
+    (`evaluation.record_routes`, writes routes.json); None until N_S and N_R both exist."""
+    from seg4reg_tf import evaluation
 
     try:
-        config, segmenter, regressor, sources = export.final_networks(workdir)
+        config, segmenter, regressor, sources = final_networks(workdir)
     except FileNotFoundError:
         return None
-    return evaluate.record_routes(workdir, config, sources, segmenter, regressor)
+    return evaluation.record_routes(workdir, config, sources, segmenter, regressor)
 
 
 if __name__ == "__main__":

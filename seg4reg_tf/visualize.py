@@ -24,7 +24,9 @@ import sys
 
 import numpy as np
 
+from seg4reg_tf import evaluation
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
+from seg4reg_tf.workdir import PHASE_TABLE, PHASES, network_path, phase_dir
 
 REGRESSOR_ROWS = (("reg", "N_R (phase reg)"), ("refine", "N_R (phase refine)"))
 # RGB of the segmentation outcome per pixel.
@@ -87,10 +89,9 @@ def read_history(folder: pathlib.Path) -> dict[str, list[float]]:
 
 def training_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path:
     """Loss and the monitored validation metric of every phase the workdir has run."""
-    from seg4reg_tf.phases import MONITOR, PHASES
 
     plt = _pyplot()
-    histories = {phase: read_history(workdir / phase) for phase in PHASES}
+    histories = {phase: read_history(phase_dir(workdir, phase)) for phase in PHASES}
     histories = {phase: history for phase, history in histories.items() if history.get("loss")}
     if not histories:
         raise FileNotFoundError(f"{workdir} has no phase with a training history yet")
@@ -102,7 +103,7 @@ def training_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path:
             axes[0, column].plot(epochs[: len(history["val_loss"])], history["val_loss"], label="validation")
         axes[0, column].set(title=f"phase {phase}", xlabel="epoch", ylabel="loss")
         axes[0, column].legend()
-        monitor = MONITOR[phase][0]
+        monitor = PHASE_TABLE[phase].monitor[0]
         for key in (monitor, monitor[len("val_"):]):
             if key in history:
                 axes[1, column].plot(epochs[: len(history[key])], history[key], label=key)
@@ -178,7 +179,7 @@ def regressor_cams(workdir: pathlib.Path, images, masks, config) -> dict:
     cams = {}
     inputs = regressor_inputs(np.asarray(images)[..., None], np.asarray(masks)[..., None], config.regressor.input_mode)
     for phase, label in REGRESSOR_ROWS:
-        path = workdir / phase / "regressor.keras"
+        path = network_path(workdir, phase, "regressor")
         if path.exists():
             regressor = keras.saving.load_model(path, compile=False)
             cams[label] = keras.ops.convert_to_numpy(regressor(inputs, training=False)["cam"][..., -1])
@@ -186,7 +187,7 @@ def regressor_cams(workdir: pathlib.Path, images, masks, config) -> dict:
 
 
 def write_figures(results: dict, workdir, out: pathlib.Path, count: int = 4) -> list[pathlib.Path]:
-    """The figures of an `evaluate.evaluate_workdir` result; returns their paths (no training
+    """The figures of an `evaluation.evaluate_workdir` result; returns their paths (no training
     curves for a workdir without training history, e.g. networks copied in)."""
     from seg4reg_tf.config import load_config
 
@@ -212,8 +213,6 @@ def write_figures(results: dict, workdir, out: pathlib.Path, count: int = 4) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seg4reg_tf import evaluate
-
     parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.visualize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--data", help="AASCE-layout root (default: the workdir config's data)")
@@ -223,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
     try:
-        results = evaluate.evaluate_workdir(args.workdir, args.data, args.split)
+        results = evaluation.evaluate_workdir(args.workdir, args.data, args.split)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -50,11 +50,12 @@ def exported(tmp_path_factory):
     import tensorflow as tf
 
     from seg4reg_tf import export
+    from seg4reg_tf.workdir import final_networks
 
     workdir = make_workdir(tmp_path_factory.mktemp("export") / "workdir")
     base = workdir.parent / "models"
     path = export.export_saved_model(workdir, base)
-    config, segmenter, regressor, _ = export.final_networks(workdir)
+    config, segmenter, regressor, _ = final_networks(workdir)
     info = json.loads((path / "assets.extra" / "seg4reg.json").read_text())
     return {"workdir": workdir, "base": base, "path": path, "config": config, "segmenter": segmenter,
             "regressor": regressor, "loaded": tf.saved_model.load(str(path)), "route": info["angles"]["route"]}

@@ -7,6 +7,7 @@ import numpy as np
 
 from seg4reg_tf.config import load_config, save_config
 from seg4reg_tf.models import build_regressor, build_segmenter
+from seg4reg_tf.workdir import network_path, phase_dir
 
 SMOKE = pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 
@@ -49,8 +50,8 @@ def make_workdir(folder: pathlib.Path) -> pathlib.Path:
     segmenter.get_layer("classifier").bias.assign(np.array([3.0], "float32"))
     regressor = build_regressor(config)
     for phase in ("roie", "reg"):
-        (folder / phase).mkdir(parents=True)
+        phase_dir(folder, phase).mkdir(parents=True)
     save_config(config, folder / "config.yaml")
-    segmenter.save(folder / "roie" / "segmenter.keras")
-    regressor.save(folder / "reg" / "regressor.keras")
+    segmenter.save(network_path(folder, "roie", "segmenter"))
+    regressor.save(network_path(folder, "reg", "regressor"))
     return folder

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from seg4reg_tf import ablation, evaluate, visualize
+from seg4reg_tf import ablation, evaluate, evaluation, visualize
 from seg4reg_tf.config import load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
@@ -92,7 +92,7 @@ def test_segmentation_rows_with_and_without_roie(evaluated):
     rows = evaluated["metrics"]["segmentation"]
     assert list(rows) == ["N_S", "N_S + ROIE", "baseline (training-mean mask)"]
     for scores in rows.values():
-        assert set(scores) == set(evaluate.SEGMENTATION_COLUMNS)
+        assert set(scores) == set(evaluation.SEGMENTATION_COLUMNS)
         assert all(0.0 <= value <= 100.0 for value in scores.values())
     assert rows["N_S"] != rows["N_S + ROIE"]  # two different networks were evaluated
     table = (evaluated["out"] / "table.md").read_text()
@@ -101,7 +101,7 @@ def test_segmentation_rows_with_and_without_roie(evaluated):
 
 
 def test_dice_of_the_final_system_by_hand(exported, synthetic_root):
-    results = evaluate.evaluate_workdir(exported["workdir"], str(synthetic_root), "test")
+    results = evaluation.evaluate_workdir(exported["workdir"], str(synthetic_root), "test")
     truth = results["predictions"]["truth_masks"] > 0.5
     predicted = results["predictions"]["masks"] > 0.5
     dice = [2 * (t & p).sum() / (t.sum() + p.sum()) if t.sum() + p.sum() else 1.0 for t, p in zip(truth, predicted)]
@@ -192,7 +192,7 @@ def test_phase_table_scores_the_system_as_each_phase_left_it(evaluated):
 
 
 def test_phase_table_decides_auto_on_the_validation_split(evaluated, synthetic_root):
-    results = evaluate.evaluate_workdir(evaluated["workdir"], str(synthetic_root), "validation")
+    results = evaluation.evaluate_workdir(evaluated["workdir"], str(synthetic_root), "validation")
     row = results["phases"]["roie"]
     assert row["route"] in ("geometric", "regressor")
     assert row["system"] == min(row["readout"], row["regressor"])

@@ -11,6 +11,8 @@ import pytest
 
 from seg4reg_tf import train
 from seg4reg_tf.config import config_from_dict, load_config
+from seg4reg_tf.data.records import resolve_records
+from seg4reg_tf.workdir import PHASES, produced_path
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 SMOKE = load_config(CONFIGS / "smoke.yaml")
@@ -82,8 +84,8 @@ def test_all_phases_end_to_end(smoke_ablation, capsys):
     assert train.main(args) == 0
     out = capsys.readouterr().out
     assert out.count("already complete") == 5
-    for phase, produced in train.PRODUCES.items():
-        assert (workdir / phase / produced).exists()
+    for phase in PHASES:
+        assert produced_path(workdir, phase).exists()
         summary = json.loads((workdir / phase / "summary.json").read_text())
         assert summary["validation"] and summary["baseline"] and summary["history"]["loss"]
         assert f"{phase}: validation" in out
@@ -169,16 +171,16 @@ def test_excluded_images_appear_in_no_split_and_the_others_keep_theirs(synthetic
 
     names = [record.name for record in read_split(synthetic_root, "training")]
     base = {"data": {"root": str(synthetic_root), "validation_fraction": 0.34}}
-    training, validation, _ = train.resolve_records(config_from_dict(base))
+    training, validation, _ = resolve_records(config_from_dict(base))
     dropped = {training[0].name, validation[0].name}
     excluded = config_from_dict({"data": {**base["data"], "exclude": sorted(dropped)}})
-    kept_training, kept_validation, _ = train.resolve_records(excluded)
+    kept_training, kept_validation, _ = resolve_records(excluded)
     assert not dropped & {record.name for record in kept_training + kept_validation}
     assert [r.name for r in kept_training] == [r.name for r in training if r.name not in dropped]
     assert [r.name for r in kept_validation] == [r.name for r in validation if r.name not in dropped]
     assert len(kept_training) + len(kept_validation) == len(names) - 2
     with pytest.raises(ValueError, match="data.exclude names images that are not in .*: nope.png"):
-        train.resolve_records(config_from_dict({"data": {**base["data"], "exclude": ["nope.png"]}}))
+        resolve_records(config_from_dict({"data": {**base["data"], "exclude": ["nope.png"]}}))
 
 
 def test_cosine_schedule_decays_over_the_phase_steps():

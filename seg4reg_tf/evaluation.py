@@ -1,0 +1,269 @@
+"""Scoring a trained system on labelled records: the library behind `evaluate`, the
+ablation, the figures and the angle-route choice.
+
+`evaluate_workdir` runs the workdir's final N_S and N_R (the export's inference path) over a
+split and scores the angles (SMAPE, MAE per column, beside the training-mean baseline), the
+masks of every N_S the workdir holds (paper Table 2's columns) and the system as it stood
+after each phase. Each (N_S, N_R) pair is run once per evaluation (`Runs`).
+`record_routes` / `route_for_workdir` decide `inference.angles: auto` on the validation split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import keras
+import numpy as np
+
+import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+from seg4reg_tf import files, inference, metrics
+from seg4reg_tf.data import pipeline, transforms
+from seg4reg_tf.data.aasce import read_split
+from seg4reg_tf.data.records import resolve_records
+from seg4reg_tf.geometric_readout import read_spine
+from seg4reg_tf.inference import predict_images
+from seg4reg_tf.phases import is_gated
+from seg4reg_tf.workdir import PHASES, final_networks, network_path, phase_sources
+
+SEGMENTER_ROWS = (("seg", "N_S"), ("roie", "N_S + ROIE"), ("tcl", "N_S + ROIE + TCL"))
+SEGMENTATION_COLUMNS = ("jaccard", "dice", "pixel_accuracy", "sensitivity", "specificity")
+
+
+def evaluation_records(config, data_root: str | None, split: str):
+    """(training records, evaluated records, root): the baseline's records and the split's.
+
+    Args:
+        config: the workdir's config (its data root, split, validation fraction and seed).
+        data_root: overrides `data.root` (AASCE layout); None keeps the config's.
+        split: a split folder of the root ("test", "training"), or "validation".
+    """
+    if data_root is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=data_root))
+    training, validation, root = resolve_records(config)
+    if split == "validation":
+        if not validation:
+            raise ValueError("the config holds no validation records (data.validation_fraction is 0)")
+        return training, validation, root
+    return training, read_split(root, split), root
+
+
+def record_letterboxes(records, config) -> np.ndarray:
+    """(N, 3) scale, offset_y, offset_x placing each record's image in the model frame."""
+    heights = np.array([record.height for record in records], np.float32)
+    widths = np.array([record.width for record in records], np.float32)
+    box = transforms.letterbox(heights, widths, config.data.image_height, config.data.image_width)
+    return np.stack([np.asarray(value) for value in box], axis=1)
+
+
+def predict_records(segmenter, regressor, records, config, batch_size: int = 8, route: str = "regressor") -> dict:
+    """Runs the inference path over records in order, and the readout on their true masks.
+
+    Returns:
+        {"angles" (N, 3) degrees of `route`, "angles_regressor", "angles_geometric",
+        "angles_geometric_truth" (the readout on the true masks) (N, 3) degrees (NaN where
+        no spine was found), "landmarks" (N, 68, 2) original pixels, "masks" (N, H, W)
+        probabilities, "cams" (N, h, w) in [0, 1], "images" (N, H, W) model inputs in
+        [0, 1], "truth_angles" (N, 3) degrees, "truth_masks" (N, H, W) in {0, 1}}.
+    """
+    dataset = pipeline.make_dataset(records, config.data, training=False, batch_size=batch_size)
+    letterboxes = record_letterboxes(records, config)
+    keys = ("angles", "angles_regressor", "angles_geometric", "angles_geometric_truth", "landmarks", "masks", "cams", "images", "truth_masks")
+    outputs = {key: [] for key in keys}
+    start = 0
+    for batch in dataset:
+        letterbox = letterboxes[start : start + len(batch["image"])]
+        start += len(letterbox)
+        out = predict_images(segmenter, regressor, batch["image"], config, route, letterbox)
+        truth = read_spine(batch["mask"][..., 0], config.readout, letterbox)
+        outputs["angles"].append(np.asarray(out["cobb_angles"], np.float64))
+        outputs["angles_regressor"].append(np.asarray(out["cobb_angles_regressor"], np.float64))
+        outputs["angles_geometric"].append(np.asarray(out["cobb_angles_geometric"], np.float64))
+        outputs["angles_geometric_truth"].append(truth["cobb_angles"].numpy().astype(np.float64))
+        outputs["landmarks"].append(np.asarray(out["landmarks"]))
+        outputs["masks"].append(np.asarray(out["mask"]))
+        outputs["cams"].append(np.asarray(out["cam"]))
+        outputs["images"].append(batch["image"].numpy()[..., 0])
+        outputs["truth_masks"].append(batch["mask"].numpy()[..., 0])
+    return {key: np.concatenate(value) for key, value in outputs.items()} | {
+        "truth_angles": np.stack([record.angles for record in records])
+    }
+
+
+def angle_figures(truth, predicted, fallback=None) -> dict:
+    """{"smape" %, "mae" degrees, "mae_columns" [3] degrees, "within_5" % of images whose
+    largest angle is within 5°, "not_found" count} of (N, 3) degree arrays.
+
+    Rows of `predicted` that are NaN (no spine found) are scored as `fallback` (3,) (the
+    training-mean angles), so a route is not rewarded for giving up."""
+    predicted = np.asarray(predicted, np.float64)
+    missing = ~np.isfinite(predicted).all(axis=1)
+    if missing.any():
+        predicted = np.where(missing[:, None], np.broadcast_to(fallback, predicted.shape), predicted)
+    per_column, overall = metrics.mean_absolute_error(truth, predicted)
+    within = float(100.0 * np.mean(np.abs(np.asarray(truth)[:, 0] - predicted[:, 0]) <= 5.0))
+    return {"smape": metrics.smape(truth, predicted), "mae": overall, "mae_columns": per_column.tolist(),
+            "within_5": within, "not_found": int(missing.sum())}
+
+
+def segmentation_figures(truth_masks, masks) -> dict:
+    """Paper Table 2's scores in percent of (N, H, W) masks and probabilities."""
+    return metrics.segmentation_scores(truth_masks[..., None], masks[..., None])
+
+
+class Runs:
+    """`predict_records` of each (N_S file, N_R file) pair on one set of records, run once.
+
+    Args:
+        records, config, batch_size: as `predict_records`.
+    """
+
+    def __init__(self, records, config, batch_size: int = 8):
+        self.records, self.config, self.batch_size = records, config, batch_size
+        self.networks, self.outputs = {}, {}
+
+    def network(self, path):
+        """The network saved at `path` (loaded once), or None for None."""
+        if path is None:
+            return None
+        path = str(path)
+        if path not in self.networks:
+            self.networks[path] = keras.saving.load_model(path, compile=False)
+        return self.networks[path]
+
+    def add(self, segmenter_path, regressor_path, segmenter, regressor, outputs: dict) -> None:
+        """Records networks already loaded and their outputs (the final system's run)."""
+        self.networks[str(segmenter_path)], self.networks[str(regressor_path)] = segmenter, regressor
+        self.outputs[(str(segmenter_path), str(regressor_path))] = outputs
+
+    def get(self, segmenter_path, regressor_path=None) -> dict:
+        """The outputs of N_S at `segmenter_path` with N_R at `regressor_path` (or none)."""
+        key = (str(segmenter_path), None if regressor_path is None else str(regressor_path))
+        if key not in self.outputs:
+            networks = self.network(segmenter_path), self.network(regressor_path)
+            self.outputs[key] = predict_records(*networks, self.records, self.config, self.batch_size)
+        return self.outputs[key]
+
+    def masks(self, segmenter_path, regressor_path) -> np.ndarray:
+        """(N, H, W) masks of N_S; an ungated N_S's do not depend on N_R, so any run of it serves."""
+        if not is_gated(self.network(segmenter_path)):
+            for (path, _), outputs in self.outputs.items():
+                if path == str(segmenter_path):
+                    return outputs["masks"]
+        return self.get(segmenter_path, regressor_path)["masks"]
+
+
+def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test", batch_size: int = 8) -> dict:
+    """All figures of a workdir on a split; see the module docstring.
+
+    Returns:
+        {"split", "images", "angles": {label: `angle_figures`}, "segmentation": {row:
+        scores}, "phases": `phase_rows`, "predictions": `predict_records` of the final
+        system, "segmentation_masks": {row: (N, H, W)} per N_S, "files": [names], ...}.
+    """
+    workdir = pathlib.Path(workdir)
+    config, segmenter, regressor, sources = final_networks(workdir)
+    route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
+    training, records, root = evaluation_records(config, data_root, split)
+    runs = Runs(records, config, batch_size)
+    final = predict_records(segmenter, regressor, records, config, batch_size, route)
+    runs.add(sources["segmenter"], sources["regressor"], segmenter, regressor, final)
+    mean = np.stack([record.angles for record in training]).mean(axis=0)
+    by_phase = phase_rows(workdir, config, runs, mean, split == "validation")
+    truth = final["truth_angles"]
+    segmentation, segmentation_masks = {}, {}
+    for phase, label in SEGMENTER_ROWS:
+        path = network_path(workdir, phase, "segmenter")
+        if path.exists():
+            segmentation_masks[label] = runs.masks(path, sources["regressor"])
+            segmentation[label] = segmentation_figures(final["truth_masks"], segmentation_masks[label])
+    prior = pipeline.mean_mask(training, config.data)[..., 0]
+    segmentation["baseline (training-mean mask)"] = segmentation_figures(final["truth_masks"], np.broadcast_to(prior, final["truth_masks"].shape))
+    baseline = np.broadcast_to(mean, truth.shape)
+    return {
+        "workdir": str(workdir),
+        "data": str(root),
+        "split": split,
+        "images": len(records),
+        "networks": sources,
+        "route": route,
+        "angles": {
+            f"system (route: {route})": angle_figures(truth, final["angles"], mean),
+            "N_R": angle_figures(truth, final["angles_regressor"], mean),
+            "readout on N_S masks": angle_figures(truth, final["angles_geometric"], mean),
+            "readout on true masks": angle_figures(truth, final["angles_geometric_truth"], mean),
+            "baseline (training-mean angles)": angle_figures(truth, baseline, mean),
+        },
+        "segmentation": segmentation,
+        "phases": by_phase,
+        "files": [record.name for record in records],
+        "predictions": final,
+        "segmentation_masks": segmentation_masks,
+    }
+
+
+def phase_rows(workdir, config, runs: Runs, mean, choose: bool = False) -> dict:
+    """The system as it stood after each trained phase, scored on `runs.records`.
+
+    Args:
+        runs: the evaluation's runs (one per pair of networks).
+        mean: (3,) training-mean angles in degrees (the baseline, and the score of images
+            where no spine is found).
+        choose: the records are the validation split, so `inference.angles: auto` can be
+            decided on them (as training decides it); otherwise an auto system is not scored
+            per phase.
+
+    Returns:
+        {phase: {"dice", "jaccard" %, "readout", "regressor" SMAPE % (None before phase
+        reg), "system" SMAPE % (None when undecidable), "route"}} for every phase whose
+        folder holds the network it trains.
+    """
+    rows = {}
+    for phase in PHASES:
+        sources = phase_sources(workdir, phase)
+        trained = [network_path(workdir, phase, network) for network in ("segmenter", "regressor")]
+        if sources["segmenter"] is None or not any(path.exists() for path in trained):
+            continue
+        out = runs.get(sources["segmenter"], sources["regressor"])
+        truth = out["truth_angles"]
+        scores = segmentation_figures(out["truth_masks"], out["masks"])
+        readout = angle_figures(truth, out["angles_geometric"], mean)["smape"]
+        regressor = angle_figures(truth, out["angles_regressor"], mean)["smape"] if sources["regressor"] is not None else None
+        setting = config.inference.angles if sources["regressor"] is not None else "geometric"
+        route = None
+        if setting != "auto":
+            route = setting
+        elif choose:
+            route = inference.choose_route("auto", {"validation_smape": {"regressor": regressor, "geometric": readout}})
+        system = {"geometric": readout, "regressor": regressor, None: None}[route]
+        rows[phase] = {"dice": scores["dice"], "jaccard": scores["jaccard"], "readout": readout, "regressor": regressor, "system": system, "route": route}
+    return rows
+
+
+def record_routes(workdir, config, sources, segmenter, regressor, batch_size: int = 8) -> dict:
+    """Scores N_R and the geometric readout on the validation split and writes
+    `<workdir>/routes.json`: {"validation_smape": {route: %}, "choice", "images",
+    "networks"}; the choice is what `inference.angles: auto` answers with."""
+    training, validation, _ = resolve_records(config)
+    scores = {route: None for route in inference.ROUTES}
+    if validation:
+        mean = np.stack([record.angles for record in training]).mean(axis=0)
+        out = predict_records(segmenter, regressor, validation, config, batch_size)
+        truth = out["truth_angles"]
+        scores = {"regressor": angle_figures(truth, out["angles_regressor"], mean)["smape"],
+                  "geometric": angle_figures(truth, out["angles_geometric"], mean)["smape"]}
+    recorded = {"validation_smape": scores, "images": len(validation), "networks": inference.network_stamps(sources)}
+    recorded["choice"] = inference.choose_route("auto", recorded)
+    files.atomic_write(pathlib.Path(workdir) / inference.ROUTES_FILE, json.dumps(recorded, indent=2).encode("utf-8"))
+    return recorded
+
+
+def route_for_workdir(workdir, config, sources, segmenter, regressor) -> tuple[str, dict | None]:
+    """(route, record): the route `cobb_angles` takes for this workdir's networks, and the
+    routes.json record behind an "auto" choice (written now when missing or stale)."""
+    recorded = inference.read_routes(workdir, sources)
+    if config.inference.angles == "auto" and recorded is None:
+        print(f"scoring N_R and the geometric readout on the validation split of {workdir} (inference.angles: auto) ...", flush=True)
+        recorded = record_routes(workdir, config, sources, segmenter, regressor)
+    return inference.choose_route(config.inference.angles, recorded), recorded

@@ -1,0 +1,129 @@
+"""The training workdir and the phase table of Algorithm 1: one home for both, imported by
+train, export, evaluate, predict, visualize, ablation and the tests.
+
+    <workdir>/config.yaml                    the run's config
+    <workdir>/<phase>/segmenter.keras        N_S, written by seg, roie and tcl
+    <workdir>/<phase>/regressor.keras        N_R, written by reg and refine
+    <workdir>/<phase>/summary.json           the phase finished (history, final metrics)
+    <workdir>/<phase>/best.json, best.weights.h5, history.csv, logs/, backup/
+    <workdir>/routes.json                    validation SMAPE of both angle routes (inference)
+
+The phase table says, for each phase in order, which network it trains, which files of
+earlier phases it needs, the validation metric that keeps its best epoch, and whether N_S
+is gated by ROIE in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+NETWORK_FILES = {"segmenter": "segmenter.keras", "regressor": "regressor.keras"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One row of the phase table.
+
+    Attributes:
+        name: the phase (`--phase`).
+        trains: "segmenter" (N_S) or "regressor" (N_R): the network the phase writes.
+        needs: (phase, network) pairs whose files must exist before it starts.
+        monitor: (validation metric, "max" | "min") that keeps the best epoch.
+        gated: N_S carries the ROIE gate in this phase.
+    """
+
+    name: str
+    trains: str
+    needs: tuple[tuple[str, str], ...]
+    monitor: tuple[str, str]
+    gated: bool
+
+
+PHASE_TABLE = {
+    phase.name: phase
+    for phase in (
+        Phase("seg", "segmenter", (), ("val_dice", "max"), gated=False),
+        Phase("reg", "regressor", (("seg", "segmenter"),), ("val_smape", "min"), gated=False),
+        Phase("roie", "segmenter", (("seg", "segmenter"), ("reg", "regressor")), ("val_dice", "max"), gated=True),
+        Phase("tcl", "segmenter", (("roie", "segmenter"), ("reg", "regressor")), ("val_smape", "min"), gated=True),
+        Phase("refine", "regressor", (("tcl", "segmenter"), ("reg", "regressor")), ("val_smape", "min"), gated=True),
+    )
+}
+PHASES = tuple(PHASE_TABLE)
+
+
+def phase_dir(workdir, phase: str) -> pathlib.Path:
+    """<workdir>/<phase>/."""
+    if phase not in PHASE_TABLE:
+        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+    return pathlib.Path(workdir) / phase
+
+
+def network_path(workdir, phase: str, network: str) -> pathlib.Path:
+    """<workdir>/<phase>/<network>.keras (network: "segmenter" or "regressor")."""
+    return phase_dir(workdir, phase) / NETWORK_FILES[network]
+
+
+def produced_path(workdir, phase: str) -> pathlib.Path:
+    """The file `phase` writes: its trained network."""
+    return network_path(workdir, phase, PHASE_TABLE[phase].trains)
+
+
+def is_done(workdir, phase: str) -> bool:
+    """Whether `phase` finished (its summary.json exists)."""
+    return (phase_dir(workdir, phase) / "summary.json").exists()
+
+
+def missing_predecessor(workdir, phase: str, skip=()) -> tuple[str, pathlib.Path] | None:
+    """(phase, file) of the first file `phase` needs that does not exist, or None.
+
+    Args:
+        skip: predecessor phases not needed in this run (e.g. seg for reg on true masks).
+    """
+    for needed, network in PHASE_TABLE[phase].needs:
+        path = network_path(workdir, needed, network)
+        if needed not in skip and not path.exists():
+            return needed, path
+    return None
+
+
+def phase_sources(workdir, phase: str) -> dict:
+    """{"segmenter": path | None, "regressor": path | None}: the networks the system had
+    right after `phase` — the latest file of each network from that phase or an earlier one."""
+    done = PHASES[: PHASES.index(phase) + 1]
+    sources = {}
+    for network in NETWORK_FILES:
+        candidates = [network_path(workdir, name, network) for name in reversed(done) if PHASE_TABLE[name].trains == network]
+        sources[network] = next((path for path in candidates if path.exists()), None)
+    return sources
+
+
+def final_networks(workdir):
+    """The last trained N_S and N_R of a workdir.
+
+    Returns:
+        (config, segmenter, regressor, sources), sources naming the file of each network.
+
+    Raises:
+        FileNotFoundError: no config.yaml, or no phase has produced one of the networks.
+    """
+    import keras
+
+    import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+    from seg4reg_tf.config import load_config
+
+    workdir = pathlib.Path(workdir)
+    config_path = workdir / "config.yaml"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{config_path} not found: {workdir} is not a training workdir (run `python -m seg4reg_tf.train` first)")
+    config = load_config(config_path)
+    sources = phase_sources(workdir, PHASES[-1])  # the last phase: every network trained so far
+    for network, path in sources.items():
+        if path is None:
+            writers = [name for name in reversed(PHASES) if PHASE_TABLE[name].trains == network]
+            candidates = ", ".join(str(network_path(workdir, name, network)) for name in writers)
+            raise FileNotFoundError(f"{workdir} has no trained {network} (looked for {candidates}); train phase '{writers[-1]}' first")
+    segmenter = keras.saving.load_model(sources["segmenter"], compile=False)
+    regressor = keras.saving.load_model(sources["regressor"], compile=False)
+    return config, segmenter, regressor, {network: str(path) for network, path in sources.items()}
