@@ -35,7 +35,7 @@ CAPTION_CURVE = {"C": "C curve", "S": "S curve", "straight": "straight spine", "
 
 
 @dataclasses.dataclass
-class Model:
+class LoadedSystem:
     """The inference path, however it was loaded.
 
     Attributes:
@@ -82,7 +82,7 @@ def _tf_message(error, name: str) -> str:
     return f"{name}: {first}" if name not in first else first
 
 
-def load_workdir(workdir: str) -> Model:
+def load_workdir(workdir: str) -> LoadedSystem:
     """The last N_S and N_R of a training workdir (see `workdir.final_networks`)."""
     import tensorflow as tf
 
@@ -101,7 +101,7 @@ def load_workdir(workdir: str) -> Model:
     def run_numpy(images):
         return {key: value.numpy() for key, value in run(images).items()}
 
-    return Model(config, {"workdir": str(workdir), **sources}, run_numpy, config.export.max_image_pixels, route)
+    return LoadedSystem(config, {"workdir": str(workdir), **sources}, run_numpy, config.export.max_image_pixels, route)
 
 
 def resolve_saved_model(path: str) -> pathlib.Path:
@@ -140,7 +140,7 @@ def apply_threads(intra_op: int, inter_op: int) -> bool:
     return True
 
 
-def load_saved_model(path: str) -> Model:
+def load_saved_model(path: str) -> LoadedSystem:
     """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature,
     with the thread settings the export recorded."""
     import tensorflow as tf
@@ -160,7 +160,7 @@ def load_saved_model(path: str) -> Model:
         return {key: value.numpy() for key, value in outputs.items()}
 
     route = info.get("angles", {}).get("route", "regressor")
-    return Model(config, {"saved_model": str(version)}, run_numpy, int(info["max_image_pixels"]), route, loaded)
+    return LoadedSystem(config, {"saved_model": str(version)}, run_numpy, int(info["max_image_pixels"]), route, loaded)
 
 
 def end_vertebrae_names(ends) -> list[str]:
@@ -174,7 +174,7 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def predict_radiograph(model: Model, radiograph, settings, overlay_path: pathlib.Path | None = None) -> dict:
+def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: pathlib.Path | None = None) -> dict:
     """One radiograph → its report row (see `report.FIELDS`); writes its overlay when
     `overlay_path` is given.
 
@@ -237,7 +237,7 @@ def predict_radiograph(model: Model, radiograph, settings, overlay_path: pathlib
     return row
 
 
-def predict_files(model: Model, paths: list[str], writer: report.ReportWriter, settings, overlay_dir=None, verbose=True) -> list[dict]:
+def predict_files(model: LoadedSystem, paths: list[str], writer: report.ReportWriter, settings, overlay_dir=None, verbose=True) -> list[dict]:
     """Predicts each file, adding its row (or its error) to `writer` as soon as it is done."""
     import keras
 

@@ -55,3 +55,40 @@ def make_workdir(folder: pathlib.Path) -> pathlib.Path:
     segmenter.save(network_path(folder, "roie", "segmenter"))
     regressor.save(network_path(folder, "reg", "regressor"))
     return folder
+
+
+def write_dicom(path, stored: np.ndarray, photometric="MONOCHROME2", bits=12, syntax=None, frames_data=None, **elements):
+    """Writes a DICOM Part 10 file with pydicom: (H, W) or (F, H, W) stored values, the
+    transfer syntax (default explicit VR little endian), encapsulated `frames_data` for a
+    compressed syntax, and any further data elements; returns `path`."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    syntax = syntax or ExplicitVRLittleEndian
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = syntax
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID = SecondaryCaptureImageStorage
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.Modality = "DX"
+    dataset.Rows, dataset.Columns = stored.shape[-2:]
+    dataset.SamplesPerPixel = 1
+    dataset.PhotometricInterpretation = photometric
+    dataset.BitsAllocated = 16
+    dataset.BitsStored = bits
+    dataset.HighBit = bits - 1
+    dataset.PixelRepresentation = 0
+    dataset.PixelData = stored.astype(np.uint16).tobytes()
+    if frames_data is not None:  # encapsulated (compressed) frames
+        from pydicom.encaps import encapsulate
+
+        dataset.BitsAllocated = 8
+        dataset.PixelData = encapsulate(frames_data)
+        dataset["PixelData"].VR = "OB"
+    for key, value in elements.items():
+        setattr(dataset, key, value)
+    dataset.save_as(path, enforce_file_format=True)
+    return path

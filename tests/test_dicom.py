@@ -10,43 +10,14 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import JPEGBaseline8Bit
 
-from seg4reg_tf.data import dicom, transforms
+from seg4reg_tf.data import admission, dicom, transforms
+from tests.harness import write_dicom as write
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.random((40, 20))  # the "true" radiograph in [0, 1], bone bright
-
-
-def write(path, stored: np.ndarray, photometric="MONOCHROME2", bits=12, syntax=ExplicitVRLittleEndian, frames_data=None, **elements):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = syntax
-    dataset = Dataset()
-    dataset.file_meta = meta
-    dataset.SOPClassUID = SecondaryCaptureImageStorage
-    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.Modality = "DX"
-    dataset.Rows, dataset.Columns = stored.shape[-2:]
-    dataset.SamplesPerPixel = 1
-    dataset.PhotometricInterpretation = photometric
-    dataset.BitsAllocated = 16
-    dataset.BitsStored = bits
-    dataset.HighBit = bits - 1
-    dataset.PixelRepresentation = 0
-    dataset.PixelData = stored.astype(np.uint16).tobytes()
-    if frames_data is not None:  # encapsulated (compressed) frames
-        from pydicom.encaps import encapsulate
-
-        dataset.BitsAllocated = 8
-        dataset.PixelData = encapsulate(frames_data)
-        dataset["PixelData"].VR = "OB"
-    for key, value in elements.items():
-        setattr(dataset, key, value)
-    dataset.save_as(path, enforce_file_format=True)
-    return path
 
 
 def stored_values(bits=12, invert=False):
@@ -98,7 +69,7 @@ def test_png16_hand_over_keeps_the_precision(tmp_path):
     image = dicom.read_dicom(write(tmp_path / "deep.dcm", stored_values(16), bits=16))
     decoded = transforms.decode_image(dicom.to_png16(image.pixels)).numpy()[..., 0]
     np.testing.assert_allclose(decoded, image.pixels, atol=0.6 / 65535)
-    assert dicom.is_dicom(tmp_path / "deep.dcm")
+    assert admission.file_format((tmp_path / "deep.dcm").read_bytes()[:256]) == "DICOM"
 
 
 def test_refusals_name_the_file_and_the_problem(tmp_path):
@@ -106,7 +77,7 @@ def test_refusals_name_the_file_and_the_problem(tmp_path):
     not_dicom.write_bytes(b"this is not a DICOM file at all" * 10)
     with pytest.raises(ValueError, match=r"note\.dcm: not a DICOM file"):
         dicom.read_dicom(not_dicom)
-    assert not dicom.is_dicom(not_dicom)
+    assert admission.file_format(not_dicom.read_bytes()[:256]) is None
     frames = np.stack([stored_values(), stored_values()])
     multi = write(tmp_path / "multi.dcm", frames, NumberOfFrames=2)
     with pytest.raises(ValueError, match=r"multi\.dcm: multi-frame DICOM \(2 frames\)"):

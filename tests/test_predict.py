@@ -15,7 +15,7 @@ import tensorflow as tf
 from seg4reg_tf import curve, predict, report, tta
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
-from tests.test_dicom import write as write_dicom
+from tests.harness import write_dicom
 
 
 # --- severity and curve type ----------------------------------------------------------------

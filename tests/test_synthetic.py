@@ -114,3 +114,10 @@ def test_command_line(tmp_path, capsys):
     assert synthetic.main(args) == 2
     assert "already exists" in capsys.readouterr().err
     assert synthetic.main(args + ["--overwrite"]) == 0
+
+
+def test_every_stream_name_has_its_own_images():
+    """The data splits keep their streams; other names (pretraining, warm-up) no longer share one."""
+    first = {name: synthetic.image_rng(0, name, 0).random() for name in ("training", "test", "pretrain", "warmup")}
+    assert len(set(first.values())) == 4
+    assert synthetic.image_rng(0, "training", 3).random() == np.random.default_rng([0, 0, 3]).random()

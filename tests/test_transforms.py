@@ -230,9 +230,9 @@ def test_clahe_matches_opencv_and_leaves_padding_alone():
         transforms.clahe(tf.zeros((100, 64, 1)), tf.ones((100, 64, 1)), 2.0, (8, 4))
 
 
-def test_angle_scaling_round_trips_and_covers_the_aasce_outlier():
+def test_angle_scaling_covers_the_aasce_outlier():
     degrees = np.array([156.39, 38.7, 0.0])
     scaled = transforms.scale_angles(degrees, 180.0).numpy()
     assert scaled.max() < 1.0 and scaled.min() == 0.0
-    np.testing.assert_allclose(transforms.unscale_angles(scaled, 180.0).numpy(), degrees, rtol=1e-6)
+    np.testing.assert_allclose(scaled * 180.0, degrees, rtol=1e-6)  # inference multiplies back
     assert transforms.scale_angles([200.0], 180.0).numpy()[0] == 1.0  # clipped, by design

@@ -41,13 +41,6 @@ class DicomImage:
     bits_stored: int
 
 
-def is_dicom(path) -> bool:
-    """Whether the file carries the DICOM Part 10 preamble ('DICM' at byte 128)."""
-    with open(path, "rb") as handle:
-        handle.seek(128)
-        return handle.read(4) == b"DICM"
-
-
 def _stored_range(dataset) -> tuple[float, float]:
     """The smallest and largest value BitsStored can hold, signed or not."""
     bits = int(dataset.BitsStored)
@@ -158,15 +151,14 @@ def _read_dicom(path: pathlib.Path, max_pixels: int | None) -> DicomImage:
 
         rgb = convert_color_space(stored, photometric, "RGB") if photometric != "RGB" else stored
         stored = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        photometric = "MONOCHROME2"
     elif photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ValueError(f"{path}: unsupported PhotometricInterpretation '{photometric}' (expected MONOCHROME1/2 or RGB)")
     pixels = _to_unit_range(dataset, stored, path)
-    if str(dataset.PhotometricInterpretation) == "MONOCHROME1":
+    if photometric == "MONOCHROME1":
         pixels = 1.0 - pixels
     spacing = getattr(dataset, "PixelSpacing", None) or getattr(dataset, "ImagerPixelSpacing", None)
     spacing = (float(spacing[0]), float(spacing[1])) if spacing else None
-    return DicomImage(pixels.astype(np.float32), spacing, str(dataset.PhotometricInterpretation), int(dataset.BitsStored))
+    return DicomImage(pixels.astype(np.float32), spacing, photometric, int(dataset.BitsStored))
 
 
 def to_png16(pixels: np.ndarray) -> bytes:

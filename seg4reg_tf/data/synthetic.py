@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
+import zlib
 
 import cv2
 import numpy as np
@@ -79,8 +80,13 @@ class Spine:
 
 
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The random generator of one image: independent of how many images are made."""
-    return np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else 99, index])
+    """The random generator of one image: independent of how many images are made.
+
+    Each stream name has its own seed: the splits their index (as data sets were always
+    drawn), any other name (pretraining, warm-up requests, benchmarks) its CRC-32.
+    """
+    stream = SPLITS.index(split) if split in SPLITS else zlib.crc32(split.encode("utf-8"))
+    return np.random.default_rng([seed, stream, index])
 
 
 def draw_image_size(rng: np.random.Generator, config: SyntheticConfig) -> tuple[int, int]:

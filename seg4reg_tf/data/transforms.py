@@ -304,11 +304,6 @@ def scale_angles(angles_degrees, angle_scale_degrees: float) -> tf.Tensor:
     return tf.clip_by_value(tf.cast(angles_degrees, tf.float32) / angle_scale_degrees, 0.0, 1.0)
 
 
-def unscale_angles(scaled, angle_scale_degrees: float) -> tf.Tensor:
-    """[0, 1] network outputs → degrees."""
-    return tf.cast(scaled, tf.float32) * angle_scale_degrees
-
-
 def random_affine(seed: tf.Tensor, batch: tf.Tensor, rotation_degrees: float, scale_range, flip: bool):
     """Draws one flip/rotation/isotropic-scale per sample with stateless randomness.
 

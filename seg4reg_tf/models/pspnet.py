@@ -24,7 +24,7 @@ from seg4reg_tf.models.regressor import REGRESSOR_STRIDE
 _IMAGENET_GRAY_MEAN = 114.8
 
 
-def build_segmenter(config: Config, with_roie: bool = False, synchronized: bool = False, name: str = "segmenter") -> keras.Model:
+def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bool = False, name: str = "segmenter") -> keras.Model:
     """Builds N_S.
 
     Args:

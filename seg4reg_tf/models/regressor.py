@@ -45,13 +45,13 @@ def mask_branch_inputs(mask, mode: str):
     return regressor_inputs(mask, mask, "image" if mode == "image" else "mask")
 
 
-def build_regressor(config: Config, name: str = "regressor", synchronized: bool = False) -> keras.Model:
+def build_regressor(config: Config, *, synchronized: bool = False, name: str = "regressor") -> keras.Model:
     """Builds N_R.
 
     Args:
         config: uses `data.image_height/width` and `regressor`.
-        name: model name.
         synchronized: synchronised BatchNorm (for tf.distribute strategies).
+        name: model name.
 
     Returns:
         A model (B, H, W, C) → {"angles" (B, 3) in [0, 1], "logits" (B, 3),
