@@ -66,7 +66,7 @@ def decode_requests(encoded, config, max_pixels: int, names=None):
     """
     import tensorflow as tf
 
-    from seg4reg_tf.data import pipeline, transforms
+    from seg4reg_tf.data import decoding, pipeline, transforms
 
     height, width = config.data.image_height, config.data.image_width
     if names is None:
@@ -75,9 +75,9 @@ def decode_requests(encoded, config, max_pixels: int, names=None):
 
     def one(element):
         data, name = element
-        data = transforms.check_encoded_image(data, name)  # before the header is read below
+        data = decoding.check_encoded_image(data, name)  # before the header is read below
         image = pipeline.preprocess_encoded(data, name, config.data, max_pixels)
-        size = transforms.encoded_image_size(data)
+        size = decoding.encoded_image_size(data)
         scale, ty, tx = transforms.letterbox(size[0], size[1], height, width)
         return image, tf.stack([scale, ty, tx])
 

@@ -2,8 +2,10 @@
 
 import pathlib
 
+import cv2
 import keras
 import numpy as np
+import tensorflow as tf
 
 from seg4reg_tf.config import load_config, save_config
 from seg4reg_tf.models import build_regressor, build_segmenter
@@ -92,3 +94,22 @@ def write_dicom(path, stored: np.ndarray, photometric="MONOCHROME2", bits=12, sy
         setattr(dataset, key, value)
     dataset.save_as(path, enforce_file_format=True)
     return path
+
+
+def in_dataset(function, *args):
+    """Runs `function(*args)` as a tf.data map (graph mode) and returns the result."""
+    dataset = tf.data.Dataset.from_tensors(tuple(tf.convert_to_tensor(a) for a in args))
+    return tf.nest.map_structure(lambda t: t.numpy(), dataset.map(function).get_single_element())
+
+
+def eager(function, *args):
+    """Runs `function(*args)` eagerly on tensors and returns NumPy results."""
+    return tf.nest.map_structure(lambda t: t.numpy(), function(*[tf.convert_to_tensor(a) for a in args]))
+
+
+def encode_png(array) -> bytes:
+    return cv2.imencode(".png", array)[1].tobytes()
+
+
+def encode_jpeg(array, quality=95) -> bytes:
+    return cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()

@@ -12,7 +12,7 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seg4reg_tf.data import admission, radiographs, transforms
+from seg4reg_tf.data import admission, decoding, radiographs
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 RNG = np.random.default_rng(0)
@@ -44,8 +44,8 @@ def with_jpeg_size(data: bytes, height: int, width: int) -> bytes:
 def graph_refusal(data: bytes, max_pixels=None):
     """The serving graph's checks (without decoding): None when admitted, else the message."""
     try:
-        checked = transforms.check_encoded_image(tf.constant(data), "request")
-        transforms.check_image_bounds(checked, "request", max_pixels)
+        checked = decoding.check_encoded_image(tf.constant(data), "request")
+        decoding.check_image_bounds(checked, "request", max_pixels)
     except tf.errors.InvalidArgumentError as error:
         return error.message
     return None
@@ -76,7 +76,7 @@ def test_bytes_after_the_end_marker_are_admitted(make, tmp_path):
     radiograph = radiographs.read_radiograph(str(path))
     assert radiograph.pixels.shape == (64, 24)
     assert graph_refusal(data) is None
-    image = transforms.decode_checked(tf.constant(data), "trailer")
+    image = decoding.decode_checked(tf.constant(data), "trailer")
     assert image.shape == (64, 24, 1)
 
 
@@ -132,7 +132,7 @@ def test_exif_orientation_is_applied_as_viewers_do(orientation, tmp_path):
     np.testing.assert_allclose(radiograph.pixels, viewer, atol=2 / 255)
     # What the model gets is the upright image too (a lossless PNG once turned; the JPEG
     # itself when upright, decoded by TensorFlow as OpenCV does, even at quality 100).
-    model_input = transforms.decode_image(tf.constant(radiograph.encoded)).numpy()[..., 0]
+    model_input = decoding.decode_image(tf.constant(radiograph.encoded)).numpy()[..., 0]
     np.testing.assert_allclose(model_input, radiograph.pixels, atol=1e-6)
     assert radiograph.file_format == "JPEG"
 

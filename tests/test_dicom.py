@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEGBaseline8Bit
 
-from seg4reg_tf.data import admission, dicom, transforms
+from seg4reg_tf.data import admission, decoding, dicom
 from tests.harness import write_dicom as write
 
 RNG = np.random.default_rng(0)
@@ -67,7 +67,7 @@ def test_pixel_spacing_is_carried(tmp_path):
 
 def test_png16_hand_over_keeps_the_precision(tmp_path):
     image = dicom.read_dicom(write(tmp_path / "deep.dcm", stored_values(16), bits=16))
-    decoded = transforms.decode_image(dicom.to_png16(image.pixels)).numpy()[..., 0]
+    decoded = decoding.decode_image(dicom.to_png16(image.pixels)).numpy()[..., 0]
     np.testing.assert_allclose(decoded, image.pixels, atol=0.6 / 65535)
     assert admission.file_format((tmp_path / "deep.dcm").read_bytes()[:256]) == "DICOM"
 

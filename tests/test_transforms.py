@@ -1,4 +1,4 @@
-"""Transforms: eager == tf.data, decoding, letterbox geometry, label-preserving augmentation."""
+"""Transforms: eager == tf.data, letterbox geometry, CLAHE, label-preserving augmentation."""
 
 import cv2
 import numpy as np
@@ -8,24 +8,7 @@ import tensorflow as tf
 from seg4reg_tf import geometry
 from seg4reg_tf.data import synthetic, transforms
 from seg4reg_tf.data.aasce import read_split
-
-
-def in_dataset(function, *args):
-    """Runs `function(*args)` as a tf.data map (graph mode) and returns the result."""
-    dataset = tf.data.Dataset.from_tensors(tuple(tf.convert_to_tensor(a) for a in args))
-    return tf.nest.map_structure(lambda t: t.numpy(), dataset.map(function).get_single_element())
-
-
-def eager(function, *args):
-    return tf.nest.map_structure(lambda t: t.numpy(), function(*[tf.convert_to_tensor(a) for a in args]))
-
-
-def png(array):
-    return cv2.imencode(".png", array)[1].tobytes()
-
-
-def jpeg(array, quality=95):
-    return cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+from tests.harness import eager, in_dataset
 
 
 RNG = np.random.default_rng(0)
@@ -46,10 +29,6 @@ def spines(count=40):
 @pytest.mark.parametrize(
     "name, function, args",
     [
-        ("decode", transforms.decode_image, (png(GRAY8),)),
-        ("check+decode", lambda d: transforms.decode_checked(d, "x.png"), (png(GRAY8),)),
-        ("header size png", transforms.encoded_image_size, (png(GRAY8),)),
-        ("header size jpeg", transforms.encoded_image_size, (jpeg(GRAY8),)),
         ("letterbox image", lambda i: transforms.resize_with_pad(i, 64, 32), (RNG.random((90, 30, 1), np.float32),)),
         ("letterbox landmarks", lambda p: transforms.letterbox_landmarks(p, 900, 300, 64, 32), (RNG.random((68, 2), np.float32) * 300,)),
         ("content mask", lambda h: transforms.content_mask(h, 300, 64, 32), (np.int32(900),)),
@@ -66,50 +45,6 @@ def test_eager_and_tf_data_agree(name, function, args):
     expected = eager(function, *args)
     actual = in_dataset(function, *args)
     tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6, err_msg=name), expected, actual)
-
-
-def test_decode_formats_and_bit_depths():
-    np.testing.assert_allclose(transforms.decode_image(png(GRAY8)).numpy()[..., 0], GRAY8 / 255.0, atol=1e-7)
-    deep = (RNG.integers(0, 65536, (20, 10))).astype(np.uint16)
-    deep[0, 0] = 1000  # not a multiple of 257: 8-bit decoding could not return it
-    decoded = transforms.decode_image(png(deep)).numpy()[..., 0]
-    np.testing.assert_allclose(decoded, deep / 65535.0, atol=1e-6)
-    assert abs(decoded[0, 0] * 65535 - 1000) < 0.1
-    rgb = np.repeat(GRAY8[..., None], 3, axis=2)
-    np.testing.assert_allclose(transforms.decode_image(png(rgb)).numpy()[..., 0], GRAY8 / 255.0, atol=1.5 / 255)
-    rgba = np.concatenate([rgb, np.full_like(GRAY8[..., None], 255)], axis=2)
-    assert transforms.decode_image(png(rgba)).shape == (30, 14, 1)
-    smooth = cv2.GaussianBlur(GRAY8, (0, 0), 3)
-    np.testing.assert_allclose(transforms.decode_image(jpeg(smooth)).numpy()[..., 0], smooth / 255.0, atol=6 / 255)
-
-
-@pytest.mark.parametrize(
-    "data, problem",
-    [
-        (b"", "empty image data"),
-        (b"GIF89a not what we accept", "not a JPEG or PNG image"),
-        (jpeg(GRAY8)[:-40], "truncated image"),
-        (png(GRAY8)[:-20], "truncated image"),
-    ],
-)
-def test_bad_bytes_raise_naming_the_source(data, problem):
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)" + problem + r".*bad-file\.jpg"):
-        transforms.decode_checked(tf.constant(data), tf.constant("bad-file.jpg"))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)" + problem + r".*bad-file\.jpg"):
-        in_dataset(lambda d: transforms.decode_checked(d, "bad-file.jpg"), data)
-
-
-def test_header_size_and_pixel_limit_come_before_decoding():
-    deep = RNG.integers(0, 65536, (37, 23)).astype(np.uint16)
-    for data in (png(GRAY8), jpeg(GRAY8), png(deep), png(np.repeat(GRAY8[..., None], 3, axis=2))):
-        decoded = transforms.decode_image(data).shape[:2]
-        assert tuple(transforms.encoded_image_size(tf.constant(data)).numpy()) == tuple(decoded)
-    data = png(GRAY8)  # 30 x 14 = 420 pixels
-    assert transforms.decode_checked(tf.constant(data), "small.png", max_pixels=420).shape == (30, 14, 1)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)image too large.*big\.png.*30.*14.*419"):
-        transforms.decode_checked(tf.constant(data), "big.png", max_pixels=419)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)PNG too short.*tiny\.png"):
-        transforms.decode_checked(tf.constant(b"\x89PNG\r\n\x1a\nIEND"), "tiny.png", max_pixels=419)
 
 
 def test_letterbox_keeps_aspect_and_moves_points_with_the_pixels():

@@ -2,7 +2,7 @@
 
 One set of rules for every way in: `predict` (files, before decoding), the training and
 evaluation data checks (`image_size`), and the serving graph, whose TensorFlow twin
-(`transforms.check_encoded_image` and `transforms.check_image_bounds`) imports the same
+(`decoding.check_encoded_image` and `decoding.check_image_bounds`) imports the same
 constants. The rules, read from the first and last `TAIL_BYTES` of the file only:
 
 - the format, from the signature bytes: JPEG or PNG (DICOM is read by `data/dicom.py` and

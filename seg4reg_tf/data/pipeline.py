@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from seg4reg_tf import geometry
 from seg4reg_tf.config import DataConfig
-from seg4reg_tf.data import transforms
+from seg4reg_tf.data import decoding, transforms
 from seg4reg_tf.data.aasce import Record
 from seg4reg_tf.data.admission import image_size
 
@@ -105,7 +105,7 @@ def preprocess_encoded(data: tf.Tensor, name, config: DataConfig, max_pixels: in
         (image_height, image_width, 1) float32 in [0, 1].
     """
     height, width = config.image_height, config.image_width
-    image = transforms.decode_checked(data, name, max_pixels)
+    image = decoding.decode_checked(data, name, max_pixels)
     shape = tf.shape(image)
     resized = transforms.resize_with_pad(image, height, width)
     if config.clahe:
