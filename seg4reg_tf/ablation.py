@@ -19,6 +19,7 @@ baseline up to training noise (see `models/regressor.py`).
 
 from __future__ import annotations
 
+import logging
 import csv
 import dataclasses
 import io
@@ -32,6 +33,8 @@ import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading
 from seg4reg_tf import evaluation, files, train, visualize
 from seg4reg_tf.config import Config, load_config, save_config
 from seg4reg_tf.workdir import PHASES, is_done, network_path, phase_dir
+
+_LOG = logging.getLogger(__name__)
 
 INPUTS = ("image", "mask", "image+mask")
 ROWS = ("Baseline", "+ AR", "+ ROIE", "+ TCL")
@@ -65,7 +68,7 @@ def _run_phases(config: Config, workdir: pathlib.Path, phases, run_eagerly: bool
         if is_done(workdir, phase):
             continue
         keras.utils.set_random_seed(config.data.seed)
-        print(f"=== phase {phase} ({workdir.name}) ===", flush=True)
+        _LOG.info("=== phase %s (%s) ===", phase, workdir.name)
         train.train_phase(phase, config, workdir, verbose=2, run_eagerly=run_eagerly)
 
 

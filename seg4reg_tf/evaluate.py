@@ -36,7 +36,7 @@ import sys
 
 import numpy as np
 
-from seg4reg_tf import ablation, files, visualize
+from seg4reg_tf import ablation, cli, files, visualize
 from seg4reg_tf.config import load_config
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
 from seg4reg_tf.evaluation import SEGMENTATION_COLUMNS, evaluate_workdir
@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="with --ablation: the recipe every variant starts from")
     parser.add_argument("--inputs", default="image,mask,image+mask", help="with --ablation: N_R inputs (columns) to run")
     parser.add_argument("--run-eagerly", action="store_true", help="with --ablation: no tf.function (tiny configs)")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.configure_logging(args.verbose)
     if args.ablation:
         return _ablation(args)
     if not args.workdir:

@@ -10,6 +10,7 @@ after each phase. Each (N_S, N_R) pair is run once per evaluation (`Runs`).
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import json
 import pathlib
@@ -26,6 +27,8 @@ from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.inference import predict_images
 from seg4reg_tf.phases import is_gated
 from seg4reg_tf.workdir import PHASES, final_networks, network_path, phase_sources
+
+_LOG = logging.getLogger(__name__)
 
 SEGMENTER_ROWS = (("seg", "N_S"), ("roie", "N_S + ROIE"), ("tcl", "N_S + ROIE + TCL"))
 SEGMENTATION_COLUMNS = ("jaccard", "dice", "pixel_accuracy", "sensitivity", "specificity")
@@ -264,6 +267,6 @@ def route_for_workdir(workdir, config, sources, segmenter, regressor) -> tuple[s
     routes.json record behind an "auto" choice (written now when missing or stale)."""
     recorded = inference.read_routes(workdir, sources)
     if config.inference.angles == "auto" and recorded is None:
-        print(f"scoring N_R and the geometric readout on the validation split of {workdir} (inference.angles: auto) ...", flush=True)
+        _LOG.info("scoring N_R and the geometric readout on the validation split of %s (inference.angles: auto) ...", workdir)
         recorded = record_routes(workdir, config, sources, segmenter, regressor)
     return inference.choose_route(config.inference.angles, recorded), recorded

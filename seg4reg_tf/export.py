@@ -47,6 +47,7 @@ import shutil
 import sys
 import tempfile
 
+from seg4reg_tf import cli
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
 from seg4reg_tf.workdir import final_networks
 
@@ -220,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=["float32", "bfloat16"], help="arithmetic of the signatures (default: the config's export.precision)")
     parser.add_argument("--intra-op-threads", type=int, help="predict's intra-op threads, recorded in seg4reg.json (0: TensorFlow's choice)")
     parser.add_argument("--inter-op-threads", type=int, help="predict's inter-op threads, recorded in seg4reg.json (0: TensorFlow's choice)")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.configure_logging(args.verbose)
     try:
         path = export_saved_model(
             pathlib.Path(args.workdir), pathlib.Path(args.out), args.name, args.version, args.max_image_pixels,

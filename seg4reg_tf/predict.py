@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-from seg4reg_tf import curve, report, tta
+from seg4reg_tf import cli, curve, report, tta
 from seg4reg_tf.config import Config, config_from_dict
 
 
@@ -282,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low-confidence-spread", type=float, help="degrees of spread over the TTA views that flag an image (default: the config's)")
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.configure_logging(args.verbose)
 
     from seg4reg_tf.data import radiographs
 

@@ -23,6 +23,7 @@ the settings and the validation figures next to the mean-angle baseline.
 
 from __future__ import annotations
 
+import logging
 import argparse
 import dataclasses
 import json
@@ -33,9 +34,11 @@ import time
 
 import numpy as np
 
-from seg4reg_tf import geometry
+from seg4reg_tf import cli, geometry
 from seg4reg_tf.config import Config, DataConfig, load_config
 from seg4reg_tf.data import synthetic
+
+_LOG = logging.getLogger(__name__)
 
 # Keeps pretraining spines apart from the embedded data set's (splits "training", "test").
 _SPLIT = "pretrain"
@@ -178,7 +181,7 @@ def pretrain(
     started = time.perf_counter()
     masks, angles = draw_masks(settings.count, 0, settings.seed, data)
     val_masks, val_angles = draw_masks(settings.validation_count, settings.count, settings.seed, data)
-    print(f"drew {settings.count} + {settings.validation_count} spine masks in {time.perf_counter() - started:.0f} s", flush=True)
+    _LOG.info("drew %d + %d spine masks in %.0f s", settings.count, settings.validation_count, time.perf_counter() - started)
     regressor = build_regressor(run)
     mean = angles.mean(axis=0)
     start_at_mean_angles(regressor, mean / data.angle_scale_degrees)
@@ -216,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="weights file to write, ending in .weights.h5")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
     parser.add_argument("--logs", help="TensorBoard folder")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.configure_logging(args.verbose)
     try:
         config = load_config(args.config)
     except (FileNotFoundError, ValueError) as error:

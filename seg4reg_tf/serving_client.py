@@ -23,6 +23,8 @@ import urllib.request
 
 import numpy as np
 
+from seg4reg_tf import cli
+
 DEFAULT_PORTS = {"grpc": 8500, "rest": 8501}
 SIGNATURE = "serving_default"
 
@@ -129,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="seg4reg", help="served model name")
     parser.add_argument("--version", type=int, help="model version (default: the latest the server has)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.configure_logging(args.verbose)
     try:
         images = read_images(args.images)
     except (FileNotFoundError, ValueError) as error:

@@ -17,6 +17,7 @@ generated on first use under $SEG4REG_DATA_HOME (default ~/.cache/seg4reg_tf).
 
 from __future__ import annotations
 
+import logging
 import argparse
 import json
 import os
@@ -26,9 +27,12 @@ import time
 
 import numpy as np
 
+from seg4reg_tf import cli
 from seg4reg_tf.config import Config, load_config, save_config
 from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.workdir import PHASE_TABLE, PHASES, final_networks, is_done, missing_predecessor, network_path, phase_dir, produced_path
+
+_LOG = logging.getLogger(__name__)
 
 REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 DEMO_CONFIG = REPO_CONFIGS / "demo.yaml"
@@ -129,7 +133,7 @@ def resume_state(trainer, folder: pathlib.Path):
     manager = tf.train.CheckpointManager(checkpoint, str(folder / "backup"), max_to_keep=1)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        print(f"resuming from {manager.latest_checkpoint} after epoch {int(epoch.numpy())}", flush=True)
+        _LOG.info("resuming from %s after epoch %d", manager.latest_checkpoint, int(epoch.numpy()))
 
     class SaveState(keras.callbacks.Callback):
         def on_epoch_end(self, finished, logs=None):
@@ -290,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-replicas", type=int, default=1, help="split the CPU into this many logical devices (to exercise strategies without GPUs)")
     parser.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA for the train step (auto: off on CPU and under strategies)")
     parser.add_argument("--run-eagerly", action="store_true", help="no tf.function: for debugging, and for tiny runs where tracing dominates")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.configure_logging(args.verbose)
 
     config_path = args.config or DEMO_CONFIG
     try:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import logging
 import argparse
 import csv
 import json
@@ -24,9 +25,11 @@ import sys
 
 import numpy as np
 
-from seg4reg_tf import evaluation
+from seg4reg_tf import cli, evaluation
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
 from seg4reg_tf.workdir import PHASE_TABLE, PHASES, network_path, phase_dir
+
+_LOG = logging.getLogger(__name__)
 
 REGRESSOR_ROWS = (("reg", "N_R (phase reg)"), ("refine", "N_R (phase refine)"))
 # RGB of the segmentation outcome per pixel.
@@ -208,7 +211,7 @@ def write_figures(results: dict, workdir, out: pathlib.Path, count: int = 4) -> 
     try:
         written.append(training_curves(workdir, out / "training_curves.png"))
     except FileNotFoundError as error:
-        print(f"no training curves: {error}")
+        _LOG.warning("no training curves: %s", error)
     return written
 
 
@@ -219,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="split folder, or 'validation' (default: test)")
     parser.add_argument("--out", help="output folder (default: <workdir>/evaluation/<split>)")
     parser.add_argument("--images", type=int, default=4, help="images in the overlay figures")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.configure_logging(args.verbose)
     try:
         results = evaluation.evaluate_workdir(args.workdir, args.data, args.split)
     except (FileNotFoundError, ValueError) as error:

@@ -4,12 +4,15 @@ the names excluded by `data.exclude`."""
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 
 from seg4reg_tf.config import Config
 from seg4reg_tf.data import pipeline, synthetic
 from seg4reg_tf.data.aasce import read_split
+
+_LOG = logging.getLogger(__name__)
 
 
 def data_home() -> pathlib.Path:
@@ -26,7 +29,7 @@ def resolve_records(config: Config):
     if root is None:
         root = data_home() / f"synthetic-seed{data.synthetic_seed}-{data.synthetic_train}-{data.synthetic_test}"
         if not root.exists():
-            print(f"generating the embedded synthetic data set in {root} ...", flush=True)
+            _LOG.info("generating the embedded synthetic data set in %s ...", root)
             synthetic.generate_dataset(root, data.synthetic_train, data.synthetic_test, seed=data.synthetic_seed)
     records = read_split(root, data.split)
     unknown = set(data.exclude) - {record.name for record in records}

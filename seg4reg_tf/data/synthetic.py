@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import scipy.io
 
-from seg4reg_tf import geometry
+from seg4reg_tf import cli, geometry
 from seg4reg_tf.data.synthetic_render import Spine, render_radiograph
 
 SPLITS = ("training", "test")
@@ -309,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-height", type=int, default=SyntheticConfig.height_range[0])
     parser.add_argument("--max-height", type=int, default=SyntheticConfig.height_range[1])
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.configure_logging(args.verbose)
     if not 64 <= args.min_height <= args.max_height:
         parser.error("need 64 <= --min-height <= --max-height")
     config = SyntheticConfig(height_range=(args.min_height, args.max_height))
