@@ -10,11 +10,22 @@ import logging
 import sys
 
 
-def add_verbose(parser: argparse.ArgumentParser) -> None:
-    """Adds `--verbose` (read before TensorFlow starts by `seg4reg_tf/__init__.py`)."""
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Adds `--verbose` (read before TensorFlow starts by `seg4reg_tf/__init__.py`), parses
+    `argv` and configures logging."""
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs and debug messages")
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    return args
 
 
 def configure_logging(verbose: bool = False) -> None:
     """Shows the package's log records on standard output (no-op if logging is configured)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stdout)
+
+
+def fail(error: Exception) -> int:
+    """Prints `error: <message>` to standard error; returns 2, the commands' exit status for
+    a run that could not start (bad arguments, config or data)."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2

@@ -101,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="with --ablation: the recipe every variant starts from")
     parser.add_argument("--inputs", default="image,mask,image+mask", help="with --ablation: N_R inputs (columns) to run")
     parser.add_argument("--run-eagerly", action="store_true", help="with --ablation: no tf.function (tiny configs)")
-    cli.add_verbose(parser)
-    args = parser.parse_args(argv)
-    cli.configure_logging(args.verbose)
+    args = cli.parse(parser, argv)
     if args.ablation:
         return _ablation(args)
     if not args.workdir:
@@ -111,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = evaluate_workdir(args.workdir, args.data, args.split, args.batch_size)
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     out = pathlib.Path(args.out) if args.out else pathlib.Path(args.workdir) / "evaluation" / args.split
     write_results(results, out)
     figures = visualize.write_figures(results, args.workdir, out)
@@ -132,8 +129,7 @@ def _ablation(args) -> int:
         out = pathlib.Path(args.out or f"workdirs/ablation-{pathlib.Path(args.config).stem}")
         cells = ablation.run_ablation(config, out, args.data, args.split, tuple(args.inputs.split(",")), args.run_eagerly)
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     markdown, table_csv = ablation.write_tables(cells, out)
     figure = ablation.write_cam_figure(out, args.split, tuple(args.inputs.split(",")))
     print(ablation.markdown_table(cells))

@@ -221,17 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=["float32", "bfloat16"], help="arithmetic of the signatures (default: the config's export.precision)")
     parser.add_argument("--intra-op-threads", type=int, help="predict's intra-op threads, recorded in seg4reg.json (0: TensorFlow's choice)")
     parser.add_argument("--inter-op-threads", type=int, help="predict's inter-op threads, recorded in seg4reg.json (0: TensorFlow's choice)")
-    cli.add_verbose(parser)
-    args = parser.parse_args(argv)
-    cli.configure_logging(args.verbose)
+    args = cli.parse(parser, argv)
     try:
         path = export_saved_model(
             pathlib.Path(args.workdir), pathlib.Path(args.out), args.name, args.version, args.max_image_pixels,
             precision=args.precision, intra_op_threads=args.intra_op_threads, inter_op_threads=args.inter_op_threads,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     print(f"exported {path}")
     return 0
 

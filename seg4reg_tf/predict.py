@@ -282,9 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low-confidence-spread", type=float, help="degrees of spread over the TTA views that flag an image (default: the config's)")
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    cli.add_verbose(parser)
-    args = parser.parse_args(argv)
-    cli.configure_logging(args.verbose)
+    args = cli.parse(parser, argv)
 
     from seg4reg_tf.data import radiographs
 
@@ -299,8 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         header = {"model": model.source, "predict": dataclasses.asdict(settings), "angle_unit": "degrees"}
         writer = report.ReportWriter(args.out, header, overwrite=args.overwrite)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     for argument, message in missing:
         writer.add(report.error_row(argument, message))
     overlay_dir = pathlib.Path(args.out) / "overlays" if args.overlays else None

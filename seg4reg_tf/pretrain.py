@@ -219,14 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="weights file to write, ending in .weights.h5")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
     parser.add_argument("--logs", help="TensorBoard folder")
-    cli.add_verbose(parser)
-    args = parser.parse_args(argv)
-    cli.configure_logging(args.verbose)
+    args = cli.parse(parser, argv)
     try:
         config = load_config(args.config)
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     if not args.out.endswith(".weights.h5"):
         print(f"error: {args.out}: the weights file name must end in '.weights.h5'", file=sys.stderr)
         return 2

@@ -131,14 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="seg4reg", help="served model name")
     parser.add_argument("--version", type=int, help="model version (default: the latest the server has)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds")
-    cli.add_verbose(parser)
-    args = parser.parse_args(argv)
-    cli.configure_logging(args.verbose)
+    args = cli.parse(parser, argv)
     try:
         images = read_images(args.images)
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     call = grpc_predict if args.protocol == "grpc" else rest_predict
     try:
         outputs = call(args.host, args.port or DEFAULT_PORTS[args.protocol], images, args.model, args.timeout, args.version)

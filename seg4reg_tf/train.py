@@ -294,16 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-replicas", type=int, default=1, help="split the CPU into this many logical devices (to exercise strategies without GPUs)")
     parser.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA for the train step (auto: off on CPU and under strategies)")
     parser.add_argument("--run-eagerly", action="store_true", help="no tf.function: for debugging, and for tiny runs where tracing dominates")
-    cli.add_verbose(parser)
-    args = parser.parse_args(argv)
-    cli.configure_logging(args.verbose)
+    args = cli.parse(parser, argv)
 
     config_path = args.config or DEMO_CONFIG
     try:
         config = load_config(config_path)
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     if args.data:
         from seg4reg_tf.config import config_from_dict
 
@@ -332,8 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(report(summary))
             print(lines[-1], flush=True)
     except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     if len(lines) > 1:
         print("\nvalidation per phase:\n  " + "\n  ".join(lines))
     recorded = record_routes(workdir)

@@ -222,14 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="split folder, or 'validation' (default: test)")
     parser.add_argument("--out", help="output folder (default: <workdir>/evaluation/<split>)")
     parser.add_argument("--images", type=int, default=4, help="images in the overlay figures")
-    cli.add_verbose(parser)
-    args = parser.parse_args(argv)
-    cli.configure_logging(args.verbose)
+    args = cli.parse(parser, argv)
     try:
         results = evaluation.evaluate_workdir(args.workdir, args.data, args.split)
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     out = pathlib.Path(args.out) if args.out else pathlib.Path(args.workdir) / "evaluation" / args.split
     for path in write_figures(results, args.workdir, out, args.images):
         print(f"written: {path}")

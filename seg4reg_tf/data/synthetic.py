@@ -309,17 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-height", type=int, default=SyntheticConfig.height_range[0])
     parser.add_argument("--max-height", type=int, default=SyntheticConfig.height_range[1])
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    cli.add_verbose(parser)
-    args = parser.parse_args(argv)
-    cli.configure_logging(args.verbose)
+    args = cli.parse(parser, argv)
     if not 64 <= args.min_height <= args.max_height:
         parser.error("need 64 <= --min-height <= --max-height")
     config = SyntheticConfig(height_range=(args.min_height, args.max_height))
     try:
         out = generate_dataset(args.out, args.train, args.test, args.seed, config, args.overwrite)
     except (FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     print(f"wrote {args.train} training and {args.test} test images to {out}")
     return 0
 
