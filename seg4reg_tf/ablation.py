@@ -19,11 +19,11 @@ baseline up to training noise (see `models/regressor.py`).
 
 from __future__ import annotations
 
-import logging
 import csv
 import dataclasses
 import io
 import json
+import logging
 import pathlib
 import shutil
 

@@ -41,6 +41,7 @@ from seg4reg_tf.config import load_config
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
 from seg4reg_tf.evaluation import SEGMENTATION_COLUMNS, evaluate_workdir
 
+
 def table(results: dict) -> str:
     """Markdown tables of the angle and segmentation figures."""
     names = " | ".join(f"MAE {column} (°)" for column in ANGLE_COLUMNS)

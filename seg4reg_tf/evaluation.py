@@ -10,9 +10,9 @@ after each phase. Each (N_S, N_R) pair is run once per evaluation (`Runs`).
 
 from __future__ import annotations
 
-import logging
 import dataclasses
 import json
+import logging
 import pathlib
 
 import keras

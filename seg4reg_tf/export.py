@@ -47,8 +47,17 @@ import shutil
 import sys
 import tempfile
 
-from seg4reg_tf import cli
+import cv2
+import keras
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from seg4reg_tf import cli, serving_client
+from seg4reg_tf.data import decoding, pipeline, synthetic, transforms
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
+from seg4reg_tf.evaluation import route_for_workdir
+from seg4reg_tf.inference import predict_images
+from seg4reg_tf.models.precision import with_precision
 from seg4reg_tf.workdir import final_networks
 
 WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for in assets.extra/
@@ -65,10 +74,6 @@ def decode_requests(encoded, config, max_pixels: int, names=None):
     Returns:
         (images (B, H, W, 1) float32 in [0, 1], letterbox (B, 3) float32 scale, offset_y, offset_x).
     """
-    import tensorflow as tf
-
-    from seg4reg_tf.data import decoding, pipeline, transforms
-
     height, width = config.data.image_height, config.data.image_width
     if names is None:
         indices = tf.strings.as_string(tf.range(tf.shape(encoded, out_type=tf.int64)[0]))
@@ -93,13 +98,6 @@ def write_warmup_requests(path: pathlib.Path, model_name: str) -> None:
     """Writes TF Serving's warmup file (a TFRecord of PredictionLog): one `serving_default`
     request with a synthetic radiograph, which TF Serving replays when it loads the version so
     the first real request does not pay for lazy initialisation (seconds on a CPU)."""
-    import cv2
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    from seg4reg_tf import serving_client
-    from seg4reg_tf.data import synthetic
-
     image, _, _ = synthetic.make_example(0, "warmup", 0)
     encoded = cv2.imencode(".jpg", image)[1].tobytes()
     request = serving_client.predict_request([encoded], model_name)
@@ -117,12 +115,6 @@ def next_version(model_dir: pathlib.Path) -> int:
 def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: int, route: str) -> None:
     """Writes the SavedModel with both signatures to `path` (which must not exist);
     `route` ("regressor" or "geometric") is what `cobb_angles` repeats."""
-    import keras
-    import tensorflow as tf
-
-    from seg4reg_tf.inference import predict_images
-    from seg4reg_tf.models.precision import with_precision
-
     height, width = config.data.image_height, config.data.image_width
     segmenter = with_precision(segmenter, config.export.precision)
     regressor = with_precision(regressor, config.export.precision)
@@ -166,8 +158,6 @@ def export_saved_model(
         FileExistsError: the version already exists.
         ValueError: a version below 1.
     """
-    from seg4reg_tf.evaluation import route_for_workdir
-
     config, segmenter, regressor, sources = final_networks(workdir)
     overrides = {key: value for key, value in export_settings.items() if value is not None}
     config = dataclasses.replace(config, export=dataclasses.replace(config.export, **overrides))

@@ -36,7 +36,6 @@ from seg4reg_tf.models.regressor import mask_branch_inputs, regressor_inputs
 from seg4reg_tf.workdir import PHASES
 
 
-
 def is_gated(segmenter: keras.Model) -> bool:
     """Whether N_S has the ROIE gate (a `cam` input)."""
     return isinstance(segmenter.input, dict) and "cam" in segmenter.input

@@ -25,11 +25,17 @@ import pathlib
 import re
 import sys
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from seg4reg_tf import cli, curve, report, tta
+from seg4reg_tf import cli, curve, export, geometric_readout, overlay, report, tta
 from seg4reg_tf.config import Config, config_from_dict
-
+from seg4reg_tf.data import radiographs
+from seg4reg_tf.evaluation import route_for_workdir
+from seg4reg_tf.geometry import VERTEBRA_NAMES
+from seg4reg_tf.inference import predict_images
+from seg4reg_tf.workdir import final_networks
 
 CAPTION_CURVE = {"C": "C curve", "S": "S curve", "straight": "straight spine", "unknown": "spine not found"}
 
@@ -46,7 +52,6 @@ class LoadedSystem:
         route: which route `cobb_angles` repeats ("regressor" or "geometric").
         max_pixels: pixel limit applied before decoding (the export's).
     """
-
     config: Config
     source: dict
     run: object
@@ -60,10 +65,6 @@ class LoadedSystem:
         Raises:
             ValueError: the image is rejected (message names `name` and the problem).
         """
-        import tensorflow as tf
-
-        from seg4reg_tf import export
-
         try:
             images, letterbox = export.decode_requests(
                 tf.constant([encoded]), self.config, self.max_pixels, names=tf.constant([name])
@@ -84,12 +85,6 @@ def _tf_message(error, name: str) -> str:
 
 def load_workdir(workdir: str) -> LoadedSystem:
     """The last N_S and N_R of a training workdir (see `workdir.final_networks`)."""
-    import tensorflow as tf
-
-    from seg4reg_tf.evaluation import route_for_workdir
-    from seg4reg_tf.workdir import final_networks
-    from seg4reg_tf.inference import predict_images
-
     config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir))
     route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
     shape = [None, config.data.image_height, config.data.image_width, 1]
@@ -126,8 +121,6 @@ def apply_threads(intra_op: int, inter_op: int) -> bool:
         False when TensorFlow had already started with other values (they cannot change
         then; a warning is logged), else True.
     """
-    import tensorflow as tf
-
     threading = tf.config.threading
     try:
         if intra_op and threading.get_intra_op_parallelism_threads() != intra_op:
@@ -143,8 +136,6 @@ def apply_threads(intra_op: int, inter_op: int) -> bool:
 def load_saved_model(path: str) -> LoadedSystem:
     """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature,
     with the thread settings the export recorded."""
-    import tensorflow as tf
-
     version = resolve_saved_model(path)
     info_path = version / "assets.extra" / "seg4reg.json"
     if not info_path.is_file():
@@ -165,8 +156,6 @@ def load_saved_model(path: str) -> LoadedSystem:
 
 def end_vertebrae_names(ends) -> list[str]:
     """(3, 2) vertebra indices (0 = T1 … 16 = L5, −1 unknown) → ["T6–T12", ...] ("" unknown)."""
-    from seg4reg_tf.geometry import VERTEBRA_NAMES
-
     return [f"{VERTEBRA_NAMES[upper]}–{VERTEBRA_NAMES[lower]}" if upper >= 0 else "" for upper, lower in np.asarray(ends)]
 
 
@@ -181,8 +170,6 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
     Raises:
         ValueError: the image is rejected by the preprocessing.
     """
-    from seg4reg_tf import geometric_readout, overlay
-
     image, letterbox = model.decode(radiograph.encoded, radiograph.path)
     chosen = tta.views(settings)
     outputs = model.run(tta.augment(image, chosen))
@@ -239,10 +226,6 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
 
 def predict_files(model: LoadedSystem, paths: list[str], writer: report.ReportWriter, settings, overlay_dir=None, verbose=True) -> list[dict]:
     """Predicts each file, adding its row (or its error) to `writer` as soon as it is done."""
-    import keras
-
-    from seg4reg_tf.data import radiographs
-
     bar = keras.utils.Progbar(len(paths), unit_name="image") if verbose and paths else None
     used: set[str] = set()
     for done, path in enumerate(paths, start=1):
@@ -283,8 +266,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = cli.parse(parser, argv)
-
-    from seg4reg_tf.data import radiographs
 
     paths, missing = radiographs.find_inputs(args.inputs)
     try:

@@ -23,20 +23,25 @@ the settings and the validation figures next to the mean-angle baseline.
 
 from __future__ import annotations
 
-import logging
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import sys
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from seg4reg_tf import cli, geometry
+from seg4reg_tf import cli, geometry, metrics
 from seg4reg_tf.config import Config, DataConfig, load_config
-from seg4reg_tf.data import synthetic
+from seg4reg_tf.data import synthetic, transforms
+from seg4reg_tf.files import atomic_write
+from seg4reg_tf.models import build_regressor, copy_weights_by_name, start_at_mean_angles
+from seg4reg_tf.phases import RegressionPhase
 
 _LOG = logging.getLogger(__name__)
 
@@ -56,8 +61,6 @@ def draw_masks(count: int, start: int, seed: int, data: DataConfig) -> tuple[np.
     Returns:
         (masks (count, H, W, 1) uint8 in {0, 1}, angles (count, 3) float32 degrees).
     """
-    from seg4reg_tf.data import transforms
-
     generator = synthetic.SyntheticConfig()
     landmarks, sizes, angles = [], [], []
     for index in range(start, start + count):
@@ -90,10 +93,6 @@ def mask_dataset(masks: np.ndarray, angles: np.ndarray, data: DataConfig, batch_
         A tf.data.Dataset; "image" is the mask as float32 (warped bilinearly when training;
         N_R on the mask reads "mask").
     """
-    import tensorflow as tf
-
-    from seg4reg_tf.data import transforms
-
     scaled = transforms.scale_angles(angles, data.angle_scale_degrees).numpy()
     dataset = tf.data.Dataset.from_tensor_slices({"mask": masks, "angles": scaled})
     if training:
@@ -123,8 +122,6 @@ def pretraining_config(config: Config) -> Config:
 
 def trunk(regressor):
     """The EfficientNet-B1 model nested in N_R."""
-    import keras
-
     return next(layer for layer in regressor.layers if isinstance(layer, keras.Model))
 
 
@@ -135,10 +132,6 @@ def save_trunk(regressor, path: str | os.PathLike[str]) -> None:
         regressor: N_R (any input mode; the first convolution is spread over RGB).
         path: output file; must end in ".weights.h5" (Keras' weights format).
     """
-    import keras
-
-    from seg4reg_tf.models import copy_weights_by_name
-
     path = pathlib.Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: the weights file name must end in '.weights.h5'")
@@ -169,13 +162,6 @@ def pretrain(
         The summary (also written to `<out without .weights.h5>.json`): settings, seconds,
         validation SMAPE / MAE per epoch and at the end, and the training-mean baseline.
     """
-    import keras
-
-    from seg4reg_tf import metrics
-    from seg4reg_tf.files import atomic_write
-    from seg4reg_tf.models import build_regressor, start_at_mean_angles
-    from seg4reg_tf.phases import RegressionPhase
-
     settings, data = config.pretrain, config.data
     run = pretraining_config(config)
     started = time.perf_counter()

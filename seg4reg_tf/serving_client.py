@@ -24,6 +24,7 @@ import urllib.request
 import numpy as np
 
 from seg4reg_tf import cli
+from seg4reg_tf.data.radiographs import read_radiograph
 
 DEFAULT_PORTS = {"grpc": 8500, "rest": 8501}
 SIGNATURE = "serving_default"
@@ -39,8 +40,6 @@ def read_images(paths) -> list[bytes]:
     Raises:
         FileNotFoundError: a missing file; ValueError: a file refused by admission (named).
     """
-    from seg4reg_tf.data.radiographs import read_radiograph
-
     contents = []
     for path in map(pathlib.Path, paths):
         if not path.is_file():
@@ -51,6 +50,8 @@ def read_images(paths) -> list[bytes]:
 
 def predict_request(images: list[bytes], model: str, version: int | None = None):
     """A TF Serving PredictRequest of encoded images for the `serving_default` signature."""
+    # TensorFlow and the TF Serving protos are imported by the gRPC path only, so that the
+    # REST client starts without TensorFlow's seconds of start-up.
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
@@ -79,7 +80,7 @@ def grpc_predict(host: str, port: int, images: list[bytes], model: str = "seg4re
     Raises:
         ServingError: the server answered with an error (e.g. INVALID_ARGUMENT for a bad image).
     """
-    import grpc
+    import grpc  # gRPC path only, as in predict_request
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 

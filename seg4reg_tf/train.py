@@ -17,19 +17,26 @@ generated on first use under $SEG4REG_DATA_HOME (default ~/.cache/seg4reg_tf).
 
 from __future__ import annotations
 
-import logging
 import argparse
+import contextlib
 import json
+import logging
 import os
 import pathlib
 import sys
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from seg4reg_tf import cli
-from seg4reg_tf.config import Config, load_config, save_config
+import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+from seg4reg_tf import cli, evaluation, metrics
+from seg4reg_tf.config import Config, config_from_dict, load_config, save_config
+from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.records import resolve_records
+from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles, synchronize_batch_norm
+from seg4reg_tf.phases import make_trainer
 from seg4reg_tf.workdir import PHASE_TABLE, PHASES, final_networks, is_done, missing_predecessor, network_path, phase_dir, produced_path
 
 _LOG = logging.getLogger(__name__)
@@ -65,11 +72,6 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
     """(segmenter, regressor) for `phase`: predecessors' files, or new networks; with
     `synchronized`, every BatchNorm uses global batch statistics (files saved outside a
     strategy have them unsynchronised)."""
-    import keras
-
-    import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-    from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, synchronize_batch_norm
-
     def load(previous: str, network: str):
         model = keras.saving.load_model(network_path(workdir, previous, network), compile=False)
         synchronize_batch_norm(model, synchronized)
@@ -94,9 +96,7 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
 
 class _BestValue:
     """Keeps the best monitored value on disk so a resumed run does not forget it."""
-
     def __init__(self, path: pathlib.Path, monitor: str, mode: str):
-        import keras
 
         self.path, self.monitor, self.mode = path, monitor, mode
 
@@ -124,9 +124,6 @@ def resume_state(trainer, folder: pathlib.Path):
     moments and step count included) and the number of finished epochs, so a killed run
     continues where its last finished epoch left it.
     """
-    import keras
-    import tensorflow as tf
-
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     trainer.optimizer.build(trainer.trainable_variables)
     checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer, epoch=epoch)
@@ -146,9 +143,6 @@ def resume_state(trainer, folder: pathlib.Path):
 def baselines(training, validation, config: Config) -> dict:
     """Validation figures of predictors that ignore the image: the training-mean angles,
     and the training-mean mask (thresholded at 0.5) — the floor each phase must beat."""
-    from seg4reg_tf import metrics
-    from seg4reg_tf.data import pipeline
-
     truth = np.stack([record.angles for record in validation])
     mean_angles = np.stack([record.angles for record in training]).mean(axis=0)
     constant = np.broadcast_to(mean_angles, truth.shape)
@@ -161,8 +155,6 @@ def baselines(training, validation, config: Config) -> dict:
 
 def make_strategy(name: str, cpu_replicas: int):
     """None, or a tf.distribute strategy; must run before TensorFlow creates devices."""
-    import tensorflow as tf
-
     if cpu_replicas > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
@@ -182,8 +174,6 @@ def learning_rate(settings, records: int):
         records: training records; a step is one batch of `settings.batch_size`, the last
             partial batch dropped (as `pipeline.make_dataset` batches training data).
     """
-    import keras
-
     if settings.schedule == "constant":
         return settings.learning_rate
     steps = max(1, settings.epochs * (records // settings.batch_size))
@@ -201,13 +191,6 @@ def train_phase(
     run_eagerly: bool = False,
 ) -> dict:
     """Runs (or resumes) one phase and returns its summary (also written to summary.json)."""
-    import contextlib
-
-    import keras
-
-    from seg4reg_tf.data import pipeline
-    from seg4reg_tf.phases import make_trainer
-
     check_predecessors(workdir, phase, config)
     folder = phase_dir(workdir, phase)
     folder.mkdir(parents=True, exist_ok=True)
@@ -218,7 +201,6 @@ def train_phase(
     with scope:
         segmenter, regressor = load_networks(workdir, phase, config, synchronized=distributed)
         if phase == "reg":
-            from seg4reg_tf.models import start_at_mean_angles
 
             mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
             start_at_mean_angles(regressor, mean)
@@ -302,7 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         return cli.fail(error)
     if args.data:
-        from seg4reg_tf.config import config_from_dict
 
         config = config_from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "root": args.data}}, source=str(config_path))
     workdir = pathlib.Path(args.workdir)
@@ -343,8 +324,6 @@ def main(argv: list[str] | None = None) -> int:
 def record_routes(workdir: pathlib.Path) -> dict | None:
     """Scores both angle routes of the workdir's final networks on the validation split
     (`evaluation.record_routes`, writes routes.json); None until N_S and N_R both exist."""
-    from seg4reg_tf import evaluation
-
     try:
         config, segmenter, regressor, sources = final_networks(workdir)
     except FileNotFoundError:

@@ -16,17 +16,23 @@
 
 from __future__ import annotations
 
-import logging
 import argparse
 import csv
+import io
 import json
+import logging
 import pathlib
 import sys
 
+import cv2
+import keras
 import numpy as np
 
-from seg4reg_tf import cli, evaluation
+import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+from seg4reg_tf import cli, evaluation, files
+from seg4reg_tf.config import load_config
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
+from seg4reg_tf.models.regressor import regressor_inputs
 from seg4reg_tf.workdir import PHASE_TABLE, PHASES, network_path, phase_dir
 
 _LOG = logging.getLogger(__name__)
@@ -37,6 +43,8 @@ TRUE_POSITIVE, FALSE_NEGATIVE, FALSE_POSITIVE = (0.1, 0.8, 0.1), (0.9, 0.1, 0.1)
 
 
 def _pyplot():
+    """pyplot on the Agg backend (files only, no display): the backend must be chosen
+    before pyplot is first imported, hence the local imports."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,10 +55,6 @@ def _pyplot():
 
 def _save(figure, path: pathlib.Path) -> pathlib.Path:
     """Saves a figure atomically (PNG) and closes it."""
-    import io
-
-    from seg4reg_tf import files
-
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     _pyplot().close(figure)
@@ -92,7 +96,6 @@ def read_history(folder: pathlib.Path) -> dict[str, list[float]]:
 
 def training_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path:
     """Loss and the monitored validation metric of every phase the workdir has run."""
-
     plt = _pyplot()
     histories = {phase: read_history(phase_dir(workdir, phase)) for phase in PHASES}
     histories = {phase: history for phase, history in histories.items() if history.get("loss")}
@@ -148,7 +151,6 @@ def _grid(images, panels: dict, draw, path: pathlib.Path, title: str) -> pathlib
 
 def segmentation_overlays(images, truth_masks, masks_by_label: dict, path: pathlib.Path) -> pathlib.Path:
     """Per image and N_S: true positives, false negatives and false positives over the X-ray."""
-
     def draw(axis, image, row, label):
         colours = outcome_colours(truth_masks[row], masks_by_label[label][row])
         shown = np.where(colours.any(axis=-1, keepdims=True), 0.55 * colours + 0.45 * image[..., None], image[..., None])
@@ -160,8 +162,6 @@ def segmentation_overlays(images, truth_masks, masks_by_label: dict, path: pathl
 
 def cam_overlays(images, cams_by_label: dict, path: pathlib.Path) -> pathlib.Path:
     """Per image and N_R: its class activation map (upsampled) as a heat map over the X-ray."""
-    import cv2
-
     def draw(axis, image, row, label):
         height, width = image.shape
         cam = cv2.resize(np.asarray(cams_by_label[label][row], np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
@@ -173,12 +173,6 @@ def cam_overlays(images, cams_by_label: dict, path: pathlib.Path) -> pathlib.Pat
 
 def regressor_cams(workdir: pathlib.Path, images, masks, config) -> dict:
     """CAMs of each N_R the workdir holds, on (N, H, W) images with the final (N, H, W) masks."""
-    import keras
-
-    import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-
-    from seg4reg_tf.models.regressor import regressor_inputs
-
     cams = {}
     inputs = regressor_inputs(np.asarray(images)[..., None], np.asarray(masks)[..., None], config.regressor.input_mode)
     for phase, label in REGRESSOR_ROWS:
@@ -192,8 +186,6 @@ def regressor_cams(workdir: pathlib.Path, images, masks, config) -> dict:
 def write_figures(results: dict, workdir, out: pathlib.Path, count: int = 4) -> list[pathlib.Path]:
     """The figures of an `evaluation.evaluate_workdir` result; returns their paths (no training
     curves for a workdir without training history, e.g. networks copied in)."""
-    from seg4reg_tf.config import load_config
-
     workdir = pathlib.Path(workdir)
     predictions = results["predictions"]
     shown = slice(0, min(count, len(predictions["images"])))

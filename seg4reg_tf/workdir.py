@@ -18,6 +18,11 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+import keras
+
+import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+from seg4reg_tf.config import load_config
+
 NETWORK_FILES = {"segmenter": "segmenter.keras", "regressor": "regressor.keras"}
 
 
@@ -32,7 +37,6 @@ class Phase:
         monitor: (validation metric, "max" | "min") that keeps the best epoch.
         gated: N_S carries the ROIE gate in this phase.
     """
-
     name: str
     trains: str
     needs: tuple[tuple[str, str], ...]
@@ -108,11 +112,6 @@ def final_networks(workdir):
     Raises:
         FileNotFoundError: no config.yaml, or no phase has produced one of the networks.
     """
-    import keras
-
-    import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-    from seg4reg_tf.config import load_config
-
     workdir = pathlib.Path(workdir)
     config_path = workdir / "config.yaml"
     if not config_path.exists():

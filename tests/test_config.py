@@ -1,9 +1,8 @@
 """Config defaults are the paper's; YAML overrides; bad keys and values are named."""
 
 import dataclasses
-import pathlib
-
 import math
+import pathlib
 
 import pytest
 import yaml

@@ -17,7 +17,6 @@ from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
 from tests.harness import write_dicom
 
-
 # --- severity and curve type ----------------------------------------------------------------
 
 

@@ -3,7 +3,6 @@
 import pathlib
 
 import pytest
-
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from tensorflow_serving.config import model_server_config_pb2
 

@@ -10,7 +10,6 @@ from seg4reg_tf.data import synthetic, transforms
 from seg4reg_tf.data.aasce import read_split
 from tests.harness import eager, in_dataset
 
-
 RNG = np.random.default_rng(0)
 GRAY8 = RNG.integers(0, 256, (30, 14), dtype=np.uint8)
 

@@ -18,7 +18,11 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+import cv2
 import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, convert_color_space
 
 from seg4reg_tf.data import admission
 
@@ -34,7 +38,6 @@ class DicomImage:
         photometric: the file's PhotometricInterpretation.
         bits_stored: the file's BitsStored.
     """
-
     pixels: np.ndarray
     pixel_spacing_mm: tuple[float, float] | None
     photometric: str
@@ -70,8 +73,6 @@ def _first(value) -> float:
 
 def _to_unit_range(dataset, stored: np.ndarray, path) -> np.ndarray:
     """Modality LUT then VOI (or the full modality range) → (H, W) float64 in [0, 1]."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
     values = apply_modality_lut(stored, dataset).astype(np.float64)
     if "VOILUTSequence" in dataset:
         bits = int(dataset.VOILUTSequence[0].LUTDescriptor[2])
@@ -114,9 +115,6 @@ def read_dicom(path, max_pixels: int | None = None) -> DicomImage:
 
 def _read_dicom(path: pathlib.Path, max_pixels: int | None) -> DicomImage:
     """`read_dicom` without the final translation of pydicom's errors."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such DICOM file")
     try:
@@ -147,7 +145,6 @@ def _read_dicom(path: pathlib.Path, max_pixels: int | None) -> DicomImage:
             ) from error
         raise ValueError(f"{path}: cannot decode pixel data ({error})") from error
     if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422") and stored.ndim == 3:
-        from pydicom.pixels import convert_color_space
 
         rgb = convert_color_space(stored, photometric, "RGB") if photometric != "RGB" else stored
         stored = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
@@ -164,8 +161,6 @@ def _read_dicom(path: pathlib.Path, max_pixels: int | None) -> DicomImage:
 def to_png16(pixels: np.ndarray) -> bytes:
     """(H, W) values in [0, 1] → a 16-bit gray PNG, the lossless way to hand a DICOM image to
     the encoded-image signature (whose 16-bit decoding keeps the precision)."""
-    import cv2
-
     ok, encoded = cv2.imencode(".png", np.round(np.clip(pixels, 0.0, 1.0) * 65535).astype(np.uint16))
     if not ok:
         raise ValueError("PNG encoding failed")
