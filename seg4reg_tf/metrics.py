@@ -74,6 +74,15 @@ def mean_absolute_error(gt_degrees, pred_degrees) -> tuple[np.ndarray, float]:
     return error.mean(axis=0), float(error.mean())
 
 
+def mean_angle_baseline(gt_degrees, mean_degrees) -> dict:
+    """Figures of the image-blind predictor answering `mean_degrees` (3,) (the training
+    split's mean angles) for every image of (N, 3) `gt_degrees`: {"smape" %, "mae" °,
+    "mae_columns" [3] °} — the floor an angle route must beat."""
+    constant = np.broadcast_to(np.asarray(mean_degrees, np.float64), np.shape(gt_degrees))
+    per_angle, overall = mean_absolute_error(gt_degrees, constant)
+    return {"smape": smape(gt_degrees, constant), "mae": overall, "mae_columns": per_angle.tolist()}
+
+
 def segmentation_scores(gt_masks, pred_masks, threshold: float = 0.5) -> dict[str, float]:
     """Paper Table 2's five scores in percent, each the mean of per-image scores."""
     return {

@@ -180,14 +180,13 @@ def pretrain(
         epochs=settings.epochs, callbacks=callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles itself
     )
     save_trunk(regressor, out)
-    per_angle, overall = metrics.mean_absolute_error(val_angles, np.broadcast_to(mean, val_angles.shape))
     summary = {
         "weights": str(out),
         "input": [data.image_height, data.image_width],
         "settings": dataclasses.asdict(settings),
         "seconds": round(time.perf_counter() - started, 1),
         "validation": {key: [float(v) for v in history.history[key]] for key in ("val_smape", "val_mae")},
-        "baseline": {"smape": metrics.smape(val_angles, np.broadcast_to(mean, val_angles.shape)), "mae": overall, "mae_columns": per_angle.tolist()},
+        "baseline": metrics.mean_angle_baseline(val_angles, mean),
     }
     atomic_write(summary_path(out), json.dumps(summary, indent=2).encode())
     return summary

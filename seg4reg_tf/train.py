@@ -145,12 +145,10 @@ def baselines(training, validation, config: Config) -> dict:
     and the training-mean mask (thresholded at 0.5) — the floor each phase must beat."""
     truth = np.stack([record.angles for record in validation])
     mean_angles = np.stack([record.angles for record in training]).mean(axis=0)
-    constant = np.broadcast_to(mean_angles, truth.shape)
-    per_angle, overall = metrics.mean_absolute_error(truth, constant)
     prior = pipeline.mean_mask(training, config.data)
     truth_masks = pipeline.model_frame_masks(validation, config.data)
     scores = metrics.segmentation_scores(truth_masks, np.broadcast_to(prior, truth_masks.shape))
-    return {"smape": metrics.smape(truth, constant), "mae": overall, "mae_columns": per_angle.tolist(), "dice": scores["dice"], "jaccard": scores["jaccard"]}
+    return {**metrics.mean_angle_baseline(truth, mean_angles), "dice": scores["dice"], "jaccard": scores["jaccard"]}
 
 
 def make_strategy(name: str, cpu_replicas: int):

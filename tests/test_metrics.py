@@ -69,3 +69,11 @@ def test_metric_configs_round_trip():
         assert type(clone) is type(metric) and clone.get_config() == metric.get_config()
     with pytest.raises(ValueError, match="unknown segmentation score"):
         metrics.SegmentationScore("recall")
+
+
+def test_mean_angle_baseline_scores_the_constant_answer():
+    truth = np.array([[40.0, 20.0, 10.0], [20.0, 10.0, 30.0]])
+    figures = metrics.mean_angle_baseline(truth, [30.0, 15.0, 20.0])
+    assert figures["mae_columns"] == [10.0, 5.0, 10.0] and figures["mae"] == pytest.approx(25.0 / 3)
+    # image 1: (10 + 5 + 10) / (70 + 35 + 30); image 2: (10 + 5 + 10) / (50 + 25 + 50)
+    assert figures["smape"] == pytest.approx(100 * (25 / 135 + 25 / 125) / 2)
