@@ -53,7 +53,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from seg4reg_tf import cli, serving_client
-from seg4reg_tf.data import decoding, pipeline, synthetic, transforms
+from seg4reg_tf.data import pipeline, synthetic, transforms
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
 from seg4reg_tf.evaluation import route_for_workdir
 from seg4reg_tf.inference import predict_images
@@ -81,9 +81,7 @@ def decode_requests(encoded, config, max_pixels: int, names=None):
 
     def one(element):
         data, name = element
-        data = decoding.check_encoded_image(data, name)  # before the header is read below
-        image = pipeline.preprocess_encoded(data, name, config.data, max_pixels)
-        size = decoding.encoded_image_size(data)
+        image, size = pipeline.preprocess_encoded_with_size(data, name, config.data, max_pixels)  # checks once
         scale, ty, tx = transforms.letterbox(size[0], size[1], height, width)
         return image, tf.stack([scale, ty, tx])
 

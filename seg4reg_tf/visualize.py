@@ -12,6 +12,12 @@
 
 `evaluate` writes the same figures next to its table. Everything is drawn in the model frame
 (the letterboxed input), where the masks and CAMs live.
+
+    python -m seg4reg_tf.visualize --real ROOT --out DIR   (no workdir)
+
+    real_vs_synthetic.png  real radiographs of an AASCE-layout root (training split, evenly
+                         spaced) above synthetic ones of the generator, at one size, to judge
+                         the generator's realism; never commit it for AASCE data
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ import numpy as np
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
 from seg4reg_tf import cli, evaluation, files
 from seg4reg_tf.config import load_config
-from seg4reg_tf.data.aasce import ANGLE_COLUMNS
+from seg4reg_tf.data import synthetic
+from seg4reg_tf.data.aasce import ANGLE_COLUMNS, read_split
 from seg4reg_tf.models.regressor import regressor_inputs
 from seg4reg_tf.workdir import PHASE_TABLE, PHASES, network_path, phase_dir
 
@@ -207,14 +214,69 @@ def write_figures(results: dict, workdir, out: pathlib.Path, count: int = 4) -> 
     return written
 
 
+def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) gray image → (height, width) float in [0, 1], aspect kept, padded with black."""
+    image = image.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0)
+    scale = min(height / image.shape[0], width / image.shape[1])
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((height, width), np.float32)
+    top, left = (height - resized.shape[0]) // 2, (width - resized.shape[1]) // 2
+    canvas[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
+    return canvas
+
+
+def real_and_synthetic(root, path: pathlib.Path, count: int = 4, height: int = 512) -> pathlib.Path:
+    """Writes the realism figure: `count` radiographs of `root`'s training split (evenly
+    spaced through it) in the top row, the generator's first `count` test-stream images in
+    the bottom row, each fitted into height × height/2 as stored (no CLAHE).
+
+    Raises:
+        FileNotFoundError / ValueError: `root` is not an AASCE-layout folder, or an image of
+        it cannot be read (named).
+    """
+    records = read_split(root, "training")
+    step = max(1, len(records) // count)
+    rows = {f"real ({pathlib.Path(root).name})": [], "synthetic (seg4reg_tf.data.synthetic)": []}
+    for record in records[::step][:count]:
+        image = cv2.imread(record.image_path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+        if image is None:
+            raise ValueError(f"{record.image_path}: cannot be read as an image")
+        rows[next(iter(rows))].append(_fit(image, height, height // 2))
+    for index in range(count):
+        rows["synthetic (seg4reg_tf.data.synthetic)"].append(_fit(synthetic.make_example(0, "test", index)[0], height, height // 2))
+    plt = _pyplot()
+    figure, axes = plt.subplots(2, count, figsize=(2.2 * count, 2 * 2.2 * 2), squeeze=False)
+    for row, (label, images) in enumerate(rows.items()):
+        for column in range(count):
+            axis = axes[row][column]
+            axis.axis("off")
+            if column < len(images):
+                axis.imshow(images[column], cmap="gray", vmin=0.0, vmax=1.0)
+        axes[row][0].set_title(label, loc="left", fontsize=9)
+    return _save(figure, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.visualize", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--workdir", help="the trained workdir whose figures to draw")
+    parser.add_argument("--real", help="instead: the real-vs-synthetic figure of this AASCE-layout root (needs --out)")
     parser.add_argument("--data", help="AASCE-layout root (default: the workdir config's data)")
     parser.add_argument("--split", default="test", help="split folder, or 'validation' (default: test)")
     parser.add_argument("--out", help="output folder (default: <workdir>/evaluation/<split>)")
     parser.add_argument("--images", type=int, default=4, help="images in the overlay figures")
     args = cli.parse(parser, argv)
+    if args.real:
+        if not args.out:
+            parser.error("--real needs --out")
+        try:
+            path = real_and_synthetic(args.real, pathlib.Path(args.out) / "real_vs_synthetic.png", args.images)
+        except (FileNotFoundError, ValueError) as error:
+            return cli.fail(error)
+        print(f"written: {path}")
+        return 0
+    if not args.workdir:
+        parser.error("--workdir is required (or --real ROOT --out DIR)")
     try:
         results = evaluation.evaluate_workdir(args.workdir, args.data, args.split)
     except (FileNotFoundError, ValueError) as error:

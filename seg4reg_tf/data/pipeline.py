@@ -104,6 +104,12 @@ def preprocess_encoded(data: tf.Tensor, name, config: DataConfig, max_pixels: in
     Returns:
         (image_height, image_width, 1) float32 in [0, 1].
     """
+    return preprocess_encoded_with_size(data, name, config, max_pixels)[0]
+
+
+def preprocess_encoded_with_size(data: tf.Tensor, name, config: DataConfig, max_pixels: int | None = None):
+    """`preprocess_encoded`, and the original's (height, width) int32 in pixels, which the
+    serving graph needs for the letterbox (checked and decoded once)."""
     height, width = config.image_height, config.image_width
     image = decoding.decode_checked(data, name, max_pixels)
     shape = tf.shape(image)
@@ -111,7 +117,7 @@ def preprocess_encoded(data: tf.Tensor, name, config: DataConfig, max_pixels: in
     if config.clahe:
         valid = transforms.content_mask(shape[0], shape[1], height, width)
         resized = transforms.clahe(resized, valid, config.clahe_clip_limit, config.clahe_grid)
-    return resized
+    return resized, shape[:2]
 
 
 def _loader(config: DataConfig):
