@@ -34,8 +34,24 @@ def angle_matrix(points: tf.Tensor) -> tf.Tensor:
     vectors = (corners[:, :, 1] + corners[:, :, 3]) / 2.0 - (corners[:, :, 0] + corners[:, :, 2]) / 2.0
     norms = tf.norm(vectors, axis=-1)
     cosine = tf.einsum("bid,bjd->bij", vectors, vectors) / (norms[:, :, None] * norms[:, None, :])
-    rounded = tf.round(cosine * 1e8) / 1e8  # np.round(x, 8): scale, round half to even, unscale
-    return tf.acos(rounded) * (180.0 / 3.141592653589793)
+    return _rounded_acos_degrees(cosine)
+
+
+_DEGREES = 180.0 / 3.141592653589793
+
+
+@tf.custom_gradient
+def _rounded_acos_degrees(cosine: tf.Tensor):
+    """arccos(round(cosine, 8)) in degrees, as the organisers compute it (np.round(x, 8):
+    scale, round half to even, unscale). The gradient is that of arccos(cosine) with
+    1 − cosine² floored at 1e-12: rounding has no gradient of its own, and parallel
+    mid-lines (every vertebra with itself) would otherwise give 0 · ∞ = NaN."""
+    rounded = tf.round(cosine * 1e8) / 1e8
+
+    def gradient(upstream):
+        return upstream * (-_DEGREES / tf.sqrt(tf.maximum(1.0 - tf.square(cosine), 1e-12)))
+
+    return tf.acos(rounded) * _DEGREES, gradient
 
 
 def is_s_shaped(points: tf.Tensor) -> tf.Tensor:

@@ -252,6 +252,22 @@ class RegressionPhaseConfig(PhaseConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class ConsistencyPhaseConfig(PhaseConfig):
+    """Phase tcl (Alg. 1 lines 15–18): N_S fine-tuned so its masks are read like the true mask.
+
+    Attributes:
+        through: what reads the masks: "regressor" (the paper: the frozen N_R, SMAPE between
+            its readings of s(x) and of the true mask) or "readout" (beyond the paper: the
+            geometric readout, L1 between the Cobb angles it reads off s(x) and off the true
+            mask, in the model frame; images where either reading finds no spine are left
+            out). The readout needs no trained N_R, so TCL cannot copy an N_R's errors into
+            the masks.
+    """
+
+    through: Literal["regressor", "readout"] = "regressor"
+
+
+@dataclasses.dataclass(frozen=True)
 class ExportConfig:
     """The SavedModel written for TF Serving.
 
@@ -422,7 +438,7 @@ class Config:
     seg: PhaseConfig = PhaseConfig(epochs=60, learning_rate=1e-4)
     reg: RegressionPhaseConfig = RegressionPhaseConfig(epochs=150, learning_rate=1e-3)
     roie: PhaseConfig = PhaseConfig(epochs=15, learning_rate=1e-4)
-    tcl: PhaseConfig = PhaseConfig(epochs=15, learning_rate=1e-4)
+    tcl: ConsistencyPhaseConfig = ConsistencyPhaseConfig(epochs=15, learning_rate=1e-4)
     refine: RegressionPhaseConfig = RegressionPhaseConfig(epochs=50, learning_rate=1e-3)
     export: ExportConfig = ExportConfig()
     predict: PredictConfig = PredictConfig()

@@ -11,7 +11,8 @@ sources of the tape, yet gradients still flow *through* it where a phase needs t
                                 + w·L_AR, with s(x) from the frozen N_S (or ground truth).
     roie    lines 11–14         the ROIE-gated N_S trains on Eq. 1, fed the CAM of frozen N_R.
     tcl     lines 15–18         gated N_S trains on SMAPE(r(x ⊕ y), r(x ⊕ s(x))) through the
-                                frozen N_R: masks become what N_R reads best.
+                                frozen N_R: masks become what N_R reads best (or, with
+                                `tcl.through: readout`, what the geometric readout reads best).
     refine  line 19             `reg` again, on masks of the refined N_S.
 
 The circularity of the gate (the CAM needs a mask, the mask needs the CAM) is resolved by
@@ -31,6 +32,7 @@ from keras import ops
 
 from seg4reg_tf import losses, metrics
 from seg4reg_tf.config import Config
+from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.pspnet import decode_features, encoder_features
 from seg4reg_tf.models.regressor import mask_branch_inputs, regressor_inputs
 from seg4reg_tf.workdir import PHASES
@@ -221,9 +223,27 @@ class ConsistencyPhase(PhaseTrainer):
         image = batch["image"]
         out = segment(self.segmenter, self.regressor, image, self.mode, training)
         truth = ops.cast(batch["mask"], "float32")
+        if self.config.tcl.through == "readout":
+            return self.compute_through_readout(out, truth)
         target = ops.stop_gradient(self.regressor(self.reading(image, truth), training=False)["angles"])
         predicted = self.regressor(self.reading(image, out["mask"]), training=False)["angles"]
         loss = losses.smape_loss(target, predicted, self.config.regressor.smape_epsilon)
+        return loss, {}, {**out, "angles": predicted}
+
+    def compute_through_readout(self, out, truth):
+        """`tcl.through: readout`: L1 between the Cobb angles the geometric readout reads
+        off N_S's probabilities and off the true mask (both in the model frame), in units
+        of the angle scale, over the images where both readings find a spine. The readout
+        is differentiable almost everywhere in the probabilities above its threshold."""
+        scale = self.config.data.angle_scale_degrees
+        target = read_spine(truth[..., 0], self.config.readout)
+        reading = read_spine(out["mask"][..., 0], self.config.readout)
+        both = ops.logical_and(target["found"], reading["found"])
+        # NaN where nothing was found: replaced before the difference, so no NaN reaches a gradient.
+        predicted = ops.where(both[:, None], reading["cobb_angles"], 0.0) / scale
+        expected = ops.stop_gradient(ops.where(both[:, None], target["cobb_angles"], 0.0) / scale)
+        per_image = ops.mean(ops.abs(predicted - expected), axis=-1)
+        loss = ops.sum(per_image) / ops.maximum(ops.sum(ops.cast(both, "float32")), 1.0)
         return loss, {}, {**out, "angles": predicted}
 
 

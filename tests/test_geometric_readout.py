@@ -144,3 +144,18 @@ def test_readout_settings_are_validated():
     assert config.readout == dataclasses.replace(ReadoutConfig(), smoothing=0.05) and config.inference.angles == "geometric"
     with pytest.raises(ValueError, match="inference.angles"):
         config_from_dict({"inference": {"angles": "both"}})
+
+
+def test_the_readout_is_differentiable_in_the_probabilities():
+    """TCL through the readout needs d(angles)/d(probabilities): finite, and non-zero on the
+    spine (the rounding of the organisers' algorithm passes the gradient straight through)."""
+    height, width = 64, 32
+    rows, columns = np.mgrid[0:height, 0:width]
+    centre = 16 + 6 * np.sin(rows / height * np.pi * 1.5)
+    probabilities = tf.Variable(((np.abs(columns - centre) < 4) * 0.9).astype("float32")[None])
+    with tf.GradientTape() as tape:
+        angles = read_spine(probabilities, ReadoutConfig())["cobb_angles"]
+        total = tf.reduce_sum(angles)
+    gradient = tape.gradient(total, probabilities).numpy()
+    assert np.isfinite(angles.numpy()).all() and np.isfinite(gradient).all()
+    assert np.abs(gradient).sum() > 1.0 and np.abs(gradient[0][np.abs(columns - centre) > 8]).max() == 0.0

@@ -216,3 +216,30 @@ def test_inference_shares_one_backbone_run_between_the_gated_passes(batch, monke
     np.testing.assert_allclose(actual["mask"].numpy(), expected.numpy(), atol=1e-5)
     np.testing.assert_allclose(actual["cam"].numpy(), cam.numpy(), atol=1e-6)
     assert np.abs(expected.numpy() - gated({"image": image, "cam": zero}, training=False)["mask"].numpy()).max() > 1e-4  # the CAM matters
+
+
+def readout_tcl_step(batch, bias: float):
+    """One tcl step through the geometric readout, N_S's classifier bias set to `bias`
+    (+3: most of the frame is spine, so the readout finds one; −10: it finds none)."""
+    config = with_setting("tcl", "through", "readout")
+    segmenter = build_segmenter(config, with_roie=True)
+    segmenter.get_layer("roie_gate").alpha.assign(0.1)
+    segmenter.get_layer("classifier").bias.assign(np.array([bias], "float32"))
+    trainer = phases.make_trainer("tcl", segmenter, build_regressor(config), config)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
+    before = snapshot(segmenter)
+    logs = trainer.train_on_batch(batch, return_dict=True)
+    weights_finite = all(np.isfinite(v.numpy()).all() for v in segmenter.weights)
+    return logs, changed(before, segmenter), weights_finite
+
+
+def test_tcl_through_the_readout_trains_the_segmenter(batch):
+    assert SMOKE.tcl.through == "regressor"  # the paper's TCL unless asked
+    logs, moved, finite = readout_tcl_step(batch, 3.0)
+    assert np.isfinite(logs["loss"]) and logs["loss"] > 0 and finite
+    assert any("conv" in path for path in moved)  # the gradient reaches N_S's convolutions
+
+
+def test_tcl_through_the_readout_skips_images_without_a_spine(batch):
+    logs, _, finite = readout_tcl_step(batch, -10.0)  # nothing above threshold: no reading
+    assert logs["loss"] == 0.0 and finite
