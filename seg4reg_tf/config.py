@@ -382,6 +382,9 @@ class ReadoutConfig:
         window: pixels farther than this fraction of the width from the row-wise median
             centre line are ignored (false-positive blobs beside the spine).
         min_length: a spine shorter than this fraction of the height is "not found".
+        min_confidence: a spine whose kept pixels have a mean probability below this is
+            "not found" (0: off). N_S answers noise and blank-like images with weak,
+            scattered probabilities; a trained N_S is confident on real spines.
         disagreement_degrees: `predict` flags an X-ray whose readout and N_R angles differ
             by more than this in any column.
     """
@@ -393,10 +396,11 @@ class ReadoutConfig:
     gap: float = 0.06
     window: float = 0.15
     min_length: float = 0.2
+    min_confidence: float = 0.0
     disagreement_degrees: float = 10.0
 
     def __post_init__(self) -> None:
-        _check_range(self, ("threshold", "trim", "gap", "min_length"), 0.0, 1.0, low_open=False, high_open=True)
+        _check_range(self, ("threshold", "trim", "gap", "min_length", "min_confidence"), 0.0, 1.0, low_open=False, high_open=True)
         _check_range(self, ("smoothing", "width_smoothing", "window"), 0.0, 1.0, low_open=True, high_open=False)
         if not 0.0 <= self.disagreement_degrees < float("inf"):
             raise ValueError(f"'disagreement_degrees' must be finite and >= 0, got {self.disagreement_degrees}")

@@ -18,7 +18,8 @@ own algorithm (`cobb_graph.cobb_angles`). From the probabilities (B, H, W):
    the organisers' algorithm (the position test needs the original frame).
 
 Everything is TensorFlow ops: batched, traceable, saved inside the SavedModel. An image
-without a spine (nothing above threshold, or a spine shorter than `min_length`) gets
+without a spine (nothing above threshold, a spine shorter than `min_length`, or kept pixels
+whose mean probability is below `min_confidence`) gets
 `found` false, NaN angles and landmarks and end vertebrae −1; it never raises.
 """
 
@@ -198,7 +199,9 @@ def read_spine(probabilities, settings: ReadoutConfig, letterbox=None) -> dict[s
     nodes, arc = centre_line(weights, rows, kernel)
     span = tf.reduce_sum(tf.cast(rows & (mass > 0.5), tf.float32), axis=1)
     extent = nodes[:, -1, 1] - nodes[:, 0, 1]
-    found = (span > 0) & (extent >= settings.min_length * height)
+    kept = weights * tf.cast(rows, tf.float32)[..., None]
+    confidence = tf.reduce_sum(kept, axis=(1, 2)) / tf.maximum(tf.reduce_sum(tf.cast(kept > 0, tf.float32), axis=(1, 2)), 1.0)
+    found = (span > 0) & (extent >= settings.min_length * height) & (confidence >= settings.min_confidence)
 
     width_kernel = gaussian_matrix(height, max(settings.width_smoothing * height, 0.5))
     width_profile = smooth_rows(mass, tf.cast(rows, tf.float32), width_kernel)

@@ -159,3 +159,17 @@ def test_the_readout_is_differentiable_in_the_probabilities():
     gradient = tape.gradient(total, probabilities).numpy()
     assert np.isfinite(angles.numpy()).all() and np.isfinite(gradient).all()
     assert np.abs(gradient).sum() > 1.0 and np.abs(gradient[0][np.abs(columns - centre) > 8]).max() == 0.0
+
+
+def test_a_weak_mask_is_no_spine_under_min_confidence():
+    """N_S answers noise with weak probabilities: with `min_confidence` such a mask is "not
+    found" (NaN angles), while the same spine drawn with confident probabilities is read."""
+    height, width = 64, 32
+    rows, columns = np.mgrid[0:height, 0:width]
+    band = (np.abs(columns - (16 + 5 * np.sin(rows / height * np.pi))) < 4).astype("float32")
+    weak, strong = band * 0.65, band * 0.95
+    settings = ReadoutConfig(min_confidence=0.78)
+    out = read_spine(tf.constant(np.stack([weak, strong])), settings)
+    assert out["found"].numpy().tolist() == [False, True]
+    assert np.isnan(out["cobb_angles"][0].numpy()).all() and np.isfinite(out["cobb_angles"][1].numpy()).all()
+    assert read_spine(tf.constant(weak[None]), ReadoutConfig())["found"].numpy().tolist() == [True]  # off by default
