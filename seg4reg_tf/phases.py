@@ -224,17 +224,20 @@ class ConsistencyPhase(PhaseTrainer):
         out = segment(self.segmenter, self.regressor, image, self.mode, training)
         truth = ops.cast(batch["mask"], "float32")
         if self.config.tcl.through == "readout":
-            return self.compute_through_readout(out, truth)
+            return self.compute_through_readout(batch, out, truth)
         target = ops.stop_gradient(self.regressor(self.reading(image, truth), training=False)["angles"])
         predicted = self.regressor(self.reading(image, out["mask"]), training=False)["angles"]
         loss = losses.smape_loss(target, predicted, self.config.regressor.smape_epsilon)
         return loss, {}, {**out, "angles": predicted}
 
-    def compute_through_readout(self, out, truth):
+    def compute_through_readout(self, batch, out, truth):
         """`tcl.through: readout`: L1 between the Cobb angles the geometric readout reads
         off N_S's probabilities and off the true mask (both in the model frame), in units
-        of the angle scale, over the images where both readings find a spine. The readout
-        is differentiable almost everywhere in the probabilities above its threshold."""
+        of the angle scale, over the images where both readings find a spine, plus Eq. 1
+        on the true mask. The readout is differentiable almost everywhere in the
+        probabilities above its threshold. Eq. 1 anchors the masks: without it, a mask the
+        readout does not find costs nothing, and a measured run drove every mask below
+        the threshold within one epoch."""
         scale = self.config.data.angle_scale_degrees
         target = read_spine(truth[..., 0], self.config.readout)
         reading = read_spine(out["mask"][..., 0], self.config.readout)
@@ -243,8 +246,10 @@ class ConsistencyPhase(PhaseTrainer):
         predicted = ops.where(both[:, None], reading["cobb_angles"], 0.0) / scale
         expected = ops.stop_gradient(ops.where(both[:, None], target["cobb_angles"], 0.0) / scale)
         per_image = ops.mean(ops.abs(predicted - expected), axis=-1)
-        loss = ops.sum(per_image) / ops.maximum(ops.sum(ops.cast(both, "float32")), 1.0)
-        return loss, {}, {**out, "angles": predicted}
+        consistency = ops.sum(per_image) / ops.maximum(ops.sum(ops.cast(both, "float32")), 1.0)
+        settings = self.config.segmenter
+        anchor = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight)
+        return consistency + anchor, {}, {**out, "angles": predicted}
 
 
 def make_trainer(phase: str, segmenter, regressor, config: Config) -> PhaseTrainer:

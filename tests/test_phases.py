@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seg4reg_tf import phases
+from seg4reg_tf import losses, phases
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
@@ -240,6 +240,16 @@ def test_tcl_through_the_readout_trains_the_segmenter(batch):
     assert any("conv" in path for path in moved)  # the gradient reaches N_S's convolutions
 
 
-def test_tcl_through_the_readout_skips_images_without_a_spine(batch):
-    logs, _, finite = readout_tcl_step(batch, -10.0)  # nothing above threshold: no reading
-    assert logs["loss"] == 0.0 and finite
+def test_tcl_through_the_readout_skips_images_without_a_spine_and_keeps_eq1(batch):
+    """Nothing above threshold: no reading, so the consistency term is 0 and the loss is
+    Eq. 1 on the true mask (the anchor that keeps TCL from erasing the masks)."""
+    logs, _, finite = readout_tcl_step(batch, -10.0)
+    assert np.isfinite(logs["loss"]) and logs["loss"] > 0 and finite
+    config = with_setting("tcl", "through", "readout")
+    segmenter = build_segmenter(config, with_roie=True)
+    segmenter.get_layer("classifier").bias.assign(np.array([-10.0], "float32"))
+    trainer = phases.make_trainer("tcl", segmenter, build_regressor(config), config)
+    loss, _, out = trainer.compute(batch, training=False)
+    settings = config.segmenter
+    anchor = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight)
+    np.testing.assert_allclose(float(loss), float(anchor), rtol=1e-6)
