@@ -55,10 +55,10 @@ def timed_run(model, paths, settings, out: pathlib.Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100, help="X-rays in the folder")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--saved-model", help="an export (version or model folder)")
     source.add_argument("--workdir", help="a trained workdir")
-    parser.add_argument("--count", type=int, default=100)
     args = parser.parse_args()
     model = predict.load_saved_model(args.saved_model) if args.saved_model else predict.load_workdir(args.workdir)
     with tempfile.TemporaryDirectory() as folder:
