@@ -33,11 +33,12 @@ import sys
 import cv2
 import keras
 import numpy as np
+import tensorflow as tf
 
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
 from seg4reg_tf import cli, evaluation, files
 from seg4reg_tf.config import load_config
-from seg4reg_tf.data import synthetic
+from seg4reg_tf.data import decoding, synthetic, transforms
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS, read_split
 from seg4reg_tf.models.regressor import regressor_inputs
 from seg4reg_tf.workdir import PHASE_TABLE, PHASES, network_path, phase_dir
@@ -214,16 +215,9 @@ def write_figures(results: dict, workdir, out: pathlib.Path, count: int = 4) -> 
     return written
 
 
-def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(h, w) gray image → (height, width) float in [0, 1], aspect kept, padded with black."""
-    image = image.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0)
-    scale = min(height / image.shape[0], width / image.shape[1])
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    canvas = np.zeros((height, width), np.float32)
-    top, left = (height - resized.shape[0]) // 2, (width - resized.shape[1]) // 2
-    canvas[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
-    return canvas
+def _fit(image, height: int, width: int) -> np.ndarray:
+    """(h, w, 1) float image in [0, 1] → (height, width), letterboxed as the model input is."""
+    return transforms.resize_with_pad(tf.convert_to_tensor(image, tf.float32), height, width).numpy()[..., 0]
 
 
 def real_and_synthetic(root, path: pathlib.Path, count: int = 4, height: int = 512) -> pathlib.Path:
@@ -232,19 +226,18 @@ def real_and_synthetic(root, path: pathlib.Path, count: int = 4, height: int = 5
     the bottom row, each fitted into height × height/2 as stored (no CLAHE).
 
     Raises:
-        FileNotFoundError / ValueError: `root` is not an AASCE-layout folder, or an image of
-        it cannot be read (named).
+        FileNotFoundError / ValueError: `root` is not an AASCE-layout folder;
+        tf.errors.InvalidArgumentError: an image of it cannot be decoded (named).
     """
     records = read_split(root, "training")
     step = max(1, len(records) // count)
     rows = {f"real ({pathlib.Path(root).name})": [], "synthetic (seg4reg_tf.data.synthetic)": []}
     for record in records[::step][:count]:
-        image = cv2.imread(record.image_path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
-        if image is None:
-            raise ValueError(f"{record.image_path}: cannot be read as an image")
+        image = decoding.decode_checked(tf.io.read_file(record.image_path), record.image_path)  # names the file
         rows[next(iter(rows))].append(_fit(image, height, height // 2))
     for index in range(count):
-        rows["synthetic (seg4reg_tf.data.synthetic)"].append(_fit(synthetic.make_example(0, "test", index)[0], height, height // 2))
+        image = synthetic.make_example(0, "test", index)[0][..., None] / 255.0
+        rows["synthetic (seg4reg_tf.data.synthetic)"].append(_fit(image, height, height // 2))
     plt = _pyplot()
     figure, axes = plt.subplots(2, count, figsize=(2.2 * count, 2 * 2.2 * 2), squeeze=False)
     for row, (label, images) in enumerate(rows.items()):
@@ -271,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--real needs --out")
         try:
             path = real_and_synthetic(args.real, pathlib.Path(args.out) / "real_vs_synthetic.png", args.images)
-        except (FileNotFoundError, ValueError) as error:
+        except (FileNotFoundError, ValueError, tf.errors.InvalidArgumentError) as error:
             return cli.fail(error)
         print(f"written: {path}")
         return 0
