@@ -207,6 +207,11 @@ class PhaseConfig:
         schedule: "constant" (the paper's) or "cosine": the step size decays from
             `learning_rate` to 0 over the phase's steps along a half cosine (beyond the paper;
             short runs end on a small step instead of wherever a constant step leaves them).
+        keep_start_unless_beaten: the networks the phase starts from count as its epoch 0
+            when the best epoch is kept: the phase scores them on its validation monitor
+            before training and writes them unchanged unless an epoch beats that score
+            (beyond the paper; a fine-tuning phase then cannot leave the system worse on
+            the validation split than it found it). Needs a validation split.
     """
 
     epochs: int = 60
@@ -214,6 +219,7 @@ class PhaseConfig:
     learning_rate: float = 1e-4
     weight_decay: float = 1e-5
     schedule: Literal["constant", "cosine"] = "constant"
+    keep_start_unless_beaten: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -449,6 +455,11 @@ class Config:
     pretrain: PretrainConfig = PretrainConfig()
     readout: ReadoutConfig = ReadoutConfig()
     inference: InferenceConfig = InferenceConfig()
+
+    def __post_init__(self) -> None:
+        kept = [phase for phase in ("seg", "reg", "roie", "tcl", "refine") if getattr(self, phase).keep_start_unless_beaten]
+        if kept and self.data.validation_fraction == 0:
+            raise ValueError(f"{', '.join(phase + '.keep_start_unless_beaten' for phase in kept)} needs a validation split (data.validation_fraction > 0)")
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the configuration as plain YAML-ready values (tuples become lists)."""

@@ -107,14 +107,33 @@ class _BestValue:
                     return
                 best = self.load()
                 if best is None or (value < best if mode == "min" else value > best):
-                    self.path.write_text(json.dumps({"epoch": epoch + 1, monitor: float(value)}))
+                    self.record(epoch + 1, value)
 
         self.callback = Callback()
+
+    def record(self, epoch: int, value: float) -> None:
+        """Writes `value` as the best so far, reached after `epoch` epochs (0: the start)."""
+        self.path.write_text(json.dumps({"epoch": epoch, self.monitor: float(value)}))
 
     def load(self):
         if not self.path.exists():
             return None
         return json.loads(self.path.read_text())[self.monitor]
+
+    def epoch(self) -> int | None:
+        """The epoch of the best value (0: the networks the phase started from), or None."""
+        return json.loads(self.path.read_text())["epoch"] if self.path.exists() else None
+
+
+def score_start(trainer, validation_data, folder: pathlib.Path, best: _BestValue) -> None:
+    """`keep_start_unless_beaten`: scores the trainer's starting networks on the validation
+    monitor and writes them as the best epoch so far (epoch 0), so that the phase keeps them
+    unless an epoch beats that score. Does nothing once a best value exists (a resumed run)."""
+    if best.load() is not None:
+        return
+    scores = trainer.evaluate(validation_data, verbose=0, return_dict=True)
+    trainer.save_weights(folder / "best.weights.h5")
+    best.record(0, scores[best.monitor[len("val_"):]])
 
 
 def resume_state(trainer, folder: pathlib.Path):
@@ -214,6 +233,8 @@ def train_phase(
     if validation_data is None:
         monitor = monitor[len("val_"):]
     best = _BestValue(folder / "best.json", monitor, mode)
+    if settings.keep_start_unless_beaten and validation_data is not None and initial_epoch == 0:
+        score_start(trainer, validation_data, folder, best)  # the config ensures a validation split
     callbacks = [
         save_state,
         keras.callbacks.ModelCheckpoint(
@@ -244,6 +265,7 @@ def train_phase(
         "seconds": round(time.perf_counter() - started, 1),
         "monitor": monitor,
         "best": best.load(),
+        "best_epoch": best.epoch(),
         "validation": {key: float(value) for key, value in final.items()},
         "baseline": baselines(training, validation, config) if validation else {},
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
@@ -261,6 +283,8 @@ def report(summary: dict) -> str:
         line = f"{phase}: validation SMAPE {values['smape']:.2f}% MAE {values['mae']:.2f}° (mean-angle baseline: SMAPE {base['smape']:.2f}% MAE {base['mae']:.2f}°)"
     else:
         line = f"{phase}: validation Dice {values['dice']:.2f}% Jaccard {values['jaccard']:.2f}% (mean-mask baseline: Dice {base['dice']:.2f}% Jaccard {base['jaccard']:.2f}%)"
+    if summary.get("best_epoch") == 0:
+        line += "; kept its starting network (no epoch beat it)"
     return line + f" [{summary['seconds']:.0f} s]"
 
 

@@ -7,12 +7,15 @@ import sys
 import textwrap
 
 import keras
+import numpy as np
 import pytest
 
 from seg4reg_tf import train
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data.records import resolve_records
-from seg4reg_tf.workdir import PHASES, produced_path
+from seg4reg_tf.models import build_segmenter
+from seg4reg_tf.workdir import PHASES, network_path, produced_path
+from tests.harness import make_workdir
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 SMOKE = load_config(CONFIGS / "smoke.yaml")
@@ -192,3 +195,54 @@ def test_cosine_schedule_decays_over_the_phase_steps():
     assert float(schedule(6)) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="key 'seg.schedule' must be one of 'constant', 'cosine', got 'step'"):
         config_from_dict({"seg": {"schedule": "step"}})
+
+
+class SetClassifier(keras.callbacks.Callback):
+    """After every step, sets N_S's classifier to a constant logit `bias` (zero kernel): a
+    mask that is all spine (+) or all background (−), whatever the step did."""
+
+    def __init__(self, bias):
+        super().__init__()
+        self.bias = bias
+
+    def on_train_batch_end(self, batch, logs=None):
+        set_constant_mask(self.model.segmenter, self.bias)
+
+
+def set_constant_mask(segmenter, bias):
+    classifier = segmenter.get_layer("classifier")
+    classifier.kernel.assign(np.zeros(classifier.kernel.shape, "float32"))
+    classifier.bias.assign(np.full(classifier.bias.shape, bias, "float32"))
+
+
+@pytest.mark.parametrize(
+    "start_bias, epoch_bias, expected_epoch", [(5.0, -50.0, 0), (-50.0, 5.0, 1)], ids=["start-kept", "better-epoch-kept"]
+)
+def test_keep_start_unless_beaten_keeps_the_starting_network_only_when_no_epoch_beats_it(
+    synthetic_root, tmp_path, start_bias, epoch_bias, expected_epoch
+):
+    # N_S's masks are all spine (Dice > 0) or all background (Dice 0) by construction, so
+    # which of the start and epoch 1 scores better on roie's monitor (val_dice) is known.
+    values = SMOKE.to_dict()
+    config = config_from_dict({
+        **values, "data": {**values["data"], "root": str(synthetic_root)},
+        "roie": {**values["roie"], "keep_start_unless_beaten": True},
+    })
+    workdir = make_workdir(tmp_path / "run")  # writes reg/regressor.keras
+    segmenter = build_segmenter(config)
+    set_constant_mask(segmenter, start_bias)
+    network_path(workdir, "seg", "segmenter").parent.mkdir()
+    segmenter.save(network_path(workdir, "seg", "segmenter"))
+    summary = train.train_phase("roie", config, workdir, verbose=0, run_eagerly=True, extra_callbacks=[SetClassifier(epoch_bias)])
+    assert summary["best_epoch"] == expected_epoch
+    written = keras.saving.load_model(produced_path(workdir, "roie"), compile=False)
+    kept_bias = start_bias if expected_epoch == 0 else epoch_bias
+    np.testing.assert_allclose(written.get_layer("classifier").bias.numpy(), kept_bias)
+    assert ("kept its starting network" in train.report(summary)) == (expected_epoch == 0)
+    if expected_epoch == 0:
+        assert summary["best"] > summary["history"]["val_dice"][0], "the start scored better than epoch 1"
+
+
+def test_keep_start_unless_beaten_needs_a_validation_split():
+    with pytest.raises(ValueError, match=r"roie.keep_start_unless_beaten needs a validation split"):
+        config_from_dict({"data": {"validation_fraction": 0.0}, "roie": {"keep_start_unless_beaten": True}})
