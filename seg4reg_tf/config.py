@@ -173,6 +173,10 @@ class RegressorConfig:
         head_pooling: how the CAM head pools the trunk's map into the 3 outputs: "average"
             (the paper's CAM) or "position" (beyond the paper: one weight per position, so
             the output keeps where a curve is; `layers.cam`).
+        head_start: how a new N_R starts (`models.start_at_mean_angles`): "mean_predictor"
+            (the head's kernel zeroed and its bias at the training-mean angles: the same
+            answer for every input, the mean's) or "mean_bias" (the bias only, over Keras'
+            random kernel; measured to collapse from-scratch trunks).
     """
 
     backbone: Literal["efficientnet_b1", "plain_cnn"] = "efficientnet_b1"
@@ -184,6 +188,7 @@ class RegressorConfig:
     stochastic_depth: bool = True
     coordinate_channels: bool = False
     head_pooling: Literal["average", "position"] = "average"
+    head_start: Literal["mean_predictor", "mean_bias"] = "mean_predictor"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
