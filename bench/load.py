@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from seg4reg_tf import serving_client  # noqa: E402
 from seg4reg_tf.data import synthetic  # noqa: E402
+from seg4reg_tf.serving import client  # noqa: E402
 
-PROTOCOLS = {"grpc": serving_client.grpc_predict, "rest": serving_client.rest_predict}
+PROTOCOLS = {"grpc": client.grpc_predict, "rest": client.rest_predict}
 REFUSALS = ("gRPC INVALID_ARGUMENT", "REST 400")
 
 
@@ -100,7 +100,7 @@ def outcome(call) -> str:
     try:
         call()
         return "ok"
-    except serving_client.ServingError as error:
+    except client.ServingError as error:
         message = str(error)
         return "refused" if message.startswith(REFUSALS) else message[:80]
 

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from seg4reg_tf import evaluate, evaluation, geometry  # noqa: E402
+from seg4reg_tf import evaluate, geometry, scoring  # noqa: E402
 from seg4reg_tf.config import ReadoutConfig, config_from_dict  # noqa: E402
 from seg4reg_tf.data import pipeline, transforms  # noqa: E402
 from seg4reg_tf.data.aasce import read_split  # noqa: E402
@@ -36,7 +36,7 @@ def true_masks(records, height: int, width: int):
     frame = transforms.letterbox_landmarks(points, heights, widths, height, width).numpy()
     masks = np.stack([geometry.landmarks_to_mask(p, height, width) for p in frame]).astype(np.float32)
     shape = config_from_dict({"data": {"image_height": height, "image_width": width}})
-    return masks, evaluation.record_letterboxes(records, shape).astype(np.float32)
+    return masks, scoring.record_letterboxes(records, shape).astype(np.float32)
 
 
 def readout_angles(masks, letterboxes, settings, batch: int = 32) -> np.ndarray:
@@ -45,7 +45,7 @@ def readout_angles(masks, letterboxes, settings, batch: int = 32) -> np.ndarray:
 
 
 def row(label, truth, predicted, mean) -> str:
-    figures = evaluation.angle_figures(truth, predicted, mean)
+    figures = scoring.angle_figures(truth, predicted, mean)
     columns = " / ".join(f"{value:.2f}" for value in figures["mae_columns"])
     return f"| {label} | {figures['smape']:.2f} | {columns} | {figures['within_5']:.1f} | {figures['not_found']} |"
 
@@ -62,7 +62,7 @@ def segmenter_readout(args, validation):
     config = load_config(args.config)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=args.data))
     segmenter = keras.saving.load_model(args.segmenter, compile=False)
-    letterboxes = evaluation.record_letterboxes(validation, config)
+    letterboxes = scoring.record_letterboxes(validation, config)
     dataset = pipeline.make_dataset(validation, config.data, training=False, batch_size=16)
     masks = np.concatenate([segmenter({"image": batch["image"]}, training=False)["mask"].numpy()[..., 0] for batch in dataset])
     return np.stack([record.angles for record in validation]), readout_angles(masks, letterboxes, config.readout)
@@ -95,7 +95,7 @@ def main():
     if args.segmenter:
         print(row(f"N_S masks of {args.segmenter}, validation", *segmenter_readout(args, validation), mean))
     if args.workdir:
-        results = evaluation.evaluate_workdir(args.workdir, args.data, "validation")
+        results = scoring.evaluate_workdir(args.workdir, args.data, "validation")
         print(f"\nworkdir {args.workdir}, validation split ({results['images']} images):\n")
         print(evaluate.table(results))
 

@@ -7,7 +7,7 @@ synthetic spine masks (issue 15).
 Every variant is N_R as `models.build_regressor` builds it (EfficientNet-B1, weights none,
 mask input, CAM head, output started at the mean angles) with the variant's `regressor:`
 settings and `reg.loss`, trained from the same seed on the same masks
-(`pretrain.draw_masks`, no augmentation) with Adam at 1e-3. Every `--log-every` steps it prints, for a fixed training
+(`training.pretraining.draw_masks`, no augmentation) with Adam at 1e-3. Every `--log-every` steps it prints, for a fixed training
 batch and the validation set:
 
 - spread: standard deviation of the predicted largest angle across images, in degrees, in
@@ -35,7 +35,7 @@ from seg4reg_tf import metrics  # noqa: E402
 from seg4reg_tf.config import DataConfig, config_from_dict  # noqa: E402
 from seg4reg_tf.losses import angle_loss  # noqa: E402
 from seg4reg_tf.models import build_regressor, start_at_mean_angles  # noqa: E402
-from seg4reg_tf.pretrain import draw_masks, trunk  # noqa: E402
+from seg4reg_tf.training.pretraining import draw_masks, trunk  # noqa: E402
 
 SCALE = 180.0
 # name: overrides of the config's `regressor` section and the loss (`reg.loss`)

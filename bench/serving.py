@@ -27,13 +27,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from seg4reg_tf import export  # noqa: E402
 from seg4reg_tf.config import config_from_dict, load_config, save_config  # noqa: E402
 from seg4reg_tf.geometric_readout import read_spine  # noqa: E402
 from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs  # noqa: E402
 from seg4reg_tf.models.precision import with_precision  # noqa: E402
-from seg4reg_tf.phases import segment  # noqa: E402
-from seg4reg_tf.predict import apply_threads  # noqa: E402
+from seg4reg_tf.serving import saved_model
+from seg4reg_tf.serving.system import apply_threads  # noqa: E402
+from seg4reg_tf.training.phases import segment  # noqa: E402
 from seg4reg_tf.workdir import final_networks, network_path, phase_dir  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def stage_times(workdir: pathlib.Path, xray, repeats: int, precision: str) -> di
     segmenter, regressor = with_precision(segmenter, precision), with_precision(regressor, precision)
     mode = config.regressor.input_mode
     encoded = tf.stack([xray])
-    decode = tf.function(lambda e: export.decode_requests(e, config, config.export.max_image_pixels))
+    decode = tf.function(lambda e: saved_model.decode_requests(e, config, config.export.max_image_pixels))
     seg = tf.function(lambda x: segment(segmenter, regressor, x, mode)["mask"])
     reg = tf.function(lambda x, m: regressor(regressor_inputs(x, m, mode), training=False)["angles"])
     read = tf.function(lambda m, box: read_spine(m[..., 0], config.readout, box)["cobb_angles"])
@@ -110,7 +110,7 @@ def main() -> None:
             workdir = make_workdir(folder / "workdir", config)
         args.height, args.width = config.data.image_height, config.data.image_width
         started = time.perf_counter()
-        path = export.export_saved_model(workdir, folder / "models", precision=args.precision)
+        path = saved_model.export_saved_model(workdir, folder / "models", precision=args.precision)
         export_seconds = time.perf_counter() - started
         started = time.perf_counter()
         loaded = tf.saved_model.load(str(path))

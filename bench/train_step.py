@@ -4,7 +4,7 @@ and without XLA (`jit_compile`), and under MirroredStrategy on 2 logical CPU dev
     python bench/train_step.py [--sizes 512x256,128x64] [--steps 3] [--batch 2] [--phases seg,reg]
                                [--modes plain,jit,mirrored]
 
-Each row: a trainer of `seg4reg_tf.phases` built on untrained networks (weights none) with
+Each row: a trainer of `seg4reg_tf.training.phases` built on untrained networks (weights none) with
 the demo config's segmenter settings at the demo size and the paper's at 512×256, one batch
 repeated, one warm-up step (tracing, compilation) excluded from the timing.
 """
@@ -24,10 +24,10 @@ tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfigu
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from seg4reg_tf import phases  # noqa: E402
 from seg4reg_tf.config import config_from_dict, load_config  # noqa: E402
 from seg4reg_tf.models import build_regressor, build_segmenter  # noqa: E402
-from seg4reg_tf.train import DEMO_CONFIG  # noqa: E402
+from seg4reg_tf.training import phases  # noqa: E402
+from seg4reg_tf.training.run import DEMO_CONFIG  # noqa: E402
 from seg4reg_tf.workdir import PHASES  # noqa: E402
 
 

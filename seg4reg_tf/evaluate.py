@@ -19,7 +19,7 @@ Dice, pixel accuracy, sensitivity and specificity in percent, for every N_S the 
 learning) — beside the training-mean-mask baseline.
 
 `--ablation --config FILE` trains and evaluates paper Table 1's variants instead (see
-`seg4reg_tf/ablation.py`) and writes `ablation.md` / `ablation.csv`.
+`seg4reg_tf/evaluation/ablation.py`) and writes `ablation.md` / `ablation.csv`.
 
 `--split validation` means the records `train` held out of the config's training split (same
 fraction and seed), for data sets whose test labels are not public.
@@ -36,10 +36,11 @@ import sys
 
 import numpy as np
 
-from seg4reg_tf import ablation, cli, files, visualize
+from seg4reg_tf import cli, files
 from seg4reg_tf.config import load_config
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
-from seg4reg_tf.evaluation import SEGMENTATION_COLUMNS, evaluate_workdir
+from seg4reg_tf.evaluation import ablation, figures
+from seg4reg_tf.scoring import SEGMENTATION_COLUMNS, evaluate_workdir
 
 
 def table(results: dict) -> str:
@@ -51,10 +52,10 @@ def table(results: dict) -> str:
         f"| angles | SMAPE (%) | MAE (°) | {names} | largest within 5° (%) | no spine found |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, figures in results["angles"].items():
-        columns = " | ".join(f"{value:.2f}" for value in figures["mae_columns"])
+    for label, scores in results["angles"].items():
+        columns = " | ".join(f"{value:.2f}" for value in scores["mae_columns"])
         lines.append(
-            f"| {label} | {figures['smape']:.2f} | {figures['mae']:.2f} | {columns} | {figures['within_5']:.1f} | {figures['not_found']} |"
+            f"| {label} | {scores['smape']:.2f} | {scores['mae']:.2f} | {columns} | {scores['within_5']:.1f} | {scores['not_found']} |"
         )
     lines += ["", "Images where no spine is found are scored as the training-mean angles."]
     lines += ["", "| segmentation | " + " | ".join(f"{name} (%)" for name in SEGMENTATION_COLUMNS) + " |",
@@ -113,15 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         return cli.fail(error)
     out = pathlib.Path(args.out) if args.out else pathlib.Path(args.workdir) / "evaluation" / args.split
     write_results(results, out)
-    figures = visualize.write_figures(results, args.workdir, out)
+    written = figures.write_figures(results, args.workdir, out)
     print(table(results))
     print(f"written: {out / 'predictions.csv'}, {out / 'metrics.json'}, {out / 'table.md'}")
-    print("figures: " + ", ".join(str(path) for path in figures))
+    print("figures: " + ", ".join(str(path) for path in written))
     return 0
 
 
 def _ablation(args) -> int:
-    """`--ablation`: paper Table 1 (see `seg4reg_tf/ablation.py`)."""
+    """`--ablation`: paper Table 1 (see `seg4reg_tf/evaluation/ablation.py`)."""
     if not args.config:
         print("error: --ablation needs --config (e.g. configs/smoke.yaml, configs/demo.yaml)", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ home that export, evaluate and predict import.
     cobb_angles = the route chosen by `inference.angles` (regressor | geometric | auto)
 
 "auto" is resolved once per workdir: the route with the lower validation SMAPE, recorded in
-`<workdir>/routes.json` by `evaluation.record_routes` (train writes it after the last phase;
+`<workdir>/routes.json` by `scoring.record_routes` (train writes it after the last phase;
 export and predict write it when it is missing or older than the networks).
 """
 
@@ -22,7 +22,7 @@ from keras import ops
 
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE, regressor_inputs
-from seg4reg_tf.phases import segment
+from seg4reg_tf.models.segment import segment
 
 ROUTES = ("regressor", "geometric")
 ROUTES_FILE = "routes.json"

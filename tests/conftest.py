@@ -49,12 +49,12 @@ def exported(tmp_path_factory):
     tracing both signatures costs about two minutes. Tests must not change either."""
     import tensorflow as tf
 
-    from seg4reg_tf import export
+    from seg4reg_tf.serving import saved_model
     from seg4reg_tf.workdir import final_networks
 
     workdir = make_workdir(tmp_path_factory.mktemp("export") / "workdir")
     base = workdir.parent / "models"
-    path = export.export_saved_model(workdir, base)
+    path = saved_model.export_saved_model(workdir, base)
     config, segmenter, regressor, _ = final_networks(workdir)
     info = json.loads((path / "assets.extra" / "seg4reg.json").read_text())
     return {"workdir": workdir, "base": base, "path": path, "config": config, "segmenter": segmenter,

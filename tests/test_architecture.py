@@ -60,5 +60,39 @@ def test_circle_finder_sees_a_circle():
 
 def test_no_import_circles():
     graph = import_graph()
-    assert "seg4reg_tf.evaluation" in graph["seg4reg_tf.evaluate"]  # the graph sees imports
+    assert "seg4reg_tf.evaluation.ablation" in graph["seg4reg_tf.evaluate"]  # the graph sees imports
     assert circles(graph) == []
+
+
+# The package's layers, lowest first (docs/configuration.md draws them). A module imports
+# its own layer or lower ones only; the three roles do not import one another, except that
+# the ablation (evaluation) runs training.
+COMMANDS = {"train", "pretrain", "evaluate", "visualize", "export", "predict", "serving_client"}
+SHARED = {"geometric_readout", "workdir", "inference", "scoring"}
+ROLES = ("training", "evaluation", "serving")
+ALLOWED_ROLE_IMPORTS = {("evaluation", "training")}
+
+
+def layer_of(module: str) -> tuple[int, str]:
+    """(layer, role): 0 base, 1 shared paths, 2 a role's subpackage, 3 a command."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return 0, ""
+    if parts[0] in ROLES:
+        return 2, parts[0]
+    if parts[0] in COMMANDS:
+        return 3, ""
+    return (1 if parts[0] in SHARED else 0), ""
+
+
+def test_layers_import_downward_and_roles_stay_apart():
+    graph = import_graph()
+    assert {"seg4reg_tf.training.run", "seg4reg_tf.serving.saved_model", "seg4reg_tf.evaluation.figures"} <= set(graph)
+    wrong = []
+    for module, imported in graph.items():
+        layer, role = layer_of(module)
+        for target in imported:
+            target_layer, target_role = layer_of(target)
+            if target_layer > layer or (role and target_role and role != target_role and (role, target_role) not in ALLOWED_ROLE_IMPORTS):
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []

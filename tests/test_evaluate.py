@@ -10,10 +10,11 @@ import keras
 import numpy as np
 import pytest
 
-from seg4reg_tf import ablation, evaluate, evaluation, visualize
+from seg4reg_tf import evaluate, scoring, visualize
 from seg4reg_tf.config import load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
+from seg4reg_tf.evaluation import ablation, figures
 from seg4reg_tf.models import build_segmenter
 
 pytestmark = pytest.mark.slow
@@ -92,7 +93,7 @@ def test_segmentation_rows_with_and_without_roie(evaluated):
     rows = evaluated["metrics"]["segmentation"]
     assert list(rows) == ["N_S", "N_S + ROIE", "baseline (training-mean mask)"]
     for scores in rows.values():
-        assert set(scores) == set(evaluation.SEGMENTATION_COLUMNS)
+        assert set(scores) == set(scoring.SEGMENTATION_COLUMNS)
         assert all(0.0 <= value <= 100.0 for value in scores.values())
     assert rows["N_S"] != rows["N_S + ROIE"]  # two different networks were evaluated
     table = (evaluated["out"] / "table.md").read_text()
@@ -101,7 +102,7 @@ def test_segmentation_rows_with_and_without_roie(evaluated):
 
 
 def test_dice_of_the_final_system_by_hand(exported, synthetic_root):
-    results = evaluation.evaluate_workdir(exported["workdir"], str(synthetic_root), "test")
+    results = scoring.evaluate_workdir(exported["workdir"], str(synthetic_root), "test")
     truth = results["predictions"]["truth_masks"] > 0.5
     predicted = results["predictions"]["masks"] > 0.5
     dice = [2 * (t & p).sum() / (t.sum() + p.sum()) if t.sum() + p.sum() else 1.0 for t, p in zip(truth, predicted)]
@@ -127,13 +128,13 @@ def test_figures_are_written_and_not_blank(evaluated, name):
 def test_segmentation_figure_colours_outcomes():
     truth = np.array([[1, 1, 0, 0]])
     predicted = np.array([[0.9, 0.1, 0.8, 0.2]])
-    colours = visualize.outcome_colours(truth, predicted)
+    colours = figures.outcome_colours(truth, predicted)
     np.testing.assert_allclose(colours[0], [visualize.TRUE_POSITIVE, visualize.FALSE_NEGATIVE, visualize.FALSE_POSITIVE, (0, 0, 0)])
 
 
 def test_history_reads_all_epochs_across_resumes(tmp_path):
     (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,1.0,1.2\n1,0.9,1.1\n2,0.8,\n")
-    assert visualize.read_history(tmp_path) == {"loss": [1.0, 0.9, 0.8], "val_loss": [1.2, 1.1]}
+    assert figures.read_history(tmp_path) == {"loss": [1.0, 0.9, 0.8], "val_loss": [1.2, 1.1]}
 
 
 def test_ablation_tables_follow_table_1_layout():
@@ -192,7 +193,7 @@ def test_phase_table_scores_the_system_as_each_phase_left_it(evaluated):
 
 
 def test_phase_table_decides_auto_on_the_validation_split(evaluated, synthetic_root):
-    results = evaluation.evaluate_workdir(evaluated["workdir"], str(synthetic_root), "validation")
+    results = scoring.evaluate_workdir(evaluated["workdir"], str(synthetic_root), "validation")
     row = results["phases"]["roie"]
     assert row["route"] in ("geometric", "regressor")
     assert row["system"] == min(row["readout"], row["regressor"])

@@ -22,6 +22,7 @@ import tensorflow as tf
 from seg4reg_tf import export, serving_client
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.inference import predict_images
+from seg4reg_tf.serving import client, saved_model, system
 from tests.harness import make_workdir
 from tests.loopback_server import LoopbackServer
 
@@ -52,7 +53,7 @@ def test_layout_follows_tf_serving(exported):
 def test_warmup_requests_are_valid_requests_of_the_signature(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    records = list(tf.data.TFRecordDataset(str(exported["path"] / "assets.extra" / export.WARMUP_FILE)))
+    records = list(tf.data.TFRecordDataset(str(exported["path"] / "assets.extra" / saved_model.WARMUP_FILE)))
     assert 1 <= len(records) <= 1000  # TF Serving's limit
     for record in records:
         request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
@@ -184,14 +185,14 @@ def test_a_second_export_is_version_2_and_leaves_version_1_intact(exported, monk
     def copy_first(segmenter, regressor, config, path, max_pixels, route):
         shutil.copytree(first, path, ignore=shutil.ignore_patterns("assets.extra"))
 
-    monkeypatch.setattr(export, "write_archive", copy_first)
+    monkeypatch.setattr(saved_model, "write_archive", copy_first)
     code = export.main(["--workdir", str(exported["workdir"]), "--out", str(exported["base"])])
     assert code == 0
     assert sorted(p.name for p in first.parent.iterdir()) == ["1", "2"]
     assert hashlib.sha256((first / "saved_model.pb").read_bytes()).hexdigest() == digest
     assert (first.parent / "2" / "assets.extra" / "seg4reg.json").is_file()
     with pytest.raises(FileExistsError, match="already exists"):
-        export.export_saved_model(exported["workdir"], exported["base"], version=1)
+        saved_model.export_saved_model(exported["workdir"], exported["base"], version=1)
 
 
 def test_a_failed_export_leaves_no_version_behind(exported, monkeypatch, tmp_path):
@@ -200,9 +201,9 @@ def test_a_failed_export_leaves_no_version_behind(exported, monkeypatch, tmp_pat
         (path / "saved_model.pb").write_bytes(b"half written")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export, "write_archive", fail)
+    monkeypatch.setattr(saved_model, "write_archive", fail)
     with pytest.raises(RuntimeError, match="disk full"):
-        export.export_saved_model(exported["workdir"], tmp_path)
+        saved_model.export_saved_model(exported["workdir"], tmp_path)
     assert list((tmp_path / "seg4reg").iterdir()) == []
 
 
@@ -210,7 +211,7 @@ def test_export_names_the_missing_phase(tmp_path):
     workdir = make_workdir(tmp_path / "workdir")
     (workdir / "reg" / "regressor.keras").unlink()
     with pytest.raises(FileNotFoundError, match="no trained regressor.*train phase 'reg'"):
-        export.export_saved_model(workdir, tmp_path / "models")
+        saved_model.export_saved_model(workdir, tmp_path / "models")
     assert export.main(["--workdir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "models")]) == 2
 
 
@@ -250,16 +251,16 @@ def server(exported):
 def test_clients_round_trip(exported, server, synthetic_root, protocol):
     images = synthetic_images(synthetic_root)
     direct = exported["loaded"].signatures["serving_default"](images=tf.constant(images))
-    call = serving_client.grpc_predict if protocol == "grpc" else serving_client.rest_predict
+    call = client.grpc_predict if protocol == "grpc" else client.rest_predict
     port = server.grpc_port if protocol == "grpc" else server.rest_port
     out = call("127.0.0.1", port, images)
     np.testing.assert_allclose(out["cobb_angles"], direct["cobb_angles"].numpy(), atol=1e-3)
     assert out["mask"].shape == (2, 64, 32)
     for kind in sorted(BAD_INPUTS):
-        with pytest.raises(serving_client.ServingError, match=BAD_INPUTS[kind][1]):
+        with pytest.raises(client.ServingError, match=BAD_INPUTS[kind][1]):
             call("127.0.0.1", port, [images[0], bad_input(kind)])
     np.testing.assert_allclose(call("127.0.0.1", port, images[:1])["cobb_angles"], direct["cobb_angles"].numpy()[:1], atol=1e-3)
-    with pytest.raises(serving_client.ServingError, match="not found|NOT_FOUND"):
+    with pytest.raises(client.ServingError, match="not found|NOT_FOUND"):
         call("127.0.0.1", port, images[:1], model="other")
 
 
@@ -306,7 +307,6 @@ def test_bfloat16_and_thread_settings_survive_export_and_load(exported, syntheti
     """An export with `--precision bfloat16` and thread settings: its signatures compute in
     bfloat16 (the outputs differ from float32's, by little) and `predict` applies the
     recorded threads when it loads the export."""
-    from seg4reg_tf import predict
 
     code = export.main(["--workdir", str(exported["workdir"]), "--out", str(tmp_path), "--precision", "bfloat16",
                         "--intra-op-threads", "2", "--inter-op-threads", "1"])
@@ -322,6 +322,6 @@ def test_bfloat16_and_thread_settings_survive_export_and_load(exported, syntheti
     assert 0 < mask_change.max() and mask_change.mean() < 0.01  # computed in bfloat16, close to float32
     np.testing.assert_allclose(fast["cobb_angles_regressor"].numpy(), default["cobb_angles_regressor"].numpy(), atol=0.5)
     applied = []
-    monkeypatch.setattr(predict, "apply_threads", lambda intra, inter: applied.append((intra, inter)))
-    model = predict.load_saved_model(str(tmp_path / "seg4reg"))
+    monkeypatch.setattr(system, "apply_threads", lambda intra, inter: applied.append((intra, inter)))
+    model = system.load_saved_model(str(tmp_path / "seg4reg"))
     assert applied == [(2, 1)] and model.config.export.precision == "bfloat16"

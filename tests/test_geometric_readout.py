@@ -12,7 +12,7 @@ from seg4reg_tf import cobb_graph, geometry, metrics
 from seg4reg_tf.config import DataConfig, ReadoutConfig, config_from_dict
 from seg4reg_tf.data import synthetic
 from seg4reg_tf.geometric_readout import read_spine
-from seg4reg_tf.pretrain import draw_masks
+from seg4reg_tf.training.pretraining import draw_masks
 from tests.readout_reference import readout as reference_readout
 
 SETTINGS = ReadoutConfig()

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seg4reg_tf import losses, phases
+from seg4reg_tf import losses
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles
+from seg4reg_tf.models.segment import segment
+from seg4reg_tf.training import phases
 
 # Eager steps: tracing ResNet-50 + EfficientNet-B1 into a graph takes far longer than a few
 # eager steps at 64×32. Graph mode is exercised end to end in tests/test_train.py.
@@ -86,8 +88,8 @@ def test_gated_two_pass_equals_ungated_at_alpha_zero(batch):
     gated = build_segmenter(SMOKE, with_roie=True)
     copy_weights_by_name(plain, gated)
     regressor = build_regressor(SMOKE)
-    expected = phases.segment(plain, None, batch["image"], "image+mask")["mask"]
-    actual = phases.segment(gated, regressor, batch["image"], "image+mask")["mask"]
+    expected = segment(plain, None, batch["image"], "image+mask")["mask"]
+    actual = segment(gated, regressor, batch["image"], "image+mask")["mask"]
     np.testing.assert_allclose(actual.numpy(), expected.numpy(), atol=1e-6)
 
 
@@ -219,7 +221,7 @@ def test_inference_shares_one_backbone_run_between_the_gated_passes(batch, monke
     calls = []
     original = type(backbone).__call__
     monkeypatch.setattr(type(backbone), "__call__", lambda self, *a, **k: (calls.append(self.name) if self is backbone else None, original(self, *a, **k))[1])
-    actual = phases.segment(gated, regressor, image, "image+mask")
+    actual = segment(gated, regressor, image, "image+mask")
     assert calls.count("dilated_resnet50") == 1
     np.testing.assert_allclose(actual["mask"].numpy(), expected.numpy(), atol=1e-5)
     np.testing.assert_allclose(actual["cam"].numpy(), cam.numpy(), atol=1e-6)

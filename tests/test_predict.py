@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seg4reg_tf import curve, predict, report, tta
+from seg4reg_tf import curve, predict
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
+from seg4reg_tf.serving import report, system, tta
 from tests.harness import write_dicom
 
 # --- severity and curve type ----------------------------------------------------------------
@@ -160,7 +161,7 @@ def synthetic_gray(synthetic_root) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def workdir_model(exported):
-    return predict.load_workdir(str(exported["workdir"]))
+    return system.load_workdir(str(exported["workdir"]))
 
 
 @pytest.mark.slow
@@ -181,7 +182,7 @@ def test_jpeg_png16_and_dicom_of_one_image_agree(workdir_model, synthetic_root, 
         radiograph = radiographs.read_radiograph(str(path))
         assert radiograph.file_format == kind.split("-")[0]
         inputs[kind] = workdir_model.decode(radiograph.encoded, str(path))[0].numpy()
-        rows[kind] = predict.predict_radiograph(workdir_model, radiograph, settings)
+        rows[kind] = system.predict_radiograph(workdir_model, radiograph, settings)
     for kind in paths:
         # The model sees the same picture (JPEG loses a little), so the angles agree.
         np.testing.assert_allclose(inputs[kind], inputs["PNG"], atol=0.03 if kind == "JPEG" else 2e-3, err_msg=kind)
@@ -274,13 +275,13 @@ def test_a_folder_with_bad_files_reports_them_and_keeps_the_good_rows(exported, 
 
 
 def test_end_vertebrae_are_named_t1_to_l5():
-    assert predict.end_vertebrae_names([[5, 11], [0, 5], [11, 16]]) == ["T6–T12", "T1–T6", "T12–L5"]
-    assert predict.end_vertebrae_names([[-1, -1]] * 3) == ["", "", ""]
+    assert system.end_vertebrae_names([[5, 11], [0, 5], [11, 16]]) == ["T6–T12", "T1–T6", "T12–L5"]
+    assert system.end_vertebrae_names([[-1, -1]] * 3) == ["", "", ""]
 
 
 def test_overlay_draws_the_end_plates_of_the_largest_curve():
-    from seg4reg_tf import overlay
     from seg4reg_tf.data import synthetic
+    from seg4reg_tf.serving import overlay
 
     rng = synthetic.image_rng(0, "overlay-test", 0)
     spine = synthetic.draw_spine(rng, 600, 300, synthetic.SyntheticConfig())
@@ -304,7 +305,7 @@ def test_overlay_draws_the_end_plates_of_the_largest_curve():
 
 
 def test_apply_threads_sets_the_pools_before_tensorflow_starts():
-    code = ("from seg4reg_tf.predict import apply_threads; import tensorflow as tf; assert apply_threads(1, 1); "
+    code = ("from seg4reg_tf.serving.system import apply_threads; import tensorflow as tf; assert apply_threads(1, 1); "
             "tf.constant(1.0) + 1.0; t = tf.config.threading; print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads()); "
             "print(apply_threads(2, 1))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -1,4 +1,4 @@
-"""N_R pretraining on synthetic spine masks (seg4reg_tf/pretrain.py) and atomic writes."""
+"""N_R pretraining on synthetic spine masks (seg4reg_tf/training/pretraining.py) and atomic writes."""
 
 import json
 import os
@@ -12,6 +12,7 @@ from seg4reg_tf import pretrain
 from seg4reg_tf.config import config_from_dict
 from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models import build_regressor
+from seg4reg_tf.training import pretraining
 
 TINY = {
     "data": {"image_height": 64, "image_width": 32},
@@ -28,7 +29,7 @@ def tiny_config(**pretrain_settings):
 
 def test_masks_are_letterboxed_spines_with_their_angles():
     config = config_from_dict({"data": {"image_height": 192, "image_width": 96}})
-    masks, angles = pretrain.draw_masks(6, 0, seed=3, data=config.data)
+    masks, angles = pretraining.draw_masks(6, 0, seed=3, data=config.data)
     assert masks.shape == (6, 192, 96, 1) and masks.dtype == np.uint8
     assert set(np.unique(masks)) == {0, 1}
     assert angles.shape == (6, 3) and angles.dtype == np.float32
@@ -45,19 +46,19 @@ def test_masks_are_letterboxed_spines_with_their_angles():
 
 def test_each_mask_depends_only_on_seed_and_index():
     data = tiny_config().data
-    masks, angles = pretrain.draw_masks(3, 0, seed=5, data=data)
-    later, later_angles = pretrain.draw_masks(2, 1, seed=5, data=data)
+    masks, angles = pretraining.draw_masks(3, 0, seed=5, data=data)
+    later, later_angles = pretraining.draw_masks(2, 1, seed=5, data=data)
     np.testing.assert_array_equal(masks[1:], later)
     np.testing.assert_array_equal(angles[1:], later_angles)
-    other, _ = pretrain.draw_masks(3, 0, seed=6, data=data)
+    other, _ = pretraining.draw_masks(3, 0, seed=6, data=data)
     assert not np.array_equal(masks, other)
 
 
 def test_dataset_augments_masks_and_keeps_angles():
     config = tiny_config()
-    masks, angles = pretrain.draw_masks(8, 0, seed=0, data=config.data)
-    batch = next(iter(pretrain.mask_dataset(masks, angles, config.data, 8, training=True)))
-    plain = next(iter(pretrain.mask_dataset(masks, angles, config.data, 8, training=False)))
+    masks, angles = pretraining.draw_masks(8, 0, seed=0, data=config.data)
+    batch = next(iter(pretraining.mask_dataset(masks, angles, config.data, 8, training=True)))
+    plain = next(iter(pretraining.mask_dataset(masks, angles, config.data, 8, training=False)))
     np.testing.assert_array_equal(plain["mask"].numpy(), masks)
     np.testing.assert_array_equal(plain["image"].numpy(), masks.astype(np.float32))
     np.testing.assert_allclose(plain["angles"].numpy(), angles / config.data.angle_scale_degrees, rtol=1e-6)
@@ -68,15 +69,15 @@ def test_dataset_augments_masks_and_keeps_angles():
 
 
 def trunk_outputs(regressor, inputs):
-    return keras.ops.convert_to_numpy(pretrain.trunk(regressor)(inputs * 255.0, training=False))
+    return keras.ops.convert_to_numpy(pretraining.trunk(regressor)(inputs * 255.0, training=False))
 
 
 def test_saved_trunk_loads_back_exactly_for_the_mask_input(tmp_path):
     config = tiny_config()
-    run = pretrain.pretraining_config(config)
+    run = pretraining.pretraining_config(config)
     source = build_regressor(run)
     path = tmp_path / "trunk.weights.h5"
-    pretrain.save_trunk(source, path)
+    pretraining.save_trunk(source, path)
     loaded = build_regressor(config_from_dict({**TINY, "regressor": {"weights": str(path), "input_mode": "mask"}}))
     inputs = np.random.default_rng(0).random((2, 64, 32, 1)).astype("float32")
     expected = trunk_outputs(source, inputs)
@@ -87,21 +88,21 @@ def test_saved_trunk_loads_back_exactly_for_the_mask_input(tmp_path):
     assert not np.allclose(trunk_outputs(other, inputs), expected, atol=tolerance)
     # image+mask: each channel starts with half of the mask filters.
     both = build_regressor(config_from_dict({**TINY, "regressor": {"weights": str(path), "input_mode": "image+mask"}}))
-    stem = pretrain.trunk(source).get_layer("stem_conv").get_weights()[0]
-    stem2 = pretrain.trunk(both).get_layer("stem_conv").get_weights()[0]
+    stem = pretraining.trunk(source).get_layer("stem_conv").get_weights()[0]
+    stem2 = pretraining.trunk(both).get_layer("stem_conv").get_weights()[0]
     np.testing.assert_allclose(stem2, np.concatenate([stem / 2, stem / 2], axis=2), rtol=1e-5, atol=1e-7)
 
 
 def test_save_trunk_refuses_a_name_keras_cannot_read(tmp_path):
-    regressor = build_regressor(pretrain.pretraining_config(tiny_config()))
+    regressor = build_regressor(pretraining.pretraining_config(tiny_config()))
     with pytest.raises(ValueError, match=r"trunk\.h5.*'\.weights\.h5'"):
-        pretrain.save_trunk(regressor, tmp_path / "trunk.h5")
+        pretraining.save_trunk(regressor, tmp_path / "trunk.h5")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_pretrain_writes_weights_that_phase_reg_can_start_from(tmp_path):
     out = tmp_path / "nr.weights.h5"
-    summary = pretrain.pretrain(tiny_config(), out, verbose=0, run_eagerly=True)
+    summary = pretraining.pretrain(tiny_config(), out, verbose=0, run_eagerly=True)
     assert out.is_file()
     written = json.loads((tmp_path / "nr.json").read_text())
     assert written == json.loads(json.dumps(summary))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seg4reg_tf import report
+from seg4reg_tf.serving import report
 
 
 def read_csv(path):

@@ -14,6 +14,7 @@ from seg4reg_tf import train
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.models import build_segmenter
+from seg4reg_tf.training import run
 from seg4reg_tf.workdir import PHASES, network_path, produced_path
 from tests.harness import make_workdir
 
@@ -67,10 +68,10 @@ def test_interrupted_phase_resumes_from_its_last_epoch(tmp_path, data_home):
     config = config_from_dict({**SMOKE.to_dict(), "seg": {**SMOKE.to_dict()["seg"], "epochs": 3}})
     workdir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train.train_phase("seg", config, workdir, verbose=0, extra_callbacks=[Interrupt(2)])
+        run.train_phase("seg", config, workdir, verbose=0, extra_callbacks=[Interrupt(2)])
     assert not (workdir / "seg" / "summary.json").exists()
     assert json.loads((workdir / "seg" / "best.json").read_text())["epoch"] in (1, 2)
-    summary = train.train_phase("seg", config, workdir, verbose=0)
+    summary = run.train_phase("seg", config, workdir, verbose=0)
     # Only the third epoch ran again; the optimizer kept counting from the first two.
     assert len(summary["history"]["loss"]) == 1
     segmenter = keras.saving.load_model(workdir / "seg" / "segmenter.keras", compile=False)
@@ -112,7 +113,7 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
         import numpy as np, tensorflow as tf, keras
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from seg4reg_tf import phases, train
+        from seg4reg_tf.training import phases, run
         from seg4reg_tf.config import load_config, config_from_dict
         from seg4reg_tf.data import pipeline
         from seg4reg_tf.data.aasce import read_split
@@ -155,7 +156,7 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
         print("REG", json.dumps([first_reg_loss(tf.distribute.get_strategy(), True, False),
                                  first_reg_loss(mirrored, False, True), first_reg_loss(mirrored, False, False)]))
         config = config_from_dict({{**config.to_dict(), "data": {{**config.to_dict()["data"], "root": {str(synthetic_root)!r}}}}})
-        summary = train.train_phase("seg", config, pathlib.Path({str(tmp_path / "mirrored")!r}), mirrored, verbose=0, run_eagerly=True)
+        summary = run.train_phase("seg", config, pathlib.Path({str(tmp_path / "mirrored")!r}), mirrored, verbose=0, run_eagerly=True)
         print("PHASE", summary["epochs"], sorted(summary["validation"]))
         """
     )
@@ -187,9 +188,9 @@ def test_excluded_images_appear_in_no_split_and_the_others_keep_theirs(synthetic
 
 
 def test_cosine_schedule_decays_over_the_phase_steps():
-    assert SMOKE.seg.schedule == "constant" and train.learning_rate(SMOKE.seg, 100) == SMOKE.seg.learning_rate
+    assert SMOKE.seg.schedule == "constant" and run.learning_rate(SMOKE.seg, 100) == SMOKE.seg.learning_rate
     settings = config_from_dict({**SMOKE.to_dict(), "seg": {**SMOKE.to_dict()["seg"], "schedule": "cosine", "epochs": 3, "batch_size": 4, "learning_rate": 0.01}}).seg
-    schedule = train.learning_rate(settings, 10)  # 2 full batches per epoch: 6 steps
+    schedule = run.learning_rate(settings, 10)  # 2 full batches per epoch: 6 steps
     assert float(schedule(0)) == pytest.approx(0.01)
     assert float(schedule(3)) == pytest.approx(0.005, rel=1e-5)  # half-way down the half cosine
     assert float(schedule(6)) == pytest.approx(0.0, abs=1e-9)
@@ -233,12 +234,12 @@ def test_keep_start_unless_beaten_keeps_the_starting_network_only_when_no_epoch_
     set_constant_mask(segmenter, start_bias)
     network_path(workdir, "seg", "segmenter").parent.mkdir()
     segmenter.save(network_path(workdir, "seg", "segmenter"))
-    summary = train.train_phase("roie", config, workdir, verbose=0, run_eagerly=True, extra_callbacks=[SetClassifier(epoch_bias)])
+    summary = run.train_phase("roie", config, workdir, verbose=0, run_eagerly=True, extra_callbacks=[SetClassifier(epoch_bias)])
     assert summary["best_epoch"] == expected_epoch
     written = keras.saving.load_model(produced_path(workdir, "roie"), compile=False)
     kept_bias = start_bias if expected_epoch == 0 else epoch_bias
     np.testing.assert_allclose(written.get_layer("classifier").bias.numpy(), kept_bias)
-    assert ("kept its starting network" in train.report(summary)) == (expected_epoch == 0)
+    assert ("kept its starting network" in run.report(summary)) == (expected_epoch == 0)
     if expected_epoch == 0:
         assert summary["best"] > summary["history"]["val_dice"][0], "the start scored better than epoch 1"
 

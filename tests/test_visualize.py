@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 
 from seg4reg_tf import visualize
+from seg4reg_tf.evaluation import figures
 
 
 def assert_drawn(path):
@@ -24,6 +25,6 @@ def test_real_vs_synthetic_figure_from_the_command(synthetic_root, tmp_path, cap
 
 def test_real_vs_synthetic_figure_on_aasce(aasce_root, tmp_path):
     """Written to a temporary folder only: AASCE pixels never enter the repository."""
-    path = visualize.real_and_synthetic(aasce_root, tmp_path / "real_vs_synthetic.png", count=4)
+    path = figures.real_and_synthetic(aasce_root, tmp_path / "real_vs_synthetic.png", count=4)
     assert_drawn(path)
     assert np.asarray(cv2.imread(str(path))).size > 0

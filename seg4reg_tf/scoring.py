@@ -25,7 +25,7 @@ from seg4reg_tf.data.aasce import read_split
 from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.inference import predict_images
-from seg4reg_tf.phases import is_gated
+from seg4reg_tf.models.segment import is_gated
 from seg4reg_tf.workdir import PHASES, final_networks, network_path, phase_sources
 
 _LOG = logging.getLogger(__name__)

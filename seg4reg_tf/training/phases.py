@@ -15,10 +15,8 @@ sources of the tape, yet gradients still flow *through* it where a phase needs t
                                 `tcl.through: readout`, what the geometric readout reads best).
     refine  line 19             `reg` again, on masks of the refined N_S.
 
-The circularity of the gate (the CAM needs a mask, the mask needs the CAM) is resolved by
-two passes, in training and at inference alike (`segment`): the gated N_S first runs with
-a zero CAM — with which it computes exactly the ungated network, whatever α is — the frozen
-N_R turns that mask into a CAM, and the gated N_S runs again with it.
+With a gated N_S, s(x) takes the gate's two passes (`models.segment`), in training and at
+inference alike.
 
 Losses are per-image means; under a `tf.distribute` strategy they are divided by the
 replica count before the gradient, because the optimizer sums gradients across replicas.
@@ -33,46 +31,9 @@ from keras import ops
 from seg4reg_tf import losses, metrics
 from seg4reg_tf.config import Config
 from seg4reg_tf.geometric_readout import read_spine
-from seg4reg_tf.models.pspnet import decode_features, encoder_features
 from seg4reg_tf.models.regressor import mask_branch_inputs, regressor_inputs
+from seg4reg_tf.models.segment import segment
 from seg4reg_tf.workdir import PHASES
-
-
-def is_gated(segmenter: keras.Model) -> bool:
-    """Whether N_S has the ROIE gate (a `cam` input)."""
-    return isinstance(segmenter.input, dict) and "cam" in segmenter.input
-
-
-def segment(segmenter, regressor, image, mode: str, training: bool = False):
-    """s(x): N_S's mask probabilities (B, H, W, 1), with the two-pass CAM when gated.
-
-    Args:
-        segmenter: N_S, gated or not.
-        regressor: N_R, used (frozen, inference mode) only for a gated N_S.
-        image: (B, H, W, 1) in [0, 1].
-        mode: N_R's input mode.
-        training: training mode of the second (final) N_S pass. In inference the two
-            passes share one backbone run (the image is the same; only the gate's CAM
-            differs), which halves the cost of the backbone.
-
-    Returns:
-        {"mask", "mask_logits"} of the final pass, and "cam" (B, h, w, 1) when gated.
-    """
-    if not is_gated(segmenter):
-        return segmenter({"image": image}, training=training)
-    cam_shape = segmenter.input["cam"].shape[1:]
-    zero_cam = ops.zeros((ops.shape(image)[0], *cam_shape), dtype=image.dtype)
-    features = None if training else encoder_features(segmenter, image)
-    if features is None:
-        first = segmenter({"image": image, "cam": zero_cam}, training=False)["mask"]
-    else:
-        first = decode_features(segmenter, features, zero_cam)["mask"]
-    first = ops.stop_gradient(first)
-    cam = regressor(regressor_inputs(image, first, mode), training=False)["cam"][..., -1:]
-    cam = ops.stop_gradient(cam)
-    if features is None:
-        return {**segmenter({"image": image, "cam": cam}, training=training), "cam": cam}
-    return {**decode_features(segmenter, features, cam), "cam": cam}
 
 
 class PhaseTrainer(keras.Model):

@@ -9,7 +9,7 @@ Rows add one component at a time, columns are N_R's input (image, mask, image ‚ä
                then N_R retrained on the refined masks
 
 All variants share one data split and seed and one phase-seg N_S (trained once, copied), so
-rows differ only in what they add. Each cell is evaluated with `evaluation.evaluate_workdir` on
+rows differ only in what they add. Each cell is evaluated with `scoring.evaluate_workdir` on
 the chosen split; finished cells are kept in `<out>/cells/` and skipped when the run is
 started again, so an overnight run that is interrupted resumes.
 
@@ -30,8 +30,10 @@ import shutil
 import keras
 
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-from seg4reg_tf import evaluation, files, train, visualize
+from seg4reg_tf import files, scoring
 from seg4reg_tf.config import Config, load_config, save_config
+from seg4reg_tf.evaluation import figures
+from seg4reg_tf.training import run
 from seg4reg_tf.workdir import PHASES, is_done, network_path, phase_dir
 
 _LOG = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ def variant_config(config: Config, input_mode: str, attention: bool) -> Config:
 
 
 def _run_phases(config: Config, workdir: pathlib.Path, phases, run_eagerly: bool) -> None:
-    """Trains the phases not yet done in `workdir` with `train.train_phase` (the config
+    """Trains the phases not yet done in `workdir` with `run.train_phase` (the config
     saved there first, as the train command does), each from the same seed; "all" stands
     for every phase.
 
@@ -69,7 +71,7 @@ def _run_phases(config: Config, workdir: pathlib.Path, phases, run_eagerly: bool
             continue
         keras.utils.set_random_seed(config.data.seed)
         _LOG.info("=== phase %s (%s) ===", phase, workdir.name)
-        train.train_phase(phase, config, workdir, verbose=2, run_eagerly=run_eagerly)
+        run.train_phase(phase, config, workdir, verbose=2, run_eagerly=run_eagerly)
 
 
 def _cell(results: dict) -> dict:
@@ -110,7 +112,7 @@ def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUT
                 shutil.copytree(phase_dir(shared, "seg"), phase_dir(workdir, "seg"), dirs_exist_ok=True)
             log(f"{input_mode}: {row}")
             _run_phases(variant_config(config, input_mode, row != "Baseline"), workdir, ROW_PHASES[row], run_eagerly)
-            cells[input_mode][row] = _cell(evaluation.evaluate_workdir(workdir, None, split))
+            cells[input_mode][row] = _cell(scoring.evaluate_workdir(workdir, None, split))
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(cells[input_mode][row]))
     return cells
@@ -155,14 +157,14 @@ def write_cam_figure(out, split: str = "test", inputs=INPUTS, count: int = 4) ->
         if not all(network_path(workdir, "reg", "regressor").exists() for workdir in workdirs.values()):
             continue
         config = load_config(workdirs["+ AR"] / "config.yaml")
-        _, records, _ = evaluation.evaluation_records(config, None, split)
+        _, records, _ = scoring.evaluation_records(config, None, split)
         for label, workdir in workdirs.items():
             regressor = keras.saving.load_model(network_path(workdir, "reg", "regressor"), compile=False)
-            predicted = evaluation.predict_records(segmenter, regressor, records[:count], config)
+            predicted = scoring.predict_records(segmenter, regressor, records[:count], config)
             cams[f"{input_mode}: {label}"], images = predicted["cams"], predicted["images"]
     if not cams:
         return None
-    return visualize.cam_overlays(images, cams, out / "cam_ar.png")
+    return figures.cam_overlays(images, cams, out / "cam_ar.png")
 
 
 def write_tables(cells: dict, out) -> tuple[pathlib.Path, pathlib.Path]:

@@ -1,0 +1,1 @@
+"""Evaluation beyond the scores: the paper's ablation and the evaluation figures."""

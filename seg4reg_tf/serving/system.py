@@ -1,0 +1,253 @@
+"""Cobb angles and a report for a folder of radiographs, from a workdir or an export; command:
+`python -m seg4reg_tf.predict`.
+
+    python -m seg4reg_tf.predict --workdir workdirs/demo  xrays/ more/*.dcm  --out report/
+    python -m seg4reg_tf.predict --saved-model exports/seg4reg/1  xrays/  --out report/ --tta --overlays
+
+Inputs are files, folders (recursive) and glob patterns of JPEG, PNG (8/16-bit) and DICOM.
+The networks come from a training workdir (the last N_S and N_R, as `export` picks them) or
+from an exported SavedModel (its `predict_tensor` signature). Either way each file goes
+through the export's own preprocessing (`saved_model.decode_requests`), so predict and TF Serving
+agree. Per image the report gives the three AASCE angles in degrees (column 1 the largest
+curve), the curve type (C / S / straight, from the predicted mask's centre line), the
+severity band of the largest angle and, with test-time augmentation, the spread of each
+angle over the views and a `low_confidence` flag. `--overlays` also writes
+OUT/overlays/<name>.png. A file that cannot be read or predicted becomes an error row and the
+run goes on; the exit status is 1 when any input failed, 2 when the run could not start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import pathlib
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from seg4reg_tf import curve, geometric_readout
+from seg4reg_tf.config import Config, config_from_dict
+from seg4reg_tf.data import radiographs
+from seg4reg_tf.geometry import VERTEBRA_NAMES
+from seg4reg_tf.inference import predict_images
+from seg4reg_tf.scoring import route_for_workdir
+from seg4reg_tf.serving import overlay, report, saved_model, tta
+from seg4reg_tf.workdir import final_networks
+
+CAPTION_CURVE = {"C": "C curve", "S": "S curve", "straight": "straight spine", "unknown": "spine not found"}
+
+
+@dataclasses.dataclass
+class LoadedSystem:
+    """The inference path, however it was loaded.
+
+    Attributes:
+        config: the training run's config (input size, preprocessing, input mode).
+        source: where the networks came from, for the report.
+        run: (V, H, W, 1) float32 in [0, 1] → the outputs of `inference.predict_images`
+            (landmarks in the model frame), as NumPy.
+        route: which route `cobb_angles` repeats ("regressor" or "geometric").
+        max_pixels: pixel limit applied before decoding (the export's).
+    """
+    config: Config
+    source: dict
+    run: object
+    max_pixels: int
+    route: str = "regressor"
+    keep_alive: object = None  # the loaded SavedModel, which its signature does not keep alive
+
+    def decode(self, encoded: bytes, name: str):
+        """Encoded JPEG/PNG → ((H, W, 1) float32 model input, (3,) letterbox), as the export does.
+
+        Raises:
+            ValueError: the image is rejected (message names `name` and the problem).
+        """
+        try:
+            images, letterbox = saved_model.decode_requests(
+                tf.constant([encoded]), self.config, self.max_pixels, names=tf.constant([name])
+            )
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(_tf_message(error, name)) from None
+        return images[0], letterbox[0].numpy()
+
+
+def _tf_message(error, name: str) -> str:
+    """The readable part of a TensorFlow error, naming the file once."""
+    first = error.message.strip().splitlines()[0]
+    asserted = re.search(r"assertion failed: (.*)", first)
+    if asserted:
+        first = " ".join(re.findall(r"\[([^\[\]]*)\]", asserted.group(1))).replace(f" {name}", "").rstrip(":")
+    return f"{name}: {first}" if name not in first else first
+
+
+def load_workdir(workdir: str) -> LoadedSystem:
+    """The last N_S and N_R of a training workdir (see `workdir.final_networks`)."""
+    config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir))
+    route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
+    shape = [None, config.data.image_height, config.data.image_width, 1]
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+    def run(images):
+        return predict_images(segmenter, regressor, images, config, route)
+
+    def run_numpy(images):
+        return {key: value.numpy() for key, value in run(images).items()}
+
+    return LoadedSystem(config, {"workdir": str(workdir), **sources}, run_numpy, config.export.max_image_pixels, route)
+
+
+def resolve_saved_model(path: str) -> pathlib.Path:
+    """A version folder, or a model folder whose highest numeric version is taken.
+
+    Raises:
+        FileNotFoundError: neither holds a saved_model.pb.
+    """
+    path = pathlib.Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = sorted((int(p.name), p) for p in path.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file())
+    if not versions:
+        raise FileNotFoundError(f"{path}: no saved_model.pb here nor in a numeric version folder below it")
+    return versions[-1][1]
+
+
+def apply_threads(intra_op: int, inter_op: int) -> bool:
+    """Sets TensorFlow's intra- and inter-op thread pools (0 leaves TensorFlow's choice).
+
+    Returns:
+        False when TensorFlow had already started with other values (they cannot change
+        then; a warning is logged), else True.
+    """
+    threading = tf.config.threading
+    try:
+        if intra_op and threading.get_intra_op_parallelism_threads() != intra_op:
+            threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op and threading.get_inter_op_parallelism_threads() != inter_op:
+            threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError as error:
+        logging.getLogger(__name__).warning("thread settings %s/%s not applied: %s", intra_op, inter_op, error)
+        return False
+    return True
+
+
+def load_saved_model(path: str) -> LoadedSystem:
+    """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature,
+    with the thread settings the export recorded."""
+    version = resolve_saved_model(path)
+    info_path = version / "assets.extra" / "seg4reg.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} not found: {version} was not written by seg4reg_tf.export")
+    info = json.loads(info_path.read_text())
+    config = config_from_dict(info["config"], source=str(info_path))
+    apply_threads(config.export.intra_op_threads, config.export.inter_op_threads)
+    loaded = tf.saved_model.load(str(version))
+    signature = loaded.signatures["predict_tensor"]
+
+    def run_numpy(images):
+        outputs = signature(images=tf.convert_to_tensor(images, tf.float32))
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    route = info.get("angles", {}).get("route", "regressor")
+    return LoadedSystem(config, {"saved_model": str(version)}, run_numpy, int(info["max_image_pixels"]), route, loaded)
+
+
+def end_vertebrae_names(ends) -> list[str]:
+    """(3, 2) vertebra indices (0 = T1 … 16 = L5, −1 unknown) → ["T6–T12", ...] ("" unknown)."""
+    return [f"{VERTEBRA_NAMES[upper]}–{VERTEBRA_NAMES[lower]}" if upper >= 0 else "" for upper, lower in np.asarray(ends)]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: pathlib.Path | None = None) -> dict:
+    """One radiograph → its report row (see `report.FIELDS`); writes its overlay when
+    `overlay_path` is given.
+
+    Raises:
+        ValueError: the image is rejected by the preprocessing.
+    """
+    image, letterbox = model.decode(radiograph.encoded, radiograph.path)
+    chosen = tta.views(settings)
+    outputs = model.run(tta.augment(image, chosen))
+    found = bool(outputs["spine_found"][0])  # the identity view decides
+    angles, spread = tta.aggregate(outputs["cobb_angles"])
+    by_regressor, _ = tta.aggregate(outputs["cobb_angles_regressor"])
+    geometric, _ = tta.aggregate(outputs["cobb_angles_geometric"])
+    mask, cam = outputs["mask"][0], outputs["cam"][0]
+    disagreement = float(np.max(np.abs(geometric - by_regressor))) if found else float("nan")
+    row = {
+        "file": radiograph.path,
+        "status": "ok" if found else report.STATUS_NO_SPINE,
+        "format": radiograph.file_format,
+        **{field: _finite_or_none(value) for field, value in zip(report.ANGLE_FIELDS, angles)},
+        "route": model.route,
+        "curve_type": curve.curve_type(mask),
+        "severity": curve.severity(float(angles[0])) if found and np.isfinite(angles[0]) else None,
+        **{field: _finite_or_none(value) for field, value in zip(report.REGRESSOR_FIELDS, by_regressor)},
+        **{field: _finite_or_none(value) for field, value in zip(report.GEOMETRIC_FIELDS, geometric)},
+        **dict(zip(report.END_VERTEBRAE_FIELDS, end_vertebrae_names(outputs["end_vertebrae"][0]))),
+        "route_disagreement_deg": _finite_or_none(disagreement),
+        "routes_disagree": bool(disagreement > model.config.readout.disagreement_degrees) if found else None,
+        "views": len(chosen),
+        "height": int(radiograph.pixels.shape[0]),
+        "width": int(radiograph.pixels.shape[1]),
+    }
+    if len(chosen) > 1:
+        row.update({field: _finite_or_none(value) for field, value in zip(report.SPREAD_FIELDS, spread)})
+        row["low_confidence"] = bool(spread.max() > settings.low_confidence_spread_degrees) if found else None
+    if radiograph.pixel_spacing_mm:
+        row["pixel_spacing_row_mm"], row["pixel_spacing_column_mm"] = map(float, radiograph.pixel_spacing_mm)
+    if overlay_path is not None:
+        if found:
+            lines = [
+                f"Cobb ({model.route}) " + " / ".join(f"{value:.1f}" for value in angles) + " deg",
+                f"{CAPTION_CURVE[row['curve_type']]}, {row['severity']}"
+                + (f", spread {spread.max():.1f} deg" if len(chosen) > 1 else "")
+                + (", LOW CONFIDENCE" if row.get("low_confidence") else "")
+                + (", ROUTES DISAGREE" if row.get("routes_disagree") else ""),
+            ]
+        else:
+            lines = ["no Cobb angle", "spine not found"]
+        largest = None
+        if found:
+            # landmarks of the identity view, model frame → original pixels
+            frame = outputs["landmarks"][:1]
+            points = geometric_readout.to_original(frame, letterbox[None], model.config.data.image_height)[0][0].numpy()
+            largest = (points, outputs["end_vertebrae"][0][0], float(geometric[0]))
+        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, lines, largest_curve=largest)
+        overlay.write_png(overlay_path, picture)
+        row["overlay"] = str(overlay_path)
+    return row
+
+
+def predict_files(model: LoadedSystem, paths: list[str], writer: report.ReportWriter, settings, overlay_dir=None, verbose=True) -> list[dict]:
+    """Predicts each file, adding its row (or its error) to `writer` as soon as it is done."""
+    bar = keras.utils.Progbar(len(paths), unit_name="image") if verbose and paths else None
+    used: set[str] = set()
+    for done, path in enumerate(paths, start=1):
+        target = None
+        if overlay_dir is not None:
+            target = overlay_dir / _unique_name(pathlib.Path(path).name + ".png", used)
+        try:
+            row = predict_radiograph(model, radiographs.read_radiograph(path, model.max_pixels), settings, target)
+        except (ValueError, OSError) as error:
+            row = report.error_row(path, str(error))
+        writer.add(row)
+        if bar is not None:
+            bar.update(done)
+    return writer.rows
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    """`name`, or name-2, name-3, ... when files of one name come from several folders."""
+    stem, suffix = name.rsplit(".", 1)
+    candidate, number = name, 1
+    while candidate in used:
+        number += 1
+        candidate = f"{stem}-{number}.{suffix}"
+    used.add(candidate)
+    return candidate

@@ -1,0 +1,1 @@
+"""Training: the phase trainers of Algorithm 1, running a phase on disk, N_R pretraining."""

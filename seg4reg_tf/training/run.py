@@ -1,0 +1,291 @@
+"""Running one phase of Algorithm 1 on disk: its networks from the workdir (`workdir.py`), its
+trainer (`training.phases`), resume after a kill, the best epoch kept by the phase's
+validation monitor, and a summary.json with the figures next to the image-blind baselines.
+
+    <workdir>/<phase>/backup/            state after the last finished epoch (networks, optimizer,
+                                         epoch): a killed run resumes from it
+    <workdir>/<phase>/best.weights.h5    best weights so far by the validation metric
+    <workdir>/<phase>/logs/              TensorBoard
+
+The command is `python -m seg4reg_tf.train`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pathlib
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
+from seg4reg_tf import metrics, scoring
+from seg4reg_tf.config import Config
+from seg4reg_tf.data import pipeline
+from seg4reg_tf.data.records import resolve_records
+from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles, synchronize_batch_norm
+from seg4reg_tf.training.phases import make_trainer
+from seg4reg_tf.workdir import PHASE_TABLE, final_networks, missing_predecessor, network_path, phase_dir, produced_path
+
+_LOG = logging.getLogger(__name__)
+
+REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+DEMO_CONFIG = REPO_CONFIGS / "demo.yaml"
+
+
+def check_predecessors(workdir: pathlib.Path, phase: str, config: Config) -> None:
+    """Raises FileNotFoundError naming the phase to run first when its output is missing."""
+    skip = ("seg",) if phase == "reg" and config.reg.mask_source == "ground_truth" else ()
+    missing = missing_predecessor(workdir, phase, skip)
+    if missing:
+        needed_phase, path = missing
+        raise FileNotFoundError(
+            f"phase '{phase}' needs {path}, which phase '{needed_phase}' writes: run "
+            f"`python -m seg4reg_tf.train --phase {needed_phase} --workdir {workdir}` first"
+        )
+
+
+def check_weight_files(config: Config, phases) -> None:
+    """Raises FileNotFoundError, before any training, when a phase about to build a network
+    would start it from a weights file that does not exist."""
+    needs = (("segmenter", config.segmenter.weights, {"seg", "roie"}), ("regressor", config.regressor.weights, {"reg"}))
+    for network, weights, users in needs:
+        if weights in ("none", "imagenet") or not users & set(phases) or os.path.isfile(weights):
+            continue
+        hint = " (write it with `python -m seg4reg_tf.pretrain --config ... --out FILE`)" if network == "regressor" else ""
+        raise FileNotFoundError(f"{network}.weights: file not found: {weights}{hint}")
+
+
+def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronized: bool):
+    """(segmenter, regressor) for `phase`: predecessors' files, or new networks; with
+    `synchronized`, every BatchNorm uses global batch statistics (files saved outside a
+    strategy have them unsynchronised)."""
+    def load(previous: str, network: str):
+        model = keras.saving.load_model(network_path(workdir, previous, network), compile=False)
+        synchronize_batch_norm(model, synchronized)
+        return model
+
+    if phase == "seg":
+        return build_segmenter(config, synchronized=synchronized), None
+    if phase == "reg":
+        if config.reg.mask_source == "ground_truth" and not network_path(workdir, "seg", "segmenter").exists():
+            segmenter = build_segmenter(config, synchronized=synchronized)
+        else:
+            segmenter = load("seg", "segmenter")
+        return segmenter, build_regressor(config, synchronized=synchronized)
+    needs = dict((network, previous) for previous, network in PHASE_TABLE[phase].needs)
+    regressor = load(needs["regressor"], "regressor")
+    if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one
+        gated = build_segmenter(config, with_roie=True, synchronized=synchronized)
+        copy_weights_by_name(load(needs["segmenter"], "segmenter"), gated)
+        return gated, regressor
+    return load(needs["segmenter"], "segmenter"), regressor
+
+
+class _BestValue:
+    """Keeps the best monitored value on disk so a resumed run does not forget it."""
+    def __init__(self, path: pathlib.Path, monitor: str, mode: str):
+
+        self.path, self.monitor, self.mode = path, monitor, mode
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_end(inner, epoch, logs=None):  # noqa: N805
+                value = (logs or {}).get(monitor)
+                if value is None:
+                    return
+                best = self.load()
+                if best is None or (value < best if mode == "min" else value > best):
+                    self.record(epoch + 1, value)
+
+        self.callback = Callback()
+
+    def record(self, epoch: int, value: float) -> None:
+        """Writes `value` as the best so far, reached after `epoch` epochs (0: the start)."""
+        self.path.write_text(json.dumps({"epoch": epoch, self.monitor: float(value)}))
+
+    def load(self):
+        if not self.path.exists():
+            return None
+        return json.loads(self.path.read_text())[self.monitor]
+
+    def epoch(self) -> int | None:
+        """The epoch of the best value (0: the networks the phase started from), or None."""
+        return json.loads(self.path.read_text())["epoch"] if self.path.exists() else None
+
+
+def score_start(trainer, validation_data, folder: pathlib.Path, best: _BestValue) -> None:
+    """`keep_start_unless_beaten`: scores the trainer's starting networks on the validation
+    monitor and writes them as the best epoch so far (epoch 0), so that the phase keeps them
+    unless an epoch beats that score. Does nothing once a best value exists (a resumed run)."""
+    if best.load() is not None:
+        return
+    scores = trainer.evaluate(validation_data, verbose=0, return_dict=True)
+    trainer.save_weights(folder / "best.weights.h5")
+    best.record(0, scores[best.monitor[len("val_"):]])
+
+
+def resume_state(trainer, folder: pathlib.Path):
+    """(initial epoch, callback saving the state after every epoch).
+
+    The state is a `tf.train.Checkpoint` of the trainer's networks, the optimizer (Adam's
+    moments and step count included) and the number of finished epochs, so a killed run
+    continues where its last finished epoch left it.
+    """
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    trainer.optimizer.build(trainer.trainable_variables)
+    checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer, epoch=epoch)
+    manager = tf.train.CheckpointManager(checkpoint, str(folder / "backup"), max_to_keep=1)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        _LOG.info("resuming from %s after epoch %d", manager.latest_checkpoint, int(epoch.numpy()))
+
+    class SaveState(keras.callbacks.Callback):
+        def on_epoch_end(self, finished, logs=None):
+            epoch.assign(finished + 1)
+            manager.save()
+
+    return int(epoch.numpy()), SaveState()
+
+
+def baselines(training, validation, config: Config) -> dict:
+    """Validation figures of predictors that ignore the image: the training-mean angles,
+    and the training-mean mask (thresholded at 0.5) — the floor each phase must beat."""
+    truth = np.stack([record.angles for record in validation])
+    mean_angles = np.stack([record.angles for record in training]).mean(axis=0)
+    prior = pipeline.mean_mask(training, config.data)
+    truth_masks = pipeline.model_frame_masks(validation, config.data)
+    scores = metrics.segmentation_scores(truth_masks, np.broadcast_to(prior, truth_masks.shape))
+    return {**metrics.mean_angle_baseline(truth, mean_angles), "dice": scores["dice"], "jaccard": scores["jaccard"]}
+
+
+def make_strategy(name: str, cpu_replicas: int):
+    """None, or a tf.distribute strategy; must run before TensorFlow creates devices."""
+    if cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+    if name == "none":
+        return None
+    if name == "mirrored":
+        devices = [f"/cpu:{i}" for i in range(cpu_replicas)] if cpu_replicas > 1 and not tf.config.list_physical_devices("GPU") else None
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
+
+
+def learning_rate(settings, records: int):
+    """The optimizer's step size for a phase: a float, or a schedule over the phase's steps.
+
+    Args:
+        settings: the phase's `PhaseConfig`.
+        records: training records; a step is one batch of `settings.batch_size`, the last
+            partial batch dropped (as `pipeline.make_dataset` batches training data).
+    """
+    if settings.schedule == "constant":
+        return settings.learning_rate
+    steps = max(1, settings.epochs * (records // settings.batch_size))
+    return keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps)
+
+
+def train_phase(
+    phase: str,
+    config: Config,
+    workdir: pathlib.Path,
+    strategy=None,
+    jit_compile="auto",
+    verbose: int = 1,
+    extra_callbacks=(),
+    run_eagerly: bool = False,
+) -> dict:
+    """Runs (or resumes) one phase and returns its summary (also written to summary.json)."""
+    check_predecessors(workdir, phase, config)
+    folder = phase_dir(workdir, phase)
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = getattr(config, phase)
+    training, validation, root = resolve_records(config)
+    distributed = strategy is not None and strategy.num_replicas_in_sync > 1
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        segmenter, regressor = load_networks(workdir, phase, config, synchronized=distributed)
+        if phase == "reg":
+            mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
+            start_at_mean_angles(regressor, mean, exact=config.regressor.head_start == "mean_predictor")
+        trainer = make_trainer(phase, segmenter, regressor, config)
+        optimizer = keras.optimizers.Adam(learning_rate(settings, len(training)), weight_decay=settings.weight_decay or None)
+        trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
+        initial_epoch, save_state = resume_state(trainer, folder)
+    train_data = pipeline.make_dataset(training, config.data, training=True, batch_size=settings.batch_size)
+    validation_data = None
+    if validation:
+        validation_data = pipeline.make_dataset(validation, config.data, training=False, batch_size=settings.batch_size, drop_remainder=distributed)
+    monitor, mode = PHASE_TABLE[phase].monitor
+    if validation_data is None:
+        monitor = monitor[len("val_"):]
+    best = _BestValue(folder / "best.json", monitor, mode)
+    if settings.keep_start_unless_beaten and validation_data is not None and initial_epoch == 0:
+        score_start(trainer, validation_data, folder, best)  # the config ensures a validation split
+    callbacks = [
+        save_state,
+        keras.callbacks.ModelCheckpoint(
+            str(folder / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True,
+            save_weights_only=True, initial_value_threshold=best.load(),
+        ),
+        best.callback,
+        keras.callbacks.TensorBoard(str(folder / "logs")),
+        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),  # all epochs across resumes
+        *extra_callbacks,
+    ]
+    started = time.perf_counter()
+    history = trainer.fit(
+        train_data, validation_data=validation_data, epochs=settings.epochs, initial_epoch=initial_epoch,
+        callbacks=callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles itself
+    )
+    if (folder / "best.weights.h5").exists():
+        trainer.load_weights(folder / "best.weights.h5")
+    trained = regressor if PHASE_TABLE[phase].trains == "regressor" else segmenter
+    trained.save(produced_path(workdir, phase))
+    final = trainer.evaluate(validation_data, verbose=0, return_dict=True) if validation_data is not None else {}
+    summary = {
+        "phase": phase,
+        "data": root,
+        "training_images": len(training),
+        "validation_images": len(validation),
+        "epochs": settings.epochs,
+        "seconds": round(time.perf_counter() - started, 1),
+        "monitor": monitor,
+        "best": best.load(),
+        "best_epoch": best.epoch(),
+        "validation": {key: float(value) for key, value in final.items()},
+        "baseline": baselines(training, validation, config) if validation else {},
+        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def report(summary: dict) -> str:
+    """One line per phase: its validation figures next to the image-blind baseline."""
+    phase, values, base = summary["phase"], summary["validation"], summary["baseline"]
+    if not values:
+        return f"{phase}: no validation split"
+    if "smape" in values and phase in ("reg", "refine", "tcl"):
+        line = f"{phase}: validation SMAPE {values['smape']:.2f}% MAE {values['mae']:.2f}° (mean-angle baseline: SMAPE {base['smape']:.2f}% MAE {base['mae']:.2f}°)"
+    else:
+        line = f"{phase}: validation Dice {values['dice']:.2f}% Jaccard {values['jaccard']:.2f}% (mean-mask baseline: Dice {base['dice']:.2f}% Jaccard {base['jaccard']:.2f}%)"
+    if summary.get("best_epoch") == 0:
+        line += "; kept its starting network (no epoch beat it)"
+    return line + f" [{summary['seconds']:.0f} s]"
+
+
+
+def record_routes(workdir: pathlib.Path) -> dict | None:
+    """Scores both angle routes of the workdir's final networks on the validation split
+    (`scoring.record_routes`, writes routes.json); None until N_S and N_R both exist."""
+    try:
+        config, segmenter, regressor, sources = final_networks(workdir)
+    except FileNotFoundError:
+        return None
+    return scoring.record_routes(workdir, config, sources, segmenter, regressor)
