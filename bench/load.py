@@ -20,7 +20,6 @@ unexpected or memory grew by more than `--max-growth` percent.
 import argparse
 import collections
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -28,9 +27,12 @@ import tempfile
 import threading
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import seg4reg_tf  # noqa: E402
+
+seg4reg_tf.quiet_start()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

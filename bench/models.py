@@ -7,9 +7,10 @@ as 2 FLOPs); MACs = FLOPs / 2.
 """
 
 import argparse
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import seg4reg_tf  # noqa: E402
+
+seg4reg_tf.quiet_start()
 
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # noqa: E402

@@ -18,13 +18,16 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import seg4reg_tf  # noqa: E402
+
+seg4reg_tf.quiet_start()
 
 import cv2  # noqa: E402
 
 from seg4reg_tf.data import radiographs, synthetic  # noqa: E402
-from seg4reg_tf.serving import report, system, tta
+from seg4reg_tf.serving import report, system, tta  # noqa: E402
 
 
 def write_xrays(folder: pathlib.Path, count: int) -> list[str]:

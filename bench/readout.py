@@ -13,10 +13,11 @@ masks, the readout on true masks at the workdir's size, the mean).
 """
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import seg4reg_tf  # noqa: E402
+
+seg4reg_tf.quiet_start()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -21,10 +21,11 @@ At the end a table: validation SMAPE and largest-angle MAE per variant, and the 
 """
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import seg4reg_tf  # noqa: E402
+
+seg4reg_tf.quiet_start()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

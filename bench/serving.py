@@ -22,7 +22,9 @@ import pathlib
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import seg4reg_tf  # noqa: E402
+
+seg4reg_tf.quiet_start()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -31,9 +33,9 @@ from seg4reg_tf.config import config_from_dict, load_config, save_config  # noqa
 from seg4reg_tf.geometric_readout import read_spine  # noqa: E402
 from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs  # noqa: E402
 from seg4reg_tf.models.precision import with_precision  # noqa: E402
-from seg4reg_tf.serving import saved_model
+from seg4reg_tf.models.segment import segment  # noqa: E402
+from seg4reg_tf.serving import saved_model  # noqa: E402
 from seg4reg_tf.serving.system import apply_threads  # noqa: E402
-from seg4reg_tf.training.phases import segment  # noqa: E402
 from seg4reg_tf.workdir import final_networks, network_path, phase_dir  # noqa: E402
 
 

@@ -10,10 +10,11 @@ repeated, one warm-up step (tracing, compilation) excluded from the timing.
 """
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import seg4reg_tf  # noqa: E402
+
+seg4reg_tf.quiet_start()
 
 import tensorflow as tf  # noqa: E402
 

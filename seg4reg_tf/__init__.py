@@ -26,7 +26,15 @@ def _import_tensorflow_quietly() -> None:
         _os.close(null)
 
 
+def quiet_start() -> None:
+    """Starts TensorFlow without its C++ start-up logs, unless `--verbose` is on the command
+    line or TF_CPP_MIN_LOG_LEVEL is set. For scripts (bench/): call it before anything
+    imports TensorFlow; the commands need not, this package does it for them."""
+    if "--verbose" not in _sys.argv and "TF_CPP_MIN_LOG_LEVEL" not in _os.environ:
+        _import_tensorflow_quietly()
+
+
 # While `python -m` locates the command's module, sys.argv[0] is "-m": this package is
 # imported first, so this runs before the command imports TensorFlow.
-if _sys.argv[:1] == ["-m"] and "--verbose" not in _sys.argv and "TF_CPP_MIN_LOG_LEVEL" not in _os.environ:
-    _import_tensorflow_quietly()
+if _sys.argv[:1] == ["-m"]:
+    quiet_start()

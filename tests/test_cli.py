@@ -17,3 +17,12 @@ def test_a_command_prints_only_its_own_error(tmp_path):
     assert quiet.stderr.strip().splitlines() == [f"error: {tmp_path / 'none'}: no saved_model.pb here nor in a numeric version folder below it"]
     loud = run(tmp_path, "--verbose")
     assert loud.returncode == 2 and len(loud.stderr.strip().splitlines()) > 1  # TensorFlow's own lines
+
+
+def test_a_script_starts_tensorflow_quietly_with_quiet_start():
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    code = "import seg4reg_tf; {}import tensorflow as tf; tf.constant(1.0) + 1.0"
+    quiet = subprocess.run([sys.executable, "-c", code.format("seg4reg_tf.quiet_start(); ")], capture_output=True, text=True, env=env, timeout=300)
+    loud = subprocess.run([sys.executable, "-c", code.format("")], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0 and loud.returncode == 0
+    assert quiet.stderr == "" and loud.stderr != ""  # a plain import prints TensorFlow's start-up lines here
