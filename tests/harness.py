@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seg4reg_tf.config import load_config, save_config
+from seg4reg_tf.config import config_from_dict, load_config, save_config
 from seg4reg_tf.models import build_regressor, build_segmenter
 from seg4reg_tf.workdir import network_path, phase_dir
 
@@ -40,12 +40,18 @@ def assert_keras_file_round_trip(model, inputs, path):
     return loaded
 
 
-def make_workdir(folder: pathlib.Path) -> pathlib.Path:
+def make_workdir(folder: pathlib.Path, **sections) -> pathlib.Path:
     """A workdir as phases roie and reg leave it, with seeded untrained smoke-sized networks
     (the gate's α = 0.5, so the two-pass ROIE path matters). N_S's classifier bias is +3, so
     it marks most of the frame as spine and the geometric readout finds one: predict's rows
-    are "ok" rather than "spine not found"."""
-    config = load_config(SMOKE)
+    are "ok" rather than "spine not found".
+
+    Args:
+        sections: overrides of the smoke config's sections, e.g.
+            `segmenter={"backbone": "resnet18"}`.
+    """
+    values = load_config(SMOKE).to_dict()
+    config = config_from_dict({**values, **{name: {**values[name], **changes} for name, changes in sections.items()}})
     keras.utils.set_random_seed(0)
     segmenter = build_segmenter(config, with_roie=True)
     segmenter.get_layer("roie_gate").set_weights([np.array(0.5, "float32")])
