@@ -38,7 +38,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from seg4reg_tf.data import synthetic  # noqa: E402
-from seg4reg_tf.serving import client  # noqa: E402
+from seg4reg_tf.serving import client, saved_model  # noqa: E402
 
 PROTOCOLS = {"grpc": client.grpc_predict, "rest": client.rest_predict}
 REFUSALS = ("gRPC INVALID_ARGUMENT", "REST 400")
@@ -107,23 +107,28 @@ def outcome(call) -> str:
         return "refused" if message.startswith(REFUSALS) else message[:80]
 
 
-def client(protocol, port, name, good, bad, bad_every, deadline, records, lock):
+def run_client(protocol, port, name, good, bad, bad_every, deadline, records, lock):
     """Sends requests until `deadline`, and at least one of each bad kind; appends
-    (protocol, kind, seconds, outcome) to records."""
+    (protocol, kind, seconds, outcome) to records. A client that crashes records a
+    "client crashed" row, which counts as unexpected, instead of vanishing with its thread."""
     send = PROTOCOLS[protocol]
     kinds = list(bad)
     count = 0
-    while time.monotonic() < deadline or count < bad_every * len(kinds):
-        if count % bad_every == bad_every - 1:
-            kind = kinds[(count // bad_every) % len(kinds)]
-            image = bad[kind]
-        else:
-            kind, image = "good", good[count % len(good)]
-        started = time.perf_counter()
-        result = outcome(lambda image=image: send("127.0.0.1", port, [image], name, timeout=120.0))
+    try:
+        while time.monotonic() < deadline or count < bad_every * len(kinds):
+            if count % bad_every == bad_every - 1:
+                kind = kinds[(count // bad_every) % len(kinds)]
+                image = bad[kind]
+            else:
+                kind, image = "good", good[count % len(good)]
+            started = time.perf_counter()
+            result = outcome(lambda image=image: send("127.0.0.1", port, [image], name, timeout=120.0))
+            with lock:
+                records.append((protocol, kind, time.perf_counter() - started, result))
+            count += 1
+    except Exception as error:  # noqa: BLE001 (any crash must fail the run)
         with lock:
-            records.append((protocol, kind, time.perf_counter() - started, result))
-        count += 1
+            records.append((protocol, "client crashed", 0.0, repr(error)[:80]))
 
 
 def run_load(export, clients=8, seconds=120.0, bad_every=4, name="seg4reg", good_count=4):
@@ -143,7 +148,7 @@ def run_load(export, clients=8, seconds=120.0, bad_every=4, name="seg4reg", good
         records, lock = [], threading.Lock()
         deadline = time.monotonic() + seconds
         threads = [
-            threading.Thread(target=client, args=(protocol, ports[protocol], name, good, bad, bad_every, deadline, records, lock))
+            threading.Thread(target=run_client, args=(protocol, ports[protocol], name, good, bad, bad_every, deadline, records, lock))
             for index in range(clients)
             for protocol in [("grpc", "rest")[index % 2]]
         ]
@@ -202,9 +207,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         export = args.export
         if args.workdir:
-            from seg4reg_tf import export as exporting
-
-            export = exporting.export_saved_model(pathlib.Path(args.workdir), pathlib.Path(folder))
+            export = saved_model.export_saved_model(pathlib.Path(args.workdir), pathlib.Path(folder))
         result = run_load(export, args.clients, args.seconds, args.bad_every)
     print(f"{args.clients} clients for {args.seconds:.0f} s, every {args.bad_every}th request bad\n")
     print("\n".join(report(result, args.seconds)))

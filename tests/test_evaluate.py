@@ -129,7 +129,7 @@ def test_segmentation_figure_colours_outcomes():
     truth = np.array([[1, 1, 0, 0]])
     predicted = np.array([[0.9, 0.1, 0.8, 0.2]])
     colours = figures.outcome_colours(truth, predicted)
-    np.testing.assert_allclose(colours[0], [visualize.TRUE_POSITIVE, visualize.FALSE_NEGATIVE, visualize.FALSE_POSITIVE, (0, 0, 0)])
+    np.testing.assert_allclose(colours[0], [figures.TRUE_POSITIVE, figures.FALSE_NEGATIVE, figures.FALSE_POSITIVE, (0, 0, 0)])
 
 
 def test_history_reads_all_epochs_across_resumes(tmp_path):
