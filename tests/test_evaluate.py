@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from seg4reg_tf import evaluate, scoring, visualize
+from seg4reg_tf import evaluate, scoring
 from seg4reg_tf.config import load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
