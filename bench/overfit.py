@@ -53,7 +53,7 @@ def run(batch, head_pooling: str, head_start: str, steps: int, learning_rate: fl
     })
     keras.utils.set_random_seed(0)
     segmenter, regressor = build_segmenter(config), build_regressor(config)
-    start_at_mean_angles(regressor, batch["angles"].numpy().mean(axis=0), exact=head_start == "mean_predictor")
+    start_at_mean_angles(regressor, batch["angles"].numpy().mean(axis=0), head_start)
     trainer = phases.make_trainer("reg", segmenter, regressor, config)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=True)
     losses = [float(trainer.train_on_batch(batch, return_dict=True)["loss"]) for _ in range(steps)]

@@ -67,7 +67,7 @@ def build(size, overrides, mean):
         "regressor": {"weights": "none", "input_mode": "mask", **overrides},
     })
     regressor = build_regressor(config)
-    start_at_mean_angles(regressor, mean, exact=config.regressor.head_start == "mean_predictor")
+    start_at_mean_angles(regressor, mean, config.regressor.head_start)
     model = keras.Model(regressor.input, regressor.output["angles"])
     model.trunk_inputs = keras.Model(regressor.input, regressor.get_layer("to_255").output)  # coordinates included
     return model, trunk(regressor)

@@ -462,7 +462,8 @@ class Config:
     inference: InferenceConfig = InferenceConfig()
 
     def __post_init__(self) -> None:
-        kept = [phase for phase in ("seg", "reg", "roie", "tcl", "refine") if getattr(self, phase).keep_start_unless_beaten]
+        phases = [field.name for field in dataclasses.fields(self) if isinstance(getattr(self, field.name), PhaseConfig)]
+        kept = [phase for phase in phases if getattr(self, phase).keep_start_unless_beaten]
         if kept and self.data.validation_fraction == 0:
             raise ValueError(f"{', '.join(phase + '.keep_start_unless_beaten' for phase in kept)} needs a validation split (data.validation_fraction > 0)")
 

@@ -81,14 +81,14 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
     return keras.Model(inputs, outputs, name=name)
 
 
-def start_at_mean_angles(regressor: keras.Model, mean_angles, *, exact: bool = True) -> None:
+def start_at_mean_angles(regressor: keras.Model, mean_angles, head_start: str = "mean_predictor") -> None:
     """Makes the constant predictor of `mean_angles` N_R's starting point.
 
     With a zero bias a new N_R starts at 90° for every angle (scale 180°) while AASCE means
     are about 39°, 20° and 18°; at Adam's step size the bias alone needs ~10³ steps to get
     there, which small CPU runs never leave. The bias is set to the logits of the mean.
 
-    With `exact`, the head's kernel is zeroed too, so N_R outputs the mean for every input
+    With `head_start` "mean_predictor", the head's kernel is zeroed too, so N_R outputs the mean for every input
     and training spends itself on the residual. With a random (Glorot) kernel on top of
     that bias, a from-scratch trunk's features move the logits far from the mean (measured
     on a batch of 4 smoke-sized masks: a starting L1 of 0.10–0.21 against 0.027 for the
@@ -99,11 +99,13 @@ def start_at_mean_angles(regressor: keras.Model, mean_angles, *, exact: bool = T
     Args:
         regressor: N_R from `build_regressor`.
         mean_angles: (3,) training-mean angles in [0, 1] (degrees / angle scale).
-        exact: zero the head's kernel as well (False: the bias only, for a head that was
-            trained before, e.g. loaded from a pretraining file).
+        head_start: `regressor.head_start`: "mean_predictor" zeroes the head's kernel as
+            well; "mean_bias" sets the bias only.
     """
     mean = np.clip(np.asarray(mean_angles, dtype="float64"), 1e-3, 1 - 1e-3)
     head = regressor.get_layer("head")
     head.bias.assign(np.log(mean / (1 - mean)).astype("float32"))
-    if exact:
+    if head_start not in ("mean_predictor", "mean_bias"):
+        raise ValueError(f"head_start must be 'mean_predictor' or 'mean_bias', got {head_start!r}")
+    if head_start == "mean_predictor":
         head.kernel.assign(np.zeros(head.kernel.shape, "float32"))

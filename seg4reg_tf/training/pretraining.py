@@ -169,7 +169,7 @@ def pretrain(
     _LOG.info("drew %d + %d spine masks in %.0f s", settings.count, settings.validation_count, time.perf_counter() - started)
     regressor = build_regressor(run)
     mean = angles.mean(axis=0)
-    start_at_mean_angles(regressor, mean / data.angle_scale_degrees, exact=run.regressor.head_start == "mean_predictor")
+    start_at_mean_angles(regressor, mean / data.angle_scale_degrees, run.regressor.head_start)
     trainer = RegressionPhase(None, regressor, run, name="pretrain")
     trainer.compile(optimizer=keras.optimizers.Adam(settings.learning_rate, weight_decay=settings.weight_decay or None), run_eagerly=run_eagerly)
     callbacks = [keras.callbacks.TensorBoard(log_dir)] if log_dir else []

@@ -212,7 +212,7 @@ def train_phase(
         segmenter, regressor = load_networks(workdir, phase, config, synchronized=distributed)
         if phase == "reg":
             mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
-            start_at_mean_angles(regressor, mean, exact=config.regressor.head_start == "mean_predictor")
+            start_at_mean_angles(regressor, mean, config.regressor.head_start)
         trainer = make_trainer(phase, segmenter, regressor, config)
         optimizer = keras.optimizers.Adam(learning_rate(settings, len(training)), weight_decay=settings.weight_decay or None)
         trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
