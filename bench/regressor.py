@@ -3,11 +3,13 @@ synthetic spine masks (issue 15).
 
     python bench/regressor.py [--train 6000] [--val 500] [--epochs 4] [--batch 32]
                               [--size 128x64] [--variants paper,bn09,bn09_l1]
+                              [--schedule constant|cosine]
 
 Every variant is N_R as `models.build_regressor` builds it (EfficientNet-B1, weights none,
 mask input, CAM head, output started at the mean angles) with the variant's `regressor:`
 settings and `reg.loss`, trained from the same seed on the same masks
-(`training.pretraining.draw_masks`, no augmentation) with Adam at 1e-3. Every `--log-every` steps it prints, for a fixed training
+(`training.pretraining.draw_masks`, no augmentation) with Adam at 1e-3, constant or (with
+`--schedule cosine`) decayed to 0 over the run by a cosine. Every `--log-every` steps it prints, for a fixed training
 batch and the validation set:
 
 - spread: standard deviation of the predicted largest angle across images, in degrees, in
@@ -96,7 +98,10 @@ def run(name, args, data, size):
     probe = keras.Model(trunk.input, [bn.input for bn in bns])
     trunk_vars = trunk.trainable_variables
     head_vars = [v for v in model.trainable_variables if all(v is not t for t in trunk_vars)]
-    optimizer = keras.optimizers.Adam(1e-3)
+    rate = 1e-3
+    if args.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, args.epochs * (len(masks) // args.batch))
+    optimizer = keras.optimizers.Adam(rate)
 
     def loss_fn(y, p):
         return angle_loss(loss_name, y, p)
@@ -152,6 +157,7 @@ def main():
     parser.add_argument("--size", default="128x64")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--variants", default="paper,bn09,bn09_l1")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     config = DataConfig(image_height=size[0], image_width=size[1])
@@ -162,6 +168,7 @@ def main():
     baseline = metrics.smape(val[1], np.broadcast_to(train[1].mean(axis=0), val[1].shape))
     print(f"drew {args.train} + {args.val} masks at {args.size} in {time.perf_counter() - started:.0f} s; mean predictor: val SMAPE {baseline:.2f}")
     results = [run(name, args, data, size) for name in args.variants.split(",")]
+    print(f"\nAdam 1e-3, {args.schedule} step size")
     print(f"\n| variant | val SMAPE per epoch (mean predictor {baseline:.2f}) | largest-angle MAE (°) | minutes |")
     print("|---|---|---|---|")
     for r in results:

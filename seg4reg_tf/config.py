@@ -238,6 +238,21 @@ class PhaseConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SegmentationPhaseConfig(PhaseConfig):
+    """Phases that train N_S on Eq. 1: seg (Alg. 1 lines 1–4) and roie (lines 11–14).
+
+    Attributes:
+        monitor: the validation metric that keeps the best epoch: "dice" (the paper's
+            segmentation score) or "readout" (beyond the paper: the SMAPE of the Cobb angles
+            the geometric readout reads off N_S's masks, images where it finds no spine
+            scored as the training-mean angles; what the system answers with when the
+            readout is its route). Both are logged either way.
+    """
+
+    monitor: Literal["dice", "readout"] = "dice"
+
+
+@dataclasses.dataclass(frozen=True)
 class RegressionPhaseConfig(PhaseConfig):
     """Phases that train N_R with attention regularisation (Alg. 1 lines 5–10 and 19).
 
@@ -450,9 +465,9 @@ class Config:
     data: DataConfig = DataConfig()
     segmenter: SegmenterConfig = SegmenterConfig()
     regressor: RegressorConfig = RegressorConfig()
-    seg: PhaseConfig = PhaseConfig(epochs=60, learning_rate=1e-4)
+    seg: SegmentationPhaseConfig = SegmentationPhaseConfig(epochs=60, learning_rate=1e-4)
     reg: RegressionPhaseConfig = RegressionPhaseConfig(epochs=150, learning_rate=1e-3)
-    roie: PhaseConfig = PhaseConfig(epochs=15, learning_rate=1e-4)
+    roie: SegmentationPhaseConfig = SegmentationPhaseConfig(epochs=15, learning_rate=1e-4)
     tcl: ConsistencyPhaseConfig = ConsistencyPhaseConfig(epochs=15, learning_rate=1e-4)
     refine: RegressionPhaseConfig = RegressionPhaseConfig(epochs=50, learning_rate=1e-3)
     export: ExportConfig = ExportConfig()

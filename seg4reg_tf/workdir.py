@@ -34,7 +34,8 @@ class Phase:
         name: the phase (`--phase`).
         trains: "segmenter" (N_S) or "regressor" (N_R): the network the phase writes.
         needs: (phase, network) pairs whose files must exist before it starts.
-        monitor: (validation metric, "max" | "min") that keeps the best epoch.
+        monitor: (validation metric, "max" | "min") that keeps the best epoch by default
+            (`phase_monitor` applies the config's choice).
         gated: N_S carries the ROIE gate in this phase.
     """
     name: str
@@ -55,6 +56,14 @@ PHASE_TABLE = {
     )
 }
 PHASES = tuple(PHASE_TABLE)
+
+
+def phase_monitor(phase: str, config) -> tuple[str, str]:
+    """(validation metric, "max" | "min") that keeps `phase`'s best epoch: the table's, or
+    the readout's SMAPE when the phase's config says `monitor: readout` (seg, roie)."""
+    if getattr(getattr(config, phase), "monitor", "dice") == "readout":
+        return ("val_readout_smape", "min")
+    return PHASE_TABLE[phase].monitor
 
 
 def phase_dir(workdir, phase: str) -> pathlib.Path:

@@ -69,6 +69,8 @@ def test_yaml_overrides_only_what_it_names(tmp_path):
         ("seg:\n  learning_rate: .nan\n", r"key 'seg\.learning_rate' must be a finite number"),
         ("reg:\n  weight_decay: .inf\n", r"key 'reg\.weight_decay' must be a finite number"),
         ("data:\n  synthetic_train: -5\n", r"'synthetic_train' must be >= 1"),
+        ("roie:\n  monitor: jaccard\n", r"key 'roie\.monitor' must be one of 'dice', 'readout'"),
+        ("reg:\n  monitor: readout\n", r"unknown key 'reg\.monitor'"),
     ],
 )
 def test_bad_yaml_names_file_and_key(tmp_path, text, message):

@@ -263,3 +263,21 @@ def test_tcl_through_the_readout_skips_images_without_a_spine_and_keeps_eq1(batc
     settings = config.segmenter
     anchor = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight)
     np.testing.assert_allclose(float(loss), float(anchor), rtol=1e-6)
+
+
+@pytest.mark.parametrize("phase", ["seg", "tcl"])
+def test_readout_smape_scores_masks_without_a_spine_as_the_mean_angles(phase, batch):
+    """N_S's masks all background: the readout finds no spine in any image, so the logged
+    readout SMAPE is the training-mean angles' SMAPE (the score evaluation gives them)."""
+    config = with_setting("tcl", "through", "readout")
+    segmenter = build_segmenter(config, with_roie=phase == "tcl")
+    segmenter.get_layer("classifier").bias.assign(np.array([-10.0], "float32"))
+    mean = np.array([0.2, 0.1, 0.15], "float32")  # angles / 180: 36°, 18°, 27°
+    regressor = build_regressor(config) if phase == "tcl" else None
+    trainer = phases.make_trainer(phase, segmenter, regressor, config, mean_angles=mean)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
+    logs = trainer.test_on_batch(batch, return_dict=True)
+    truth = batch["angles"].numpy()
+    expected = 100 * np.mean(np.abs(truth - mean).sum(axis=1) / (truth + mean).sum(axis=1))
+    key = "readout_smape" if phase == "seg" else "smape"
+    np.testing.assert_allclose(logs[key], expected, rtol=1e-5)

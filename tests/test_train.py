@@ -219,17 +219,22 @@ def set_constant_mask(segmenter, bias):
 
 
 @pytest.mark.parametrize(
-    "start_bias, epoch_bias, expected_epoch", [(5.0, -50.0, 0), (-50.0, 5.0, 1)], ids=["start-kept", "better-epoch-kept"]
+    "monitor, start_bias, epoch_bias, expected_epoch",
+    [("dice", 5.0, -50.0, 0), ("dice", -50.0, 5.0, 1), ("readout", 5.0, -50.0, 1)],
+    ids=["start-kept", "better-epoch-kept", "by-readout"],
 )
 def test_keep_start_unless_beaten_keeps_the_starting_network_only_when_no_epoch_beats_it(
-    synthetic_root, tmp_path, start_bias, epoch_bias, expected_epoch
+    synthetic_root, tmp_path, monitor, start_bias, epoch_bias, expected_epoch
 ):
-    # N_S's masks are all spine (Dice > 0) or all background (Dice 0) by construction, so
-    # which of the start and epoch 1 scores better on roie's monitor (val_dice) is known.
+    # N_S's masks are all spine or all background by construction, so which of the start
+    # and epoch 1 scores better on roie's monitor is known: by Dice the all-spine mask
+    # (Dice > 0 against 0); by the readout the all-background one, whose missing spine
+    # scores the training-mean angles, while the whole frame reads as a straight spine
+    # (angles near 0, SMAPE near 100%).
     values = SMOKE.to_dict()
     config = config_from_dict({
         **values, "data": {**values["data"], "root": str(synthetic_root)},
-        "roie": {**values["roie"], "keep_start_unless_beaten": True},
+        "roie": {**values["roie"], "keep_start_unless_beaten": True, "monitor": monitor},
     })
     workdir = make_workdir(tmp_path / "run")  # writes reg/regressor.keras
     segmenter = build_segmenter(config)
@@ -242,8 +247,11 @@ def test_keep_start_unless_beaten_keeps_the_starting_network_only_when_no_epoch_
     kept_bias = start_bias if expected_epoch == 0 else epoch_bias
     np.testing.assert_allclose(written.get_layer("classifier").bias.numpy(), kept_bias)
     assert ("kept its starting network" in run.report(summary)) == (expected_epoch == 0)
+    assert summary["monitor"] == {"dice": "val_dice", "readout": "val_readout_smape"}[monitor]
     if expected_epoch == 0:
         assert summary["best"] > summary["history"]["val_dice"][0], "the start scored better than epoch 1"
+    else:
+        assert summary["best"] == pytest.approx(summary["history"][summary["monitor"]][0])
 
 
 def test_keep_start_unless_beaten_needs_a_validation_split():

@@ -39,7 +39,7 @@ from seg4reg_tf.config import load_config
 from seg4reg_tf.data import decoding, synthetic, transforms
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS, read_split
 from seg4reg_tf.models.regressor import regressor_inputs
-from seg4reg_tf.workdir import PHASE_TABLE, PHASES, network_path, phase_dir
+from seg4reg_tf.workdir import PHASES, network_path, phase_dir, phase_monitor
 
 _LOG = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ def training_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path:
     histories = {phase: history for phase, history in histories.items() if history.get("loss")}
     if not histories:
         raise FileNotFoundError(f"{workdir} has no phase with a training history yet")
+    config = load_config(workdir / "config.yaml")
     figure, axes = plt.subplots(2, len(histories), figsize=(3.6 * len(histories), 6), squeeze=False)
     for column, (phase, history) in enumerate(histories.items()):
         epochs = np.arange(1, len(history["loss"]) + 1)
@@ -115,7 +116,7 @@ def training_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path:
             axes[0, column].plot(epochs[: len(history["val_loss"])], history["val_loss"], label="validation")
         axes[0, column].set(title=f"phase {phase}", xlabel="epoch", ylabel="loss")
         axes[0, column].legend()
-        monitor = PHASE_TABLE[phase].monitor[0]
+        monitor = phase_monitor(phase, config)[0]
         for key in (monitor, monitor[len("val_"):]):
             if key in history:
                 axes[1, column].plot(epochs[: len(history[key])], history[key], label=key)

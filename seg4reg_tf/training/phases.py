@@ -44,7 +44,7 @@ class PhaseTrainer(keras.Model):
     metrics read ("mask" and/or "angles").
     """
 
-    def __init__(self, segmenter, regressor, config: Config, **kwargs):
+    def __init__(self, segmenter, regressor, config: Config, mean_angles=None, **kwargs):
         super().__init__(**kwargs)
         self.segmenter = segmenter
         self.regressor = regressor
@@ -52,6 +52,17 @@ class PhaseTrainer(keras.Model):
         self.mode = config.regressor.input_mode
         self.trackers = {}
         self.validation_metrics = []
+        # (3,) training-mean angles scaled to [0, 1]: what a readout metric scores where no
+        # spine is found, as evaluation does (zeros when not given: such images score 100%)
+        self.mean_angles = ops.convert_to_tensor([0.0, 0.0, 0.0] if mean_angles is None else mean_angles, "float32")
+
+    def readout_angles(self, reading):
+        """A `read_spine` result → (B, 3) its Cobb angles scaled to [0, 1], the training-mean
+        angles where it found no spine; no gradient (a validation figure)."""
+        scale = self.config.data.angle_scale_degrees
+        found = reading["found"][:, None]
+        angles = ops.where(found, ops.where(found, reading["cobb_angles"], 0.0) / scale, self.mean_angles[None])
+        return ops.stop_gradient(angles)
 
     def track(self, *names):
         for name in names:
@@ -96,20 +107,28 @@ class PhaseTrainer(keras.Model):
 
 
 class SegmentationPhase(PhaseTrainer):
-    """seg and roie: N_S on Eq. 1; with a gated N_S the frozen N_R supplies the CAM."""
+    """seg and roie: N_S on Eq. 1; with a gated N_S the frozen N_R supplies the CAM.
 
-    def __init__(self, segmenter, regressor, config: Config, **kwargs):
-        super().__init__(segmenter, regressor, config, **kwargs)
+    Besides Dice and Jaccard it scores the geometric readout of its masks against the true
+    angles ("readout_smape", %), which `monitor: readout` keeps the best epoch by."""
+
+    def __init__(self, segmenter, regressor, config: Config, mean_angles=None, **kwargs):
+        super().__init__(segmenter, regressor, config, mean_angles, **kwargs)
         if regressor is not None:
             regressor.trainable = False
         self.track("loss")
-        self.validation_metrics = [metrics.SegmentationScore("dice"), metrics.SegmentationScore("jaccard")]
+        self.validation_metrics = [
+            metrics.SegmentationScore("dice"),
+            metrics.SegmentationScore("jaccard"),
+            metrics.Smape(name="readout_smape"),
+        ]
 
     def compute(self, batch, training: bool):
         out = segment(self.segmenter, self.regressor, batch["image"], self.mode, training)
         settings = self.config.segmenter
         loss = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight)
-        return loss, {}, out
+        reading = read_spine(ops.stop_gradient(out["mask"])[..., 0], self.config.readout)
+        return loss, {}, {**out, "angles": self.readout_angles(reading)}
 
 
 class RegressionPhase(PhaseTrainer):
@@ -120,8 +139,8 @@ class RegressionPhase(PhaseTrainer):
     `ar_weight` 0 only branch A runs: the plain regressor of the ablation's baseline.
     """
 
-    def __init__(self, segmenter, regressor, config: Config, phase: str = "reg", **kwargs):
-        super().__init__(segmenter, regressor, config, **kwargs)
+    def __init__(self, segmenter, regressor, config: Config, phase: str = "reg", mean_angles=None, **kwargs):
+        super().__init__(segmenter, regressor, config, mean_angles, **kwargs)
         if segmenter is not None:  # None: ground-truth masks only (pretraining)
             segmenter.trainable = False
         self.settings = getattr(config, phase)
@@ -160,8 +179,8 @@ class ConsistencyPhase(PhaseTrainer):
     ground-truth mask: SMAPE(r(x ⊕ y), r(x ⊕ s(x))) (Alg. 1 lines 15–18); for N_R on the
     mask alone SMAPE(r(y), r(s(x))), and an image-only N_R reads the masks in its image channel."""
 
-    def __init__(self, segmenter, regressor, config: Config, **kwargs):
-        super().__init__(segmenter, regressor, config, **kwargs)
+    def __init__(self, segmenter, regressor, config: Config, mean_angles=None, **kwargs):
+        super().__init__(segmenter, regressor, config, mean_angles, **kwargs)
         regressor.trainable = False
         self.track("loss")
         scale = config.data.angle_scale_degrees
@@ -195,7 +214,8 @@ class ConsistencyPhase(PhaseTrainer):
         """`tcl.through: readout`: L1 between the Cobb angles the geometric readout reads
         off N_S's probabilities and off the true mask (both in the model frame), in units
         of the angle scale, over the images where both readings find a spine, plus Eq. 1
-        on the true mask. The readout is differentiable almost everywhere in the
+        on the true mask. The validation SMAPE scores the reading of s(x) against the true
+        angles, the training-mean angles where it finds no spine. The readout is differentiable almost everywhere in the
         probabilities above its threshold. Eq. 1 anchors the masks: without it, a mask the
         readout does not find costs nothing, and a measured run drove every mask below
         the threshold within one epoch."""
@@ -210,17 +230,22 @@ class ConsistencyPhase(PhaseTrainer):
         consistency = ops.sum(per_image) / ops.maximum(ops.sum(ops.cast(both, "float32")), 1.0)
         settings = self.config.segmenter
         anchor = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight)
-        return consistency + anchor, {}, {**out, "angles": predicted}
+        return consistency + anchor, {}, {**out, "angles": self.readout_angles(reading)}
 
 
-def make_trainer(phase: str, segmenter, regressor, config: Config) -> PhaseTrainer:
-    """The trainer of `phase` over the given networks (frozen flags set, not compiled)."""
+def make_trainer(phase: str, segmenter, regressor, config: Config, mean_angles=None) -> PhaseTrainer:
+    """The trainer of `phase` over the given networks (frozen flags set, not compiled).
+
+    Args:
+        mean_angles: (3,) training-mean angles scaled to [0, 1], which readout metrics score
+            where no spine is found (None: zeros).
+    """
     if phase in ("seg", "roie"):
-        trainer = SegmentationPhase(segmenter, regressor if phase == "roie" else None, config, name=f"{phase}_phase")
+        trainer = SegmentationPhase(segmenter, regressor if phase == "roie" else None, config, mean_angles, name=f"{phase}_phase")
     elif phase in ("reg", "refine"):
-        trainer = RegressionPhase(segmenter, regressor, config, phase=phase, name=f"{phase}_phase")
+        trainer = RegressionPhase(segmenter, regressor, config, phase=phase, mean_angles=mean_angles, name=f"{phase}_phase")
     elif phase == "tcl":
-        trainer = ConsistencyPhase(segmenter, regressor, config, name="tcl_phase")
+        trainer = ConsistencyPhase(segmenter, regressor, config, mean_angles, name="tcl_phase")
     else:
         raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
     trainer.built = True  # its networks are built; weights can be saved before the first step

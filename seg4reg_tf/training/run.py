@@ -30,7 +30,7 @@ from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles, synchronize_batch_norm
 from seg4reg_tf.training.phases import make_trainer
-from seg4reg_tf.workdir import PHASE_TABLE, final_networks, missing_predecessor, network_path, phase_dir, produced_path
+from seg4reg_tf.workdir import PHASE_TABLE, final_networks, missing_predecessor, network_path, phase_dir, phase_monitor, produced_path
 
 _LOG = logging.getLogger(__name__)
 
@@ -210,10 +210,10 @@ def train_phase(
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         segmenter, regressor = load_networks(workdir, phase, config, synchronized=distributed)
+        mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
         if phase == "reg":
-            mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
             start_at_mean_angles(regressor, mean, config.regressor.head_start)
-        trainer = make_trainer(phase, segmenter, regressor, config)
+        trainer = make_trainer(phase, segmenter, regressor, config, mean)
         optimizer = keras.optimizers.Adam(learning_rate(settings, len(training)), weight_decay=settings.weight_decay or None)
         trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
         initial_epoch, save_state = resume_state(trainer, folder)
@@ -221,7 +221,7 @@ def train_phase(
     validation_data = None
     if validation:
         validation_data = pipeline.make_dataset(validation, config.data, training=False, batch_size=settings.batch_size, drop_remainder=distributed)
-    monitor, mode = PHASE_TABLE[phase].monitor
+    monitor, mode = phase_monitor(phase, config)
     if validation_data is None:
         monitor = monitor[len("val_"):]
     best = _BestValue(folder / "best.json", monitor, mode)
