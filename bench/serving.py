@@ -29,14 +29,14 @@ seg4reg_tf.quiet_start()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from seg4reg_tf.config import config_from_dict, load_config, save_config  # noqa: E402
+from seg4reg_tf.config import config_from_dict, load_config  # noqa: E402
 from seg4reg_tf.geometric_readout import read_spine  # noqa: E402
 from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs  # noqa: E402
 from seg4reg_tf.models.precision import with_precision  # noqa: E402
 from seg4reg_tf.models.segment import segment  # noqa: E402
 from seg4reg_tf.serving import saved_model  # noqa: E402
 from seg4reg_tf.serving.system import apply_threads  # noqa: E402
-from seg4reg_tf.workdir import final_networks, network_path, phase_dir  # noqa: E402
+from seg4reg_tf.workdir import final_networks, write_networks  # noqa: E402
 
 
 def make_workdir(folder: pathlib.Path, config) -> pathlib.Path:
@@ -44,12 +44,7 @@ def make_workdir(folder: pathlib.Path, config) -> pathlib.Path:
     values = config.to_dict()
     config = config_from_dict({**values, "segmenter": {**values["segmenter"], "weights": "none"},
                                "regressor": {**values["regressor"], "weights": "none"}, "inference": {"angles": "regressor"}})
-    for phase in ("roie", "reg"):
-        phase_dir(folder, phase).mkdir(parents=True)
-    save_config(config, folder / "config.yaml")
-    build_segmenter(config, with_roie=True).save(network_path(folder, "roie", "segmenter"))
-    build_regressor(config).save(network_path(folder, "reg", "regressor"))
-    return folder
+    return write_networks(folder, config, build_segmenter(config, with_roie=True), build_regressor(config))
 
 
 def timed(function, repeats: int) -> float:

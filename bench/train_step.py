@@ -25,10 +25,9 @@ tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfigu
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from seg4reg_tf.config import config_from_dict, load_config  # noqa: E402
+from seg4reg_tf.config import DEMO_CONFIG, config_from_dict, load_config  # noqa: E402
 from seg4reg_tf.models import build_regressor, build_segmenter  # noqa: E402
 from seg4reg_tf.training import phases  # noqa: E402
-from seg4reg_tf.training.run import DEMO_CONFIG  # noqa: E402
 from seg4reg_tf.workdir import PHASES  # noqa: E402
 
 

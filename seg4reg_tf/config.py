@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import pathlib
 import types
 import typing
 from typing import Any, Literal
@@ -30,6 +31,10 @@ def _check_weights(weights: str) -> None:
     if not weights:
         raise ValueError("'weights' must be 'imagenet', 'none' or a weights file path, got ''")
 
+
+# the repository's configs (a source checkout: `pip install -e .`, as `make install` does)
+REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+DEMO_CONFIG = REPO_CONFIGS / "demo.yaml"  # `train` without --config: `make demo`'s run
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:

@@ -16,8 +16,8 @@ import pathlib
 import sys
 
 from seg4reg_tf import cli
-from seg4reg_tf.config import config_from_dict, load_config, save_config
-from seg4reg_tf.training.run import DEMO_CONFIG, REPO_CONFIGS, check_weight_files, make_strategy, record_routes, report, train_phase
+from seg4reg_tf.config import DEMO_CONFIG, REPO_CONFIGS, config_from_dict, load_config, save_config
+from seg4reg_tf.training.run import check_weight_files, make_strategy, record_routes, report, train_phase
 from seg4reg_tf.workdir import PHASES, is_done, phase_dir
 
 

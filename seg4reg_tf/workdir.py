@@ -21,7 +21,7 @@ import pathlib
 import keras
 
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-from seg4reg_tf.config import load_config
+from seg4reg_tf.config import load_config, save_config
 
 NETWORK_FILES = {"segmenter": "segmenter.keras", "regressor": "regressor.keras"}
 
@@ -81,6 +81,18 @@ def network_path(workdir, phase: str, network: str) -> pathlib.Path:
 def produced_path(workdir, phase: str) -> pathlib.Path:
     """The file `phase` writes: its trained network."""
     return network_path(workdir, phase, PHASE_TABLE[phase].trains)
+
+
+def write_networks(workdir, config, segmenter, regressor) -> pathlib.Path:
+    """Writes a workdir as phases roie and reg leave it: `config` and the given gated N_S
+    and N_R (bench and test fixtures: exports and predictions without a training run)."""
+    workdir = pathlib.Path(workdir)
+    for phase in ("roie", "reg"):
+        phase_dir(workdir, phase).mkdir(parents=True, exist_ok=True)
+    save_config(config, workdir / "config.yaml")
+    segmenter.save(network_path(workdir, "roie", "segmenter"))
+    regressor.save(network_path(workdir, "reg", "regressor"))
+    return workdir
 
 
 def is_done(workdir, phase: str) -> bool:

@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seg4reg_tf.config import config_from_dict, load_config, save_config
+from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.models import build_regressor, build_segmenter
-from seg4reg_tf.workdir import network_path, phase_dir
+from seg4reg_tf.workdir import write_networks
 
 SMOKE = pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 
@@ -56,13 +56,7 @@ def make_workdir(folder: pathlib.Path, **sections) -> pathlib.Path:
     segmenter = build_segmenter(config, with_roie=True)
     segmenter.get_layer("roie_gate").set_weights([np.array(0.5, "float32")])
     segmenter.get_layer("classifier").bias.assign(np.array([3.0], "float32"))
-    regressor = build_regressor(config)
-    for phase in ("roie", "reg"):
-        phase_dir(folder, phase).mkdir(parents=True)
-    save_config(config, folder / "config.yaml")
-    segmenter.save(network_path(folder, "roie", "segmenter"))
-    regressor.save(network_path(folder, "reg", "regressor"))
-    return folder
+    return write_networks(folder, config, segmenter, build_regressor(config))
 
 
 def write_dicom(path, stored: np.ndarray, photometric="MONOCHROME2", bits=12, syntax=None, frames_data=None, **elements):

@@ -29,6 +29,17 @@ def data_home(tmp_path, monkeypatch):
     return home
 
 
+def test_without_config_train_runs_the_repositorys_demo_yaml(tmp_path, monkeypatch):
+    """`make demo` runs `train --phase all` with no --config: it must find configs/demo.yaml
+    of the checkout (the phase itself is replaced; this is about the config it gets)."""
+    given = []
+    monkeypatch.setattr(train, "train_phase", lambda phase, config, *args, **kwargs: given.append(config) or {"phase": phase, "validation": {}, "baseline": {}})
+    monkeypatch.setattr(train, "record_routes", lambda workdir: None)
+    assert train.main(["--phase", "seg", "--workdir", str(tmp_path / "w")]) == 0
+    assert given == [load_config(CONFIGS / "demo.yaml")]
+    assert load_config(tmp_path / "w" / "config.yaml") == given[0]
+
+
 def test_missing_predecessor_names_the_phase_to_run_first(tmp_path, data_home, capsys):
     code = train.main(["--phase", "roie", "--config", str(CONFIGS / "smoke.yaml"), "--workdir", str(tmp_path / "run")])
     assert code == 2

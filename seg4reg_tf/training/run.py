@@ -34,8 +34,6 @@ from seg4reg_tf.workdir import PHASE_TABLE, final_networks, missing_predecessor,
 
 _LOG = logging.getLogger(__name__)
 
-REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
-DEMO_CONFIG = REPO_CONFIGS / "demo.yaml"
 
 
 def check_predecessors(workdir: pathlib.Path, phase: str, config: Config) -> None:
