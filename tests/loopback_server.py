@@ -16,10 +16,14 @@ import re
 import threading
 from concurrent import futures
 
-import grpc
-import numpy as np
-import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+import seg4reg_tf
+
+seg4reg_tf.quiet_start()  # run as `python -m tests.loopback_server`: no TensorFlow start-up lines
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
 
 class Model:
