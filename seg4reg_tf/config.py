@@ -163,8 +163,9 @@ class RegressorConfig:
     """N_R: EfficientNet-B1 ending in 3 sigmoid outputs (paper §2, Eq. 3).
 
     Attributes:
-        backbone: "efficientnet_b1" (the paper's) or "plain_cnn" (beyond the paper: ten
-            conv–BatchNorm–ReLU layers, no pretrained weights, for from-scratch CPU runs).
+        backbone: "efficientnet_b1" (the paper's), "resnet18" (the paper's Table 3
+            alternative; stock strides, no pretrained weights here) or "plain_cnn" (beyond
+            the paper: ten conv–BatchNorm–ReLU layers, for from-scratch CPU runs).
         weights: backbone initialisation: "imagenet", "none", or a path to a weights file.
         input_mode: what N_R sees: the image, the mask, or both as two channels.
         smape_epsilon: ε of the SMAPE loss (Eq. 3), on angles scaled to [0, 1].
@@ -184,7 +185,7 @@ class RegressorConfig:
             random kernel; measured to collapse from-scratch trunks).
     """
 
-    backbone: Literal["efficientnet_b1", "plain_cnn"] = "efficientnet_b1"
+    backbone: Literal["efficientnet_b1", "resnet18", "plain_cnn"] = "efficientnet_b1"
     weights: str = "imagenet"
     input_mode: Literal["image", "mask", "image+mask"] = "image+mask"
     smape_epsilon: float = 1e-6
@@ -200,8 +201,8 @@ class RegressorConfig:
             raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.batch_norm_momentum < 1.0:
             raise ValueError(f"'batch_norm_momentum' must be in [0, 1), got {self.batch_norm_momentum}")
-        if self.backbone == "plain_cnn" and self.weights == "imagenet":
-            raise ValueError("'weights: imagenet' exists only for backbone efficientnet_b1, not plain_cnn; use 'none' or a file")
+        if self.backbone != "efficientnet_b1" and self.weights == "imagenet":
+            raise ValueError(f"'weights: imagenet' exists only for backbone efficientnet_b1, not {self.backbone}; use 'none' or a file")
         _check_weights(self.weights)
 
 

@@ -14,7 +14,7 @@ import sys
 
 from seg4reg_tf import cli
 from seg4reg_tf.config import load_config
-from seg4reg_tf.training.pretraining import pretrain
+from seg4reg_tf.training.pretraining import pretrain, pretraining_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
     except (FileNotFoundError, ValueError) as error:
         return cli.fail(error)
+    try:
+        pretraining_config(config)  # refuses a backbone whose trunk pretraining cannot write
+    except ValueError as error:
+        return cli.fail(f"{args.config}: {error}")
     if not args.out.endswith(".weights.h5"):
         print(f"error: {args.out}: the weights file name must end in '.weights.h5'", file=sys.stderr)
         return 2

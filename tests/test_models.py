@@ -238,3 +238,16 @@ def test_plain_cnn_regressor_option_gives_the_same_outputs_and_survives_keras_fi
     assert_keras_file_round_trip(regressor, images(2, 128, 64, 2), tmp_path / "regressor.keras")
     with pytest.raises(ValueError, match="imagenet' exists only for backbone efficientnet_b1"):
         config_from_dict({"regressor": {"backbone": "plain_cnn"}})
+
+
+def test_resnet18_regressor_option_gives_the_same_outputs_and_survives_keras_files(tmp_path):
+    values = SMOKE.to_dict()
+    config = config_from_dict({**values, "regressor": {**values["regressor"], "backbone": "resnet18", "batch_norm_momentum": 0.9}})
+    regressor = build_regressor(config)
+    out = regressor(images(2, 64, 32, 2))
+    assert out["angles"].shape == (2, 3) and out["cam"].shape == (2, 2, 1, 4) and out["features"].shape == (2, 2, 1, 512)
+    assert any(layer.name == "dilated_resnet18" for layer in regressor.layers)
+    assert batch_norms(regressor) and all(layer.momentum == 0.9 for layer in batch_norms(regressor))
+    assert_keras_file_round_trip(regressor, images(2, 64, 32, 2), tmp_path / "regressor.keras")
+    with pytest.raises(ValueError, match="imagenet' exists only for backbone efficientnet_b1, not resnet18"):
+        config_from_dict({"regressor": {"backbone": "resnet18"}})

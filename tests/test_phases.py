@@ -198,8 +198,9 @@ def test_seg_phase_steps_with_a_resnet18_backbone(batch):
     one_step_moves("seg", with_setting("segmenter", "backbone", "resnet18"), batch)
 
 
-def test_reg_phase_steps_with_the_plain_cnn_regressor(batch):
-    one_step_moves("reg", with_setting("regressor", "backbone", "plain_cnn"), batch)
+@pytest.mark.parametrize("backbone", ["plain_cnn", "resnet18"])
+def test_reg_phase_steps_with_a_lighter_regressor(backbone, batch):
+    one_step_moves("reg", with_setting("regressor", "backbone", backbone), batch)
 
 
 def test_reg_phase_steps_with_the_position_head(batch):

@@ -129,6 +129,10 @@ def test_cli_refuses_bad_names_existing_files_and_bad_configs(tmp_path, capsys):
     bad.write_text("pretrain: {epoch: 3}\n")
     assert pretrain.main(["--config", str(bad), "--out", str(tmp_path / "x.weights.h5")]) == 2
     assert "unknown key 'pretrain.epoch'" in capsys.readouterr().err
+    bad.write_text("regressor: {backbone: plain_cnn, weights: none}\n")
+    assert pretrain.main(["--config", str(bad), "--out", str(tmp_path / "x.weights.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "writes a stock EfficientNet-B1 trunk; regressor.backbone is plain_cnn" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "nr.weights.h5"]
 
 

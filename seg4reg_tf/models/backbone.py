@@ -62,7 +62,8 @@ def _basic_block(x, filters, stride, dilation, shortcut_conv, name, synchronized
 
 
 def dilated_resnet(
-    input_shape, depth: str = "resnet50", output_stride: int = 8, weights: str = "none", synchronized: bool = False
+    input_shape, depth: str = "resnet50", output_stride: int = 8, weights: str = "none", synchronized: bool = False,
+    batch_norm_momentum: float = 0.99,
 ) -> keras.Model:
     """A ResNet whose later stages trade stride for dilation.
 
@@ -74,6 +75,8 @@ def dilated_resnet(
             keras.applications.ResNet50 without top. keras.applications has no ResNet-18/34,
             so those take "none" or a weights file of this same network (`save_weights`).
         synchronized: synchronised BatchNorm for tf.distribute.
+        batch_norm_momentum: momentum of every BatchNorm's moving statistics (Keras' 0.99
+            for N_S; N_R's `regressor.batch_norm_momentum` for a ResNet-18 N_R).
 
     Returns:
         A model named `dilated_<depth>`, (B, H, W, C) → (B, H/output_stride,
@@ -104,6 +107,9 @@ def dilated_resnet(
                 f"{stage}_block{block}", synchronized,
             )
     model = keras.Model(inputs, x, name=f"dilated_{depth}")
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = batch_norm_momentum
     if depth == "resnet50":
         load_pretrained(model, keras.applications.ResNet50, weights, "ResNet-50")
     elif weights == "imagenet":

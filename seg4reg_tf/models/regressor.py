@@ -20,7 +20,7 @@ from keras import layers, ops
 
 from seg4reg_tf.config import Config
 from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels
-from seg4reg_tf.models.backbone import efficientnet_b1, plain_cnn
+from seg4reg_tf.models.backbone import dilated_resnet, efficientnet_b1, plain_cnn
 
 INPUT_CHANNELS = {"image": 1, "mask": 1, "image+mask": 2}
 # Input size / size of N_R's feature map and CAM (EfficientNet's total stride).
@@ -56,7 +56,7 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
     Returns:
         A model (B, H, W, C) → {"angles" (B, 3) in [0, 1], "logits" (B, 3),
         "cam" (B, H/32, W/32, 4) in [0, 1], "features" (B, H/32, W/32, 1280 for
-        EfficientNet-B1, 512 for the plain CNN)}.
+        EfficientNet-B1, 512 for ResNet-18 and the plain CNN)}.
     """
     settings = config.regressor
     channels = INPUT_CHANNELS[settings.input_mode]
@@ -71,6 +71,8 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
         trunk = plain_cnn(shape, synchronized, settings.batch_norm_momentum)
         if settings.weights != "none":
             trunk.load_weights(settings.weights)
+    elif settings.backbone == "resnet18":
+        trunk = dilated_resnet(shape, "resnet18", REGRESSOR_STRIDE, settings.weights, synchronized, settings.batch_norm_momentum)
     else:
         trunk = efficientnet_b1(shape, settings.weights, synchronized, settings.batch_norm_momentum, settings.stochastic_depth)
     features = trunk(x)

@@ -111,6 +111,11 @@ def pretraining_config(config: Config) -> Config:
     """The run's config turned into what pretraining trains: N_R on the mask alone, from
     `pretrain.weights`, on ground-truth masks, no AR (both branches would see the mask)."""
     settings = config.pretrain
+    if config.regressor.backbone != "efficientnet_b1":
+        raise ValueError(
+            f"pretraining writes a stock EfficientNet-B1 trunk; regressor.backbone is {config.regressor.backbone} "
+            "(train it from scratch, or set regressor.backbone: efficientnet_b1)"
+        )
     regressor = dataclasses.replace(config.regressor, input_mode="mask", weights=settings.weights)
     reg = dataclasses.replace(
         config.reg, epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
