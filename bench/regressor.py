@@ -3,13 +3,15 @@ synthetic spine masks (issue 15).
 
     python bench/regressor.py [--train 6000] [--val 500] [--epochs 4] [--batch 32]
                               [--size 128x64] [--variants paper,bn09,bn09_l1]
-                              [--schedule constant|cosine]
+                              [--schedule constant|cosine] [--minutes M]
 
 Every variant is N_R as `models.build_regressor` builds it (EfficientNet-B1, weights none,
 mask input, CAM head, output started at the mean angles) with the variant's `regressor:`
 settings and `reg.loss`, trained from the same seed on the same masks
 (`training.pretraining.draw_masks`, no augmentation) with Adam at 1e-3, constant or (with
-`--schedule cosine`) decayed to 0 over the run by a cosine. Every `--log-every` steps it prints, for a fixed training
+`--schedule cosine`) decayed to 0 over the run by a cosine. With `--minutes M` each variant
+stops after M minutes of training (equal CPU time; its last, partial epoch is scored where
+it stops). Every `--log-every` steps it prints, for a fixed training
 batch and the validation set:
 
 - spread: standard deviation of the predicted largest angle across images, in degrees, in
@@ -58,6 +60,9 @@ VARIANTS = {
     # The configs' settings today: the head starts as the exact mean predictor.
     "recipe": ({"backbone": "plain_cnn", "batch_norm_momentum": 0.9, "dropout": 0.0, "coordinate_channels": True, "head_pooling": "position"}, "l1"),
     "bn09_l1_exact": ({"batch_norm_momentum": 0.9, "stochastic_depth": False, "dropout": 0.0}, "l1"),
+    # The paper's Table 3 alternative trunk, with the settings of bn09_l1_exact and of recipe.
+    "resnet18_l1_exact": ({"backbone": "resnet18", "batch_norm_momentum": 0.9, "dropout": 0.0}, "l1"),
+    "resnet18_recipe": ({"backbone": "resnet18", "batch_norm_momentum": 0.9, "dropout": 0.0, "coordinate_channels": True, "head_pooling": "position"}, "l1"),
 }
 
 
@@ -127,9 +132,15 @@ def run(name, args, data, size):
     print(f"\n## {name}: regressor {overrides or 'as in the paper'}, loss {loss_name}")
     print("| step | loss | mean-predictor loss | spread train / infer (°) | grad trunk / head | bn gap | val SMAPE |")
     print("|---|---|---|---|---|---|---|")
+    out_of_time = False
     for _epoch in range(args.epochs):
+        if out_of_time:
+            break
         order = rng.permutation(len(masks))
         for start in range(0, len(masks) - args.batch + 1, args.batch):
+            if args.minutes and time.perf_counter() - started > 60 * args.minutes:
+                out_of_time = True
+                break
             index = order[start : start + args.batch]
             loss, g_trunk, g_head = step(tf.constant(masks[index], tf.float32), tf.constant(targets[index], tf.float32))
             steps += 1
@@ -145,7 +156,7 @@ def run(name, args, data, size):
         prediction = validate()
         curve.append(metrics.smape(val_angles, prediction))
     largest_mae = float(np.mean(np.abs(prediction[:, 0] - val_angles[:, 0])))
-    return {"name": name, "curve": curve, "mae1": largest_mae, "minutes": (time.perf_counter() - started) / 60}
+    return {"name": name, "curve": curve, "mae1": largest_mae, "minutes": (time.perf_counter() - started) / 60, "steps": steps}
 
 
 def main():
@@ -158,6 +169,7 @@ def main():
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--variants", default="paper,bn09,bn09_l1")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    parser.add_argument("--minutes", type=float, default=0, help="stop each variant after this many minutes (0: no limit)")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     config = DataConfig(image_height=size[0], image_width=size[1])
@@ -169,10 +181,10 @@ def main():
     print(f"drew {args.train} + {args.val} masks at {args.size} in {time.perf_counter() - started:.0f} s; mean predictor: val SMAPE {baseline:.2f}")
     results = [run(name, args, data, size) for name in args.variants.split(",")]
     print(f"\nAdam 1e-3, {args.schedule} step size")
-    print(f"\n| variant | val SMAPE per epoch (mean predictor {baseline:.2f}) | largest-angle MAE (°) | minutes |")
-    print("|---|---|---|---|")
+    print(f"\n| variant | val SMAPE per epoch (mean predictor {baseline:.2f}) | largest-angle MAE (°) | steps | minutes |")
+    print("|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['name']} | {', '.join(f'{v:.1f}' for v in r['curve'])} | {r['mae1']:.1f} | {r['minutes']:.1f} |")
+        print(f"| {r['name']} | {', '.join(f'{v:.1f}' for v in r['curve'])} | {r['mae1']:.1f} | {r['steps']} | {r['minutes']:.1f} |")
 
 
 if __name__ == "__main__":
