@@ -66,13 +66,23 @@ SMOKE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 @pytest.fixture(scope="session")
 def smoke_ablation(synthetic_root, tmp_path_factory):
-    """Paper Table 1's rows for the image ⊕ mask input on the smoke config, trained through
+    """Paper Table 1's rows for the image ⊕ mask input on the smoke config with the light
+    networks (ResNet-18 N_S, plain-CNN N_R: the table's mechanics do not depend on them, and
+    the paper's networks take most of the suite's time), trained through
     `python -m seg4reg_tf.train` (eagerly): its "+ TCL" workdir (`image+mask-ar`) is a whole
     run of Algorithm 1 from the command line, which tests/test_train.py inspects too."""
     from seg4reg_tf import evaluate
+    from seg4reg_tf.config import config_from_dict, load_config, save_config
 
-    out = tmp_path_factory.mktemp("ablation") / "smoke"
-    args = ["--ablation", "--config", SMOKE_CONFIG, "--data", str(synthetic_root), "--split", "test",
+    folder = tmp_path_factory.mktemp("ablation")
+    values = load_config(SMOKE_CONFIG).to_dict()
+    light = folder / "light.yaml"
+    save_config(config_from_dict({
+        **values, "segmenter": {**values["segmenter"], "backbone": "resnet18"},
+        "regressor": {**values["regressor"], "backbone": "plain_cnn"},
+    }), light)
+    out = folder / "smoke"
+    args = ["--ablation", "--config", str(light), "--data", str(synthetic_root), "--split", "test",
             "--inputs", "image+mask", "--run-eagerly", "--out", str(out)]
     assert evaluate.main(args) == 0
     return {"out": out, "args": args}
