@@ -33,18 +33,21 @@ from seg4reg_tf.config import config_from_dict, load_config  # noqa: E402
 from seg4reg_tf.geometric_readout import read_spine  # noqa: E402
 from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs  # noqa: E402
 from seg4reg_tf.models.precision import with_precision  # noqa: E402
-from seg4reg_tf.models.segment import segment  # noqa: E402
+from seg4reg_tf.models.segment import gate_is_idle, is_gated, segment  # noqa: E402
 from seg4reg_tf.serving import saved_model  # noqa: E402
 from seg4reg_tf.serving.system import apply_threads  # noqa: E402
 from seg4reg_tf.workdir import final_networks, write_networks  # noqa: E402
 
 
 def make_workdir(folder: pathlib.Path, config) -> pathlib.Path:
-    """A workdir holding untrained networks of `config` (gated N_S, as after phase roie)."""
+    """A workdir holding untrained networks of `config` (gated N_S, as after phase roie; its
+    α set to 0.5, so both of the gate's passes are timed)."""
     values = config.to_dict()
     config = config_from_dict({**values, "segmenter": {**values["segmenter"], "weights": "none"},
                                "regressor": {**values["regressor"], "weights": "none"}, "inference": {"angles": "regressor"}})
-    return write_networks(folder, config, build_segmenter(config, with_roie=True), build_regressor(config))
+    segmenter = build_segmenter(config, with_roie=True)
+    segmenter.get_layer("roie_gate").alpha.assign(0.5)
+    return write_networks(folder, config, segmenter, build_regressor(config))
 
 
 def timed(function, repeats: int) -> float:
@@ -65,14 +68,14 @@ def stage_times(workdir: pathlib.Path, xray, repeats: int, precision: str) -> di
     mode = config.regressor.input_mode
     encoded = tf.stack([xray])
     decode = tf.function(lambda e: saved_model.decode_requests(e, config, config.export.max_image_pixels))
-    seg = tf.function(lambda x: segment(segmenter, regressor, x, mode)["mask"])
+    seg = tf.function(lambda x: segment(segmenter, regressor, x, mode, skip_idle_gate=True)["mask"])
     reg = tf.function(lambda x, m: regressor(regressor_inputs(x, m, mode), training=False)["angles"])
     read = tf.function(lambda m, box: read_spine(m[..., 0], config.readout, box)["cobb_angles"])
     images, box = decode(encoded)
     mask = seg(images)
     stages = {
         "decode + letterbox (+ CLAHE)": lambda: decode(encoded),
-        "N_S (both gated passes)" if "cam" in segmenter.input else "N_S": lambda: seg(images),
+        "N_S (both gated passes)" if is_gated(segmenter) and not gate_is_idle(segmenter) else "N_S": lambda: seg(images),
         "N_R": lambda: reg(images, mask),
         "geometric readout": lambda: read(mask, box),
     }

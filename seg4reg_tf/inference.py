@@ -1,7 +1,7 @@
 """The inference path, from a model-frame image to every output the system gives; the one
 home that export, evaluate and predict import.
 
-    image (B, H, W, 1) → N_S (two passes when gated by ROIE) → mask
+    image (B, H, W, 1) → N_S (two passes when gated by ROIE, α ≠ 0) → mask
                        → N_R on the config's input            → cobb_angles_regressor
                        → geometric readout of the mask        → cobb_angles_geometric,
                                                                 landmarks, end_vertebrae,
@@ -51,7 +51,8 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
     images = ops.convert_to_tensor(images, "float32")
     mode = config.regressor.input_mode
-    mask = ops.cast(segment(segmenter, regressor, images, mode)["mask"], "float32")  # bfloat16 networks too
+    # the networks are fixed here, so an idle ROIE gate (α = 0) is skipped: same mask, one pass
+    mask = ops.cast(segment(segmenter, regressor, images, mode, skip_idle_gate=True)["mask"], "float32")  # bfloat16 networks too
     if regressor is None:
         batch, height, width = ops.shape(images)[0], ops.shape(images)[1], ops.shape(images)[2]
         by_regressor = ops.full((batch, 3), float("nan"))

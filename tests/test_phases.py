@@ -93,6 +93,22 @@ def test_gated_two_pass_equals_ungated_at_alpha_zero(batch):
     np.testing.assert_allclose(actual.numpy(), expected.numpy(), atol=1e-6)
 
 
+def test_inference_skips_an_idle_gate_and_only_an_idle_one(batch):
+    """At α = 0 `skip_idle_gate` gives the two-pass mask in one pass, without N_R (None
+    here: a CAM pass would fail); at α ≠ 0 it changes nothing."""
+    gated = build_segmenter(SMOKE, with_roie=True)
+    regressor = build_regressor(SMOKE)
+    two_pass = segment(gated, regressor, batch["image"], "image+mask")["mask"]
+    one_pass = segment(gated, None, batch["image"], "image+mask", skip_idle_gate=True)["mask"]
+    np.testing.assert_allclose(one_pass.numpy(), two_pass.numpy(), atol=1e-6)
+    gated.get_layer("roie_gate").alpha.assign(0.5)
+    two_pass = segment(gated, regressor, batch["image"], "image+mask")["mask"]
+    kept = segment(gated, regressor, batch["image"], "image+mask", skip_idle_gate=True)["mask"]
+    np.testing.assert_array_equal(kept.numpy(), two_pass.numpy())
+    with pytest.raises((TypeError, AttributeError)):
+        segment(gated, None, batch["image"], "image+mask", skip_idle_gate=True)
+
+
 # tcl is left out: an untrained N_R reads every mask alike (its loss starts near 1e-6);
 # that gradients reach N_S through it is shown by the frozen/trained test above.
 @pytest.mark.slow

@@ -21,7 +21,13 @@ def is_gated(segmenter: keras.Model) -> bool:
     return isinstance(segmenter.input, dict) and "cam" in segmenter.input
 
 
-def segment(segmenter, regressor, image, mode: str, training: bool = False):
+def gate_is_idle(segmenter: keras.Model) -> bool:
+    """Whether N_S is gated with α = 0 (the gate as built, or kept so by an roie phase whose
+    epochs did not beat its start): f' = f, so the second pass repeats the first."""
+    return is_gated(segmenter) and float(ops.convert_to_numpy(segmenter.get_layer("roie_gate").alpha)) == 0.0
+
+
+def segment(segmenter, regressor, image, mode: str, training: bool = False, skip_idle_gate: bool = False):
     """s(x): N_S's mask probabilities (B, H, W, 1), with the two-pass CAM when gated.
 
     Args:
@@ -32,6 +38,9 @@ def segment(segmenter, regressor, image, mode: str, training: bool = False):
         training: training mode of the second (final) N_S pass. In inference the two
             passes share one backbone run (the image is the same; only the gate's CAM
             differs), which halves the cost of the backbone.
+        skip_idle_gate: for fixed weights only (inference on loaded networks, exports): a
+            gated N_S whose α is 0 when this is traced runs one pass with a zero CAM, which
+            computes the same mask without N_R's CAM pass. Training must not set it: α moves.
 
     Returns:
         {"mask", "mask_logits"} of the final pass, and "cam" (B, h, w, 1) when gated.
@@ -40,6 +49,8 @@ def segment(segmenter, regressor, image, mode: str, training: bool = False):
         return segmenter({"image": image}, training=training)
     cam_shape = segmenter.input["cam"].shape[1:]
     zero_cam = ops.zeros((ops.shape(image)[0], *cam_shape), dtype=image.dtype)
+    if skip_idle_gate and not training and gate_is_idle(segmenter):
+        return {**decode_features(segmenter, encoder_features(segmenter, image), zero_cam), "cam": zero_cam}
     features = None if training else encoder_features(segmenter, image)
     if features is None:
         first = segmenter({"image": image, "cam": zero_cam}, training=False)["mask"]
