@@ -183,6 +183,10 @@ class RegressorConfig:
             (the head's kernel zeroed and its bias at the training-mean angles: the same
             answer for every input, the mean's) or "mean_bias" (the bias only, over Keras'
             random kernel; measured to collapse from-scratch trunks).
+        vertebra_weight: dense supervision (beyond the paper; `dense_supervision.py`): when
+            positive, N_R gets an auxiliary head predicting each vertebra's centre and tilt
+            from the trunk's features, trained in phases reg and refine with this weight
+            next to the angle loss. 0: no such head (the paper's N_R).
     """
 
     backbone: Literal["efficientnet_b1", "resnet18", "plain_cnn"] = "efficientnet_b1"
@@ -195,8 +199,11 @@ class RegressorConfig:
     coordinate_channels: bool = False
     head_pooling: Literal["average", "position"] = "average"
     head_start: Literal["mean_predictor", "mean_bias"] = "mean_predictor"
+    vertebra_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.vertebra_weight < 0:
+            raise ValueError(f"'vertebra_weight' must be >= 0, got {self.vertebra_weight}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.batch_norm_momentum < 1.0:

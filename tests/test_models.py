@@ -251,3 +251,13 @@ def test_resnet18_regressor_option_gives_the_same_outputs_and_survives_keras_fil
     assert_keras_file_round_trip(regressor, images(2, 64, 32, 2), tmp_path / "regressor.keras")
     with pytest.raises(ValueError, match="imagenet' exists only for backbone efficientnet_b1, not resnet18"):
         config_from_dict({"regressor": {"backbone": "resnet18"}})
+
+
+def test_vertebra_head_option_adds_the_dense_output_and_survives_keras_files(tmp_path):
+    values = SMOKE.to_dict()
+    config = config_from_dict({**values, "regressor": {**values["regressor"], "vertebra_weight": 0.5}})
+    regressor = build_regressor(config)
+    out = regressor(images(2, 64, 32, 2))
+    assert out["vertebrae"].shape == (2, 17, 4)
+    assert "vertebrae" not in build_regressor(SMOKE)(images(2, 64, 32, 2))  # the paper's N_R has no such head
+    assert_keras_file_round_trip(regressor, images(2, 64, 32, 2), tmp_path / "regressor.keras")

@@ -11,6 +11,7 @@ from seg4reg_tf import losses
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
+from seg4reg_tf.dense_supervision import vertebra_loss
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles
 from seg4reg_tf.models.segment import segment
 from seg4reg_tf.training import phases
@@ -217,6 +218,28 @@ def test_seg_phase_steps_with_a_resnet18_backbone(batch):
 @pytest.mark.parametrize("backbone", ["plain_cnn", "resnet18"])
 def test_reg_phase_steps_with_a_lighter_regressor(backbone, batch):
     one_step_moves("reg", with_setting("regressor", "backbone", backbone), batch)
+
+
+@pytest.mark.parametrize("ar_weight", [0.0, 1.0])
+def test_reg_phase_adds_the_dense_term_and_it_reaches_the_trunk(ar_weight, batch):
+    values = SMOKE.to_dict()
+    config = config_from_dict({
+        **values, "regressor": {**values["regressor"], "backbone": "plain_cnn", "vertebra_weight": 0.5},
+        "reg": {**values["reg"], "ar_weight": ar_weight},
+    })
+    regressor = build_regressor(config)
+    trainer = phases.make_trainer("reg", build_segmenter(config), regressor, config)
+    loss, terms, out = trainer.compute(batch, training=False)
+    expected = 0.5 * float(vertebra_loss(batch["landmarks"], out["vertebrae"], 64, 32))
+    assert float(terms["vertebrae"]) == pytest.approx(expected, rel=1e-5) and expected > 0
+    angle_terms = float(terms["smape_image"]) + float(terms["smape_mask"]) + ar_weight * float(terms["ar"])
+    assert float(loss) == pytest.approx(angle_terms + expected, rel=1e-5)
+    # the dense term alone has a gradient on the trunk (dense supervision shapes its features)
+    trunk = [layer for layer in regressor.layers if layer.name == "plain_cnn"][0]
+    with tf.GradientTape() as tape:
+        dense = trainer.compute(batch, training=True)[1]["vertebrae"]
+    gradients = tape.gradient(dense, trunk.trainable_variables)
+    assert all(g is not None for g in gradients) and float(tf.linalg.global_norm(gradients)) > 0
 
 
 def test_reg_phase_steps_with_the_position_head(batch):

@@ -19,6 +19,8 @@ import numpy as np
 from keras import layers, ops
 
 from seg4reg_tf.config import Config
+from seg4reg_tf.dense_supervision import VALUES_PER_VERTEBRA
+from seg4reg_tf.geometry import NUM_VERTEBRAE
 from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels
 from seg4reg_tf.models.backbone import dilated_resnet, efficientnet_b1, plain_cnn
 
@@ -56,7 +58,8 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
     Returns:
         A model (B, H, W, C) → {"angles" (B, 3) in [0, 1], "logits" (B, 3),
         "cam" (B, H/32, W/32, 4) in [0, 1], "features" (B, H/32, W/32, 1280 for
-        EfficientNet-B1, 512 for ResNet-18 and the plain CNN)}.
+        EfficientNet-B1, 512 for ResNet-18 and the plain CNN), and with
+        `regressor.vertebra_weight` > 0 "vertebrae" (B, 17, 4)}.
     """
     settings = config.regressor
     channels = INPUT_CHANNELS[settings.input_mode]
@@ -80,7 +83,18 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
     logits, cam = ClassActivationMap(3, settings.dropout, pooling=settings.head_pooling, name="head")(features)
     angles = layers.Activation("sigmoid", name="angles")(logits)
     outputs = {"angles": angles, "logits": logits, "cam": cam, "features": features}
+    if settings.vertebra_weight > 0:
+        outputs["vertebrae"] = vertebra_head(features)
     return keras.Model(inputs, outputs, name=name)
+
+
+def vertebra_head(features):
+    """Dense supervision's auxiliary head (`dense_supervision.py`): (B, h, w, C) trunk
+    features → 1×1 convolution to 32 channels, ReLU → flattened, so position is kept →
+    (B, 17, 4) per-vertebra centre and tilt (linear)."""
+    x = layers.Conv2D(32, 1, activation="relu", name="vertebra_reduce")(features)
+    x = layers.Dense(NUM_VERTEBRAE * VALUES_PER_VERTEBRA, name="vertebra_dense")(layers.Flatten(name="vertebra_flatten")(x))
+    return layers.Reshape((NUM_VERTEBRAE, VALUES_PER_VERTEBRA), name="vertebrae")(x)
 
 
 def start_at_mean_angles(regressor: keras.Model, mean_angles, head_start: str = "mean_predictor") -> None:

@@ -30,6 +30,7 @@ from keras import ops
 
 from seg4reg_tf import losses, metrics
 from seg4reg_tf.config import Config
+from seg4reg_tf.dense_supervision import vertebra_loss
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import mask_branch_inputs, regressor_inputs
 from seg4reg_tf.models.segment import segment
@@ -144,7 +145,7 @@ class RegressionPhase(PhaseTrainer):
         if segmenter is not None:  # None: ground-truth masks only (pretraining)
             segmenter.trainable = False
         self.settings = getattr(config, phase)
-        self.track("loss", "smape_image", "smape_mask", "ar")
+        self.track("loss", "smape_image", "smape_mask", "ar", "vertebrae")
         scale = config.data.angle_scale_degrees
         self.validation_metrics = [metrics.Smape(), metrics.AngleMAE(scale)] + [metrics.AngleMAE(scale, column=i) for i in range(3)]
 
@@ -153,6 +154,14 @@ class RegressionPhase(PhaseTrainer):
             return ops.cast(batch["mask"], "float32")
         return ops.stop_gradient(segment(self.segmenter, self.regressor, batch["image"], self.mode)["mask"])
 
+    def dense_term(self, batch, out):
+        """Dense supervision's L1 term (weighted, added to the loss) on branch A's
+        `vertebrae`, and 0 without the auxiliary head."""
+        weight = self.config.regressor.vertebra_weight
+        if weight == 0:
+            return ops.zeros(())
+        return weight * vertebra_loss(batch["landmarks"], out["vertebrae"], self.config.data.image_height, self.config.data.image_width)
+
     def compute(self, batch, training: bool):
         image, angles = batch["image"], batch["angles"]
         mask = self.masks(batch)
@@ -160,9 +169,10 @@ class RegressionPhase(PhaseTrainer):
         branch_a = regressor_inputs(image, mask, self.mode)
         if self.settings.ar_weight == 0:
             out = self.regressor(branch_a, training=training)
-            loss = losses.angle_loss(self.settings.loss, angles, out["angles"], epsilon)
+            angle = losses.angle_loss(self.settings.loss, angles, out["angles"], epsilon)
+            dense = self.dense_term(batch, out)
             zero = ops.zeros(())
-            return loss, {"smape_image": loss, "smape_mask": zero, "ar": zero}, out
+            return angle + dense, {"smape_image": angle, "smape_mask": zero, "ar": zero, "vertebrae": dense}, out
         both = self.regressor(ops.concatenate([branch_a, mask_branch_inputs(mask, self.mode)], axis=0), training=training)
         half = ops.shape(image)[0]
         a = {key: value[:half] for key, value in both.items()}
@@ -170,8 +180,9 @@ class RegressionPhase(PhaseTrainer):
         smape_a = losses.angle_loss(self.settings.loss, angles, a["angles"], epsilon)
         smape_b = losses.angle_loss(self.settings.loss, angles, b["angles"], epsilon)
         ar = losses.attention_regularization_loss(a["cam"][..., :3], b["cam"][..., :3])
-        loss = smape_a + smape_b + self.settings.ar_weight * ar
-        return loss, {"smape_image": smape_a, "smape_mask": smape_b, "ar": ar}, a
+        dense = self.dense_term(batch, a)
+        loss = smape_a + smape_b + self.settings.ar_weight * ar + dense
+        return loss, {"smape_image": smape_a, "smape_mask": smape_b, "ar": ar, "vertebrae": dense}, a
 
 
 class ConsistencyPhase(PhaseTrainer):

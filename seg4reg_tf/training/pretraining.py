@@ -116,7 +116,8 @@ def pretraining_config(config: Config) -> Config:
             f"pretraining writes a stock EfficientNet-B1 trunk; regressor.backbone is {config.regressor.backbone} "
             "(train it from scratch, or set regressor.backbone: efficientnet_b1)"
         )
-    regressor = dataclasses.replace(config.regressor, input_mode="mask", weights=settings.weights)
+    # the drawn masks carry no landmarks, so no dense supervision here
+    regressor = dataclasses.replace(config.regressor, input_mode="mask", weights=settings.weights, vertebra_weight=0.0)
     reg = dataclasses.replace(
         config.reg, epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
         weight_decay=settings.weight_decay, ar_weight=0.0, mask_source="ground_truth",
