@@ -102,6 +102,8 @@ def test_inference_skips_an_idle_gate_and_only_an_idle_one(batch):
     two_pass = segment(gated, regressor, batch["image"], "image+mask")["mask"]
     one_pass = segment(gated, None, batch["image"], "image+mask", skip_idle_gate=True)["mask"]
     np.testing.assert_allclose(one_pass.numpy(), two_pass.numpy(), atol=1e-6)
+    traced = tf.function(lambda x: segment(gated, None, x, "image+mask", skip_idle_gate=True)["mask"])  # as exports trace it
+    np.testing.assert_allclose(traced(batch["image"]).numpy(), two_pass.numpy(), atol=1e-6)
     gated.get_layer("roie_gate").alpha.assign(0.5)
     two_pass = segment(gated, regressor, batch["image"], "image+mask")["mask"]
     kept = segment(gated, regressor, batch["image"], "image+mask", skip_idle_gate=True)["mask"]

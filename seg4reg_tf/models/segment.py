@@ -10,6 +10,7 @@ by the inference path.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from seg4reg_tf.models.pspnet import decode_features, encoder_features
@@ -24,7 +25,10 @@ def is_gated(segmenter: keras.Model) -> bool:
 def gate_is_idle(segmenter: keras.Model) -> bool:
     """Whether N_S is gated with α = 0 (the gate as built, or kept so by an roie phase whose
     epochs did not beat its start): f' = f, so the second pass repeats the first."""
-    return is_gated(segmenter) and float(ops.convert_to_numpy(segmenter.get_layer("roie_gate").alpha)) == 0.0
+    if not is_gated(segmenter):
+        return False
+    with tf.init_scope():  # the variable's value now, also while a tf.function is traced
+        return float(segmenter.get_layer("roie_gate").alpha.numpy()) == 0.0
 
 
 def segment(segmenter, regressor, image, mode: str, training: bool = False, skip_idle_gate: bool = False):
