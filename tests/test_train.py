@@ -180,7 +180,7 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
     single, synchronized, unsynchronized = json.loads(result.stdout.split("REG", 1)[1].splitlines()[0])
     assert synchronized == pytest.approx(single, rel=1e-4)
     assert unsynchronized != pytest.approx(single, rel=1e-4), "per-replica statistics change the loss"
-    assert "PHASE 1 ['dice', 'jaccard', 'loss']" in result.stdout
+    assert "PHASE 1 ['dice', 'jaccard', 'loss', 'readout_smape']" in result.stdout
 
 
 def test_excluded_images_appear_in_no_split_and_the_others_keep_theirs(synthetic_root):
