@@ -187,6 +187,10 @@ class RegressorConfig:
             positive, N_R gets an auxiliary head predicting each vertebra's centre and tilt
             from the trunk's features, trained in phases reg and refine with this weight
             next to the angle loss. 0: no such head (the paper's N_R).
+        input_downsample: N_R reads its input average-pooled by this factor (beyond the
+            paper; 1: the paper's full resolution). A curve's angle survives halving a
+            mask, and each halving divides N_R's cost by about 4; its CAM is resized back
+            to (H/32, W/32), the grid the ROIE gate takes.
     """
 
     backbone: Literal["efficientnet_b1", "resnet18", "plain_cnn"] = "efficientnet_b1"
@@ -200,8 +204,11 @@ class RegressorConfig:
     head_pooling: Literal["average", "position"] = "average"
     head_start: Literal["mean_predictor", "mean_bias"] = "mean_predictor"
     vertebra_weight: float = 0.0
+    input_downsample: int = 1
 
     def __post_init__(self) -> None:
+        if self.input_downsample not in (1, 2, 4):
+            raise ValueError(f"'input_downsample' must be 1, 2 or 4, got {self.input_downsample}")
         if self.vertebra_weight < 0:
             raise ValueError(f"'vertebra_weight' must be >= 0, got {self.vertebra_weight}")
         if not 0.0 <= self.dropout < 1.0:
@@ -375,10 +382,11 @@ class PretrainConfig:
         validation_count: further spines for the validation figures.
         epochs: passes over the `count` masks.
         batch_size: masks per step.
-        learning_rate: Adam step size.
+        learning_rate: Adam step size (the starting one under a schedule).
         weight_decay: weight decay of the optimizer.
         seed: seed of the drawn spines.
         weights: the trunk's starting point: "none", "imagenet" or a weights file.
+        schedule: "constant" or "cosine" (decayed to 0 over the run, as `PhaseConfig`).
     """
 
     count: int = 20000
@@ -389,6 +397,7 @@ class PretrainConfig:
     weight_decay: float = 1e-5
     seed: int = 0
     weights: str = "none"
+    schedule: Literal["constant", "cosine"] = "constant"
 
     def __post_init__(self) -> None:
         for name in ("count", "validation_count", "epochs", "batch_size"):
@@ -494,6 +503,12 @@ class Config:
         kept = [phase for phase in phases if getattr(self, phase).keep_start_unless_beaten]
         if kept and self.data.validation_fraction == 0:
             raise ValueError(f"{', '.join(phase + '.keep_start_unless_beaten' for phase in kept)} needs a validation split (data.validation_fraction > 0)")
+        step = 32 * self.regressor.input_downsample
+        if self.data.image_height % step or self.data.image_width % step:
+            raise ValueError(
+                f"regressor.input_downsample {self.regressor.input_downsample} needs data.image_height and image_width "
+                f"to be multiples of {step}, got {self.data.image_height}×{self.data.image_width}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the configuration as plain YAML-ready values (tuples become lists)."""

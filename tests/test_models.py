@@ -227,6 +227,33 @@ def test_regressor_position_head_option_survives_keras_files(tmp_path):
         config_from_dict({"regressor": {"head_pooling": "max", "weights": "none"}})
 
 
+def test_regressor_input_downsample_option_reads_pooled_inputs_keeps_the_cam_grid_and_survives_keras_files(tmp_path):
+    assert SMOKE.regressor.input_downsample == 1  # the paper's full resolution unless asked
+    values = SMOKE.to_dict()
+    config = config_from_dict({
+        **values, "data": {**values["data"], "image_height": 128, "image_width": 64},
+        "regressor": {**values["regressor"], "backbone": "plain_cnn", "coordinate_channels": True, "head_pooling": "position", "input_downsample": 2},
+    })
+    regressor = build_regressor(config)
+    inputs = images(2, 128, 64, 2)
+    out = regressor(inputs, training=False)
+    assert out["features"].shape == (2, 2, 1, 512)  # the trunk reads 64×32
+    assert out["cam"].shape == (2, 4, 2, 4)  # back on the (H/32, W/32) grid the ROIE gate takes
+    cam = keras.ops.convert_to_numpy(out["cam"])
+    assert cam.min() >= 0 and cam.max() <= 1 + 1e-6
+    # What N_R reads is the 2×2 block mean: replacing every block by its mean changes nothing,
+    # while another input changes the answer.
+    blocks = inputs.reshape(2, 64, 2, 32, 2, 2).mean(axis=(2, 4))
+    pooled = np.repeat(np.repeat(blocks, 2, axis=1), 2, axis=2)
+    assert_same_outputs(regressor(pooled, training=False), out, atol=1e-5)
+    assert not np.allclose(regressor(images(2, 128, 64, 2), training=False)["logits"], out["logits"], atol=1e-5)
+    assert_keras_file_round_trip(regressor, inputs, tmp_path / "regressor.keras")
+    with pytest.raises(ValueError, match="'input_downsample' must be 1, 2 or 4, got 3"):
+        config_from_dict({"regressor": {"input_downsample": 3, "weights": "none"}})
+    with pytest.raises(ValueError, match="input_downsample 2 needs data.image_height and image_width to be multiples of 64, got 64×32"):
+        config_from_dict({**values, "regressor": {**values["regressor"], "input_downsample": 2}})
+
+
 def test_plain_cnn_regressor_option_gives_the_same_outputs_and_survives_keras_files(tmp_path):
     config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "backbone": "plain_cnn", "batch_norm_momentum": 0.9}})
     larger = config_from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "image_height": 128, "image_width": 64}})

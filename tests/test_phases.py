@@ -248,6 +248,16 @@ def test_reg_phase_steps_with_the_position_head(batch):
     one_step_moves("reg", with_setting("regressor", "head_pooling", "position"), batch)
 
 
+def test_reg_phase_steps_with_a_downsampled_input(synthetic_root):
+    values = SMOKE.to_dict()
+    config = config_from_dict({
+        **values, "data": {**values["data"], "image_height": 128, "image_width": 64},
+        "regressor": {**values["regressor"], "backbone": "plain_cnn", "input_downsample": 2},
+    })
+    records = read_split(synthetic_root, "training")[:2]
+    one_step_moves("reg", config, next(iter(pipeline.make_dataset(records, config.data, training=False, batch_size=2))))
+
+
 def test_inference_shares_one_backbone_run_between_the_gated_passes(batch, monkeypatch):
     """segment(training=False) equals the two full N_S passes of Eq. 2 at α ≠ 0, and runs
     the backbone once."""

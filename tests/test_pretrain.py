@@ -113,6 +113,38 @@ def test_pretrain_writes_weights_that_phase_reg_can_start_from(tmp_path):
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(regressor(np.zeros((1, 64, 32, 1), "float32"))["angles"])))
 
 
+PLAIN = {"backbone": "plain_cnn", "batch_norm_momentum": 0.9, "coordinate_channels": True, "head_pooling": "position"}
+
+
+def test_plain_cnn_pretraining_runs_on_a_cosine_schedule_and_phase_reg_starts_from_its_trunk(tmp_path, monkeypatch):
+    values = {**json.loads(json.dumps(TINY)), "regressor": {**PLAIN, "weights": "none", "input_mode": "image+mask"}}
+    values["pretrain"].update(schedule="cosine", epochs=2)
+    step_sizes = []
+    adam = keras.optimizers.Adam
+    monkeypatch.setattr(keras.optimizers, "Adam", lambda rate, **kw: step_sizes.append(rate) or adam(rate, **kw))
+    out = tmp_path / "plain.weights.h5"
+    summary = pretraining.pretrain(config_from_dict(values), out, verbose=0, run_eagerly=True)
+    assert len(summary["validation"]["val_smape"]) == 2
+    (rate,) = step_sizes
+    assert isinstance(rate, keras.optimizers.schedules.CosineDecay) and rate.decay_steps == 2 * (16 // 8)
+    # Its trunk loads exactly into N_R on the mask with the same coordinate channels ...
+    source_path = tmp_path / "source.weights.h5"
+    source = build_regressor(pretraining.pretraining_config(config_from_dict(values)))
+    pretraining.save_trunk(source, source_path)
+    loaded = build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(source_path), "input_mode": "mask"}}))
+    inputs = np.random.default_rng(1).random((2, 64, 32, 3)).astype("float32")  # mask + row + column
+    expected = trunk_outputs(source, inputs)
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(trunk_outputs(loaded, inputs), expected, rtol=1e-5, atol=1e-6)
+    other = build_regressor(pretraining.pretraining_config(config_from_dict(values)))
+    assert not np.allclose(trunk_outputs(other, inputs), expected, rtol=1e-5, atol=1e-6)
+    # ... and phase reg's N_R reads the file pretraining wrote.
+    assert build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(out), "input_mode": "mask"}}))
+    # Another channel layout is refused, naming the file.
+    with pytest.raises(ValueError, match=r"plain\.weights\.h5: not a plain CNN trunk for 4 input channels"):
+        build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(out), "input_mode": "image+mask"}}))
+
+
 def test_cli_refuses_bad_names_existing_files_and_bad_configs(tmp_path, capsys):
     existing = tmp_path / "nr.weights.h5"
     existing.write_bytes(b"keep me")
@@ -129,10 +161,10 @@ def test_cli_refuses_bad_names_existing_files_and_bad_configs(tmp_path, capsys):
     bad.write_text("pretrain: {epoch: 3}\n")
     assert pretrain.main(["--config", str(bad), "--out", str(tmp_path / "x.weights.h5")]) == 2
     assert "unknown key 'pretrain.epoch'" in capsys.readouterr().err
-    bad.write_text("regressor: {backbone: plain_cnn, weights: none}\n")
+    bad.write_text("regressor: {backbone: resnet18, weights: none}\n")
     assert pretrain.main(["--config", str(bad), "--out", str(tmp_path / "x.weights.h5")]) == 2
     err = capsys.readouterr().err
-    assert "bad.yaml" in err and "writes a stock EfficientNet-B1 trunk; regressor.backbone is plain_cnn" in err
+    assert "bad.yaml" in err and "writes the trunk of efficientnet_b1 or plain_cnn; regressor.backbone is resnet18" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "nr.weights.h5"]
 
 

@@ -14,6 +14,8 @@ the image channel; for "mask" both branches see the mask, so L_AR is 0 by constr
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -57,8 +59,8 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
 
     Returns:
         A model (B, H, W, C) → {"angles" (B, 3) in [0, 1], "logits" (B, 3),
-        "cam" (B, H/32, W/32, 4) in [0, 1], "features" (B, H/32, W/32, 1280 for
-        EfficientNet-B1, 512 for ResNet-18 and the plain CNN), and with
+        "cam" (B, H/32, W/32, 4) in [0, 1], "features" (B, H/32k, W/32k, 1280 for
+        EfficientNet-B1, 512 for ResNet-18 and the plain CNN; k = `input_downsample`), and with
         `regressor.vertebra_weight` > 0 "vertebrae" (B, 17, 4)}.
     """
     settings = config.regressor
@@ -66,6 +68,9 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
     shape = (config.data.image_height, config.data.image_width, channels)
     inputs = keras.Input(shape, name="inputs")
     x = inputs
+    if settings.input_downsample > 1:
+        x = layers.AveragePooling2D(settings.input_downsample, name="downsample")(x)
+        shape = (shape[0] // settings.input_downsample, shape[1] // settings.input_downsample, channels)
     if settings.coordinate_channels:
         x = CoordinateChannels(name="coordinates")(x)
         shape = (*shape[:2], channels + 2)
@@ -73,7 +78,7 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
     if settings.backbone == "plain_cnn":
         trunk = plain_cnn(shape, synchronized, settings.batch_norm_momentum)
         if settings.weights != "none":
-            trunk.load_weights(settings.weights)
+            load_plain_trunk(trunk, settings.weights)
     elif settings.backbone == "resnet18":
         trunk = dilated_resnet(shape, "resnet18", REGRESSOR_STRIDE, settings.weights, synchronized, settings.batch_norm_momentum)
     else:
@@ -81,11 +86,30 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
     features = trunk(x)
     features = layers.Identity(name="features")(features)
     logits, cam = ClassActivationMap(3, settings.dropout, pooling=settings.head_pooling, name="head")(features)
+    if settings.input_downsample > 1:  # back to the (H/32, W/32) grid the ROIE gate takes
+        cam = layers.UpSampling2D(settings.input_downsample, interpolation="bilinear", name="cam_upsample")(cam)
     angles = layers.Activation("sigmoid", name="angles")(logits)
     outputs = {"angles": angles, "logits": logits, "cam": cam, "features": features}
     if settings.vertebra_weight > 0:
         outputs["vertebrae"] = vertebra_head(features)
     return keras.Model(inputs, outputs, name=name)
+
+
+def load_plain_trunk(trunk: keras.Model, path: str) -> None:
+    """Loads a plain CNN trunk written by `training.pretraining.save_trunk` (or any plain CNN
+    of the same input channels); ValueError naming the file when it does not fit."""
+    try:
+        with warnings.catch_warnings():
+            # Keras 3.x warns about an internal container of Functional models that holds no
+            # weights; every weight loads (tests/test_pretrain.py compares them).
+            warnings.filterwarnings("ignore", message="Skipping nested container")
+            trunk.load_weights(path)
+    except (ValueError, KeyError, OSError) as error:
+        channels = trunk.input_shape[-1]
+        raise ValueError(
+            f"{path}: not a plain CNN trunk for {channels} input channels (pretraining writes one for the "
+            f"'mask' input mode with the config's coordinate channels): {error}"
+        ) from error
 
 
 def vertebra_head(features):

@@ -14,10 +14,13 @@ start phase `reg` from there:
 The masks are drawn at the config's input size, letterboxed like real radiographs and
 augmented like phase `reg` (flip, rotation, isotropic scale). N_R trains on SMAPE (Eq. 3)
 with `training.phases.RegressionPhase` on ground-truth masks. The file written is the trunk in the
-format of the stock `keras.applications.EfficientNetB1(include_top=False)`, the format
-`regressor.weights` reads: its first convolution holds the one-channel mask filters split
-evenly over RGB, so loading sums them back exactly for the "mask" input; for "image+mask"
-each of the two channels starts with half the mask filters. The output layer is not kept:
+format `regressor.weights` reads. For EfficientNet-B1 that is the stock
+`keras.applications.EfficientNetB1(include_top=False)`: its first convolution holds the
+one-channel mask filters split evenly over RGB, so loading sums them back exactly for the
+"mask" input; for "image+mask" each of the two channels starts with half the mask filters.
+For the plain CNN (`regressor.backbone: plain_cnn`) it is the trunk's own weights, which
+load into an N_R of the same input channels (the "mask" input mode, with or without the
+config's coordinate channels). The output layer is not kept:
 phase `reg` starts it at the training-mean angles. A JSON file beside the weights records
 the settings and the validation figures next to the mean-angle baseline.
 """
@@ -41,11 +44,14 @@ from seg4reg_tf.data import synthetic, transforms
 from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models import build_regressor, copy_weights_by_name, start_at_mean_angles
 from seg4reg_tf.training.phases import RegressionPhase
+from seg4reg_tf.training.run import learning_rate
 
 _LOG = logging.getLogger(__name__)
 
 # Keeps pretraining spines apart from the embedded data set's (splits "training", "test").
 _SPLIT = "pretrain"
+# Backbones whose trunk pretraining can write in the format `regressor.weights` reads.
+PRETRAINABLE = ("efficientnet_b1", "plain_cnn")
 
 
 def draw_masks(count: int, start: int, seed: int, data: DataConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -111,10 +117,10 @@ def pretraining_config(config: Config) -> Config:
     """The run's config turned into what pretraining trains: N_R on the mask alone, from
     `pretrain.weights`, on ground-truth masks, no AR (both branches would see the mask)."""
     settings = config.pretrain
-    if config.regressor.backbone != "efficientnet_b1":
+    if config.regressor.backbone not in PRETRAINABLE:
         raise ValueError(
-            f"pretraining writes a stock EfficientNet-B1 trunk; regressor.backbone is {config.regressor.backbone} "
-            "(train it from scratch, or set regressor.backbone: efficientnet_b1)"
+            f"pretraining writes the trunk of {' or '.join(PRETRAINABLE)}; regressor.backbone is {config.regressor.backbone} "
+            "(train it from scratch, or choose one of those)"
         )
     # the drawn masks carry no landmarks, so no dense supervision here
     regressor = dataclasses.replace(config.regressor, input_mode="mask", weights=settings.weights, vertebra_weight=0.0)
@@ -126,26 +132,30 @@ def pretraining_config(config: Config) -> Config:
 
 
 def trunk(regressor):
-    """The EfficientNet-B1 model nested in N_R."""
+    """The backbone model nested in N_R (EfficientNet-B1, ResNet-18 or the plain CNN)."""
     return next(layer for layer in regressor.layers if isinstance(layer, keras.Model))
 
 
 def save_trunk(regressor, path: str | os.PathLike[str]) -> None:
-    """Writes N_R's trunk as stock `EfficientNetB1(include_top=False)` weights, atomically.
+    """Writes N_R's trunk in the format `regressor.weights` reads, atomically.
 
     Args:
-        regressor: N_R (any input mode; the first convolution is spread over RGB).
+        regressor: N_R. An EfficientNet-B1 trunk is written as stock
+            `EfficientNetB1(include_top=False)` weights (any input mode; the first
+            convolution is spread over RGB); a plain CNN trunk as its own weights.
         path: output file; must end in ".weights.h5" (Keras' weights format).
     """
     path = pathlib.Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: the weights file name must end in '.weights.h5'")
-    stock = keras.applications.EfficientNetB1(include_top=False, weights=None, input_shape=(224, 224, 3))
-    copy_weights_by_name(trunk(regressor), stock, adapt=True)
+    written = trunk(regressor)
+    if written.name != "plain_cnn":
+        written = keras.applications.EfficientNetB1(include_top=False, weights=None, input_shape=(224, 224, 3))
+        copy_weights_by_name(trunk(regressor), written, adapt=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{os.getpid()}-{path.name}")
     try:
-        stock.save_weights(temporary)
+        written.save_weights(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -177,7 +187,8 @@ def pretrain(
     mean = angles.mean(axis=0)
     start_at_mean_angles(regressor, mean / data.angle_scale_degrees, run.regressor.head_start)
     trainer = RegressionPhase(None, regressor, run, name="pretrain")
-    trainer.compile(optimizer=keras.optimizers.Adam(settings.learning_rate, weight_decay=settings.weight_decay or None), run_eagerly=run_eagerly)
+    step_size = learning_rate(settings, settings.count)
+    trainer.compile(optimizer=keras.optimizers.Adam(step_size, weight_decay=settings.weight_decay or None), run_eagerly=run_eagerly)
     callbacks = [keras.callbacks.TensorBoard(log_dir)] if log_dir else []
     history = trainer.fit(
         mask_dataset(masks, angles, data, settings.batch_size, training=True, seed=settings.seed),
