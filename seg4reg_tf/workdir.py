@@ -83,10 +83,17 @@ def produced_path(workdir, phase: str) -> pathlib.Path:
     return network_path(workdir, phase, PHASE_TABLE[phase].trains)
 
 
-def write_networks(workdir, config, segmenter, regressor) -> pathlib.Path:
+def write_networks(workdir, config, segmenter, regressor, alpha: float | None = None) -> pathlib.Path:
     """Writes a workdir as phases roie and reg leave it: `config` and the given gated N_S
-    and N_R (bench and test fixtures: exports and predictions without a training run)."""
+    and N_R (bench and test fixtures: exports and predictions without a training run).
+
+    Args:
+        alpha: when given, the ROIE gate's α is set to it first (a non-zero α makes the
+            gate's two passes run at inference).
+    """
     workdir = pathlib.Path(workdir)
+    if alpha is not None:
+        segmenter.get_layer("roie_gate").alpha.assign(alpha)
     for phase in ("roie", "reg"):
         phase_dir(workdir, phase).mkdir(parents=True, exist_ok=True)
     save_config(config, workdir / "config.yaml")

@@ -54,9 +54,8 @@ def make_workdir(folder: pathlib.Path, **sections) -> pathlib.Path:
     config = config_from_dict({**values, **{name: {**values[name], **changes} for name, changes in sections.items()}})
     keras.utils.set_random_seed(0)
     segmenter = build_segmenter(config, with_roie=True)
-    segmenter.get_layer("roie_gate").set_weights([np.array(0.5, "float32")])
     segmenter.get_layer("classifier").bias.assign(np.array([3.0], "float32"))
-    return write_networks(folder, config, segmenter, build_regressor(config))
+    return write_networks(folder, config, segmenter, build_regressor(config), alpha=0.5)
 
 
 def write_dicom(path, stored: np.ndarray, photometric="MONOCHROME2", bits=12, syntax=None, frames_data=None, **elements):

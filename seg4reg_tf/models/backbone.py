@@ -107,9 +107,7 @@ def dilated_resnet(
                 f"{stage}_block{block}", synchronized,
             )
     model = keras.Model(inputs, x, name=f"dilated_{depth}")
-    for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.momentum = batch_norm_momentum
+    set_batch_norm_momentum(model, batch_norm_momentum)
     if depth == "resnet50":
         load_pretrained(model, keras.applications.ResNet50, weights, "ResNet-50")
     elif weights == "imagenet":
@@ -148,12 +146,19 @@ def efficientnet_b1(
             layer.finalize_state()  # Normalization computes with values derived here, not the variables
     load_pretrained(model, keras.applications.EfficientNetB1, weights, "EfficientNet-B1")
     synchronize_batch_norm(model, synchronized)
+    set_batch_norm_momentum(model, batch_norm_momentum)
     for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.momentum = batch_norm_momentum
         if isinstance(layer, layers.Dropout) and not stochastic_depth:
             layer.rate = 0.0
     return model
+
+
+def set_batch_norm_momentum(model: keras.Model, momentum: float) -> None:
+    """Sets the momentum of every BatchNormalization layer of `model` (read when the layer
+    is called, saved in its config)."""
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 # Plain CNN trunk: (filters, convolutions) per stage; each stage ends in 2×2 max-pooling.
