@@ -27,9 +27,18 @@ import yaml
 SEGMENTER_BACKBONES = ("resnet50", "resnet34", "resnet18")
 
 
-def _check_weights(weights: str) -> None:
+# `regressor.weights: pretrain`: N_R's trunk comes from synthetic pretraining that `train`
+# runs into the workdir before phase reg (`training.pretraining`, `workdir.pretrained_trunk_path`).
+PRETRAIN_IN_WORKDIR = "pretrain"
+# Backbones whose trunk pretraining can write in the format `regressor.weights` reads.
+PRETRAINABLE = ("efficientnet_b1", "plain_cnn")
+
+
+def _check_weights(weights: str, pretrain_allowed: bool = False) -> None:
     if not weights:
         raise ValueError("'weights' must be 'imagenet', 'none' or a weights file path, got ''")
+    if weights == PRETRAIN_IN_WORKDIR and not pretrain_allowed:
+        raise ValueError(f"'weights: {PRETRAIN_IN_WORKDIR}' exists only for the regressor (its synthetic pretraining)")
 
 
 # the repository's configs (a source checkout: `pip install -e .`, as `make install` does)
@@ -166,7 +175,10 @@ class RegressorConfig:
         backbone: "efficientnet_b1" (the paper's), "resnet18" (the paper's Table 3
             alternative; stock strides, no pretrained weights here) or "plain_cnn" (beyond
             the paper: ten conv–BatchNorm–ReLU layers, for from-scratch CPU runs).
-        weights: backbone initialisation: "imagenet", "none", or a path to a weights file.
+        weights: backbone initialisation: "imagenet", "none", a path to a weights file, or
+            "pretrain" (beyond the paper): `train` first pretrains the trunk on synthetic
+            spine masks with the `pretrain:` settings, into the workdir
+            (`<workdir>/pretrain/`), and phase reg starts from it.
         input_mode: what N_R sees: the image, the mask, or both as two channels.
         smape_epsilon: ε of the SMAPE loss (Eq. 3), on angles scaled to [0, 1].
         dropout: dropout rate before the output layer.
@@ -217,7 +229,9 @@ class RegressorConfig:
             raise ValueError(f"'batch_norm_momentum' must be in [0, 1), got {self.batch_norm_momentum}")
         if self.backbone != "efficientnet_b1" and self.weights == "imagenet":
             raise ValueError(f"'weights: imagenet' exists only for backbone efficientnet_b1, not {self.backbone}; use 'none' or a file")
-        _check_weights(self.weights)
+        if self.weights == PRETRAIN_IN_WORKDIR and self.backbone not in PRETRAINABLE:
+            raise ValueError(f"'weights: {PRETRAIN_IN_WORKDIR}' exists for backbones {', '.join(PRETRAINABLE)}, not {self.backbone}")
+        _check_weights(self.weights, pretrain_allowed=True)
 
 
 @dataclasses.dataclass(frozen=True)

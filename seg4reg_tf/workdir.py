@@ -7,6 +7,9 @@ train, export, evaluate, predict, visualize, ablation and the tests.
     <workdir>/<phase>/summary.json           the phase finished (history, final metrics)
     <workdir>/<phase>/best.json, best.weights.h5, history.csv, logs/, backup/
     <workdir>/routes.json                    validation SMAPE of both angle routes (inference)
+    <workdir>/pretrain/regressor_trunk.weights.h5, .json
+                                             N_R's trunk pretrained on synthetic masks, with
+                                             `regressor.weights: pretrain` (before phase reg)
 
 The phase table says, for each phase in order, which network it trains, which files of
 earlier phases it needs, the validation metric that keeps its best epoch, and whether N_S
@@ -64,6 +67,11 @@ def phase_monitor(phase: str, config) -> tuple[str, str]:
     if getattr(getattr(config, phase), "monitor", "dice") == "readout":
         return ("val_readout_smape", "min")
     return PHASE_TABLE[phase].monitor
+
+
+def pretrained_trunk_path(workdir) -> pathlib.Path:
+    """Where `regressor.weights: pretrain` puts N_R's pretrained trunk (its summary beside it)."""
+    return pathlib.Path(workdir) / "pretrain" / "regressor_trunk.weights.h5"
 
 
 def phase_dir(workdir, phase: str) -> pathlib.Path:

@@ -13,7 +13,7 @@ import pytest
 from seg4reg_tf import train
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data.records import resolve_records
-from seg4reg_tf.models import build_segmenter
+from seg4reg_tf.models import build_regressor, build_segmenter
 from seg4reg_tf.training import run
 from seg4reg_tf.workdir import PHASES, network_path, produced_path
 from tests.harness import make_workdir
@@ -268,3 +268,41 @@ def test_keep_start_unless_beaten_keeps_the_starting_network_only_when_no_epoch_
 def test_keep_start_unless_beaten_needs_a_validation_split():
     with pytest.raises(ValueError, match=r"roie.keep_start_unless_beaten needs a validation split"):
         config_from_dict({"data": {"validation_fraction": 0.0}, "roie": {"keep_start_unless_beaten": True}})
+
+
+def test_regressor_weights_pretrain_pretrains_into_the_workdir_once_and_phase_reg_starts_from_it(tmp_path, data_home, monkeypatch):
+    values = SMOKE.to_dict()
+    config = config_from_dict({
+        **values,
+        "regressor": {**values["regressor"], "backbone": "plain_cnn", "weights": "pretrain", "input_mode": "mask"},
+        "pretrain": {**values["pretrain"], "count": 8, "validation_count": 4, "epochs": 1, "batch_size": 4},
+        "reg": {**values["reg"], "mask_source": "ground_truth"},  # no seg phase needed
+    })
+    workdir = tmp_path / "run"
+    summary = run.train_phase("reg", config, workdir, verbose=0, run_eagerly=True)
+    trunk_file = workdir / "pretrain" / "regressor_trunk.weights.h5"
+    assert trunk_file.is_file()
+    assert summary["pretraining"] == json.loads((workdir / "pretrain" / "regressor_trunk.json").read_text())
+    assert summary["pretraining"]["settings"]["count"] == 8
+    assert "from a trunk pretrained on synthetic masks" in run.report(summary)
+    # Phase reg builds N_R on that trunk ...
+    from_file = config_from_dict({**config.to_dict(), "regressor": {**config.to_dict()["regressor"], "weights": str(trunk_file)}})
+    expected = [w.numpy() for w in build_regressor(from_file).get_layer("plain_cnn").weights]
+    built = run.load_networks(workdir, "reg", config, synchronized=False)[1].get_layer("plain_cnn").weights
+    assert all(np.array_equal(w.numpy(), e) for w, e in zip(built, expected, strict=True))
+    fresh = build_regressor(config_from_dict({**from_file.to_dict(), "regressor": {**from_file.to_dict()["regressor"], "weights": "none"}}))
+    assert not all(np.array_equal(w.numpy(), e) for w, e in zip(fresh.get_layer("plain_cnn").weights, expected))
+    # ... and a second run (a resume) does not pretrain again.
+    monkeypatch.setattr(run, "pretrain", lambda *args, **kwargs: pytest.fail("pretrained twice"))
+    assert run.ensure_pretrained_trunk(config, workdir) == summary["pretraining"]
+    # Outside a workdir the keyword names nothing: building from it is refused.
+    with pytest.raises(ValueError, match="regressor.weights: pretrain names the trunk `train` pretrains into its workdir"):
+        build_regressor(config)
+
+
+def test_weights_pretrain_is_refused_where_nothing_pretrains():
+    with pytest.raises(ValueError, match="'weights: pretrain' exists for backbones efficientnet_b1, plain_cnn, not resnet18"):
+        config_from_dict({"regressor": {"backbone": "resnet18", "weights": "pretrain"}})
+    with pytest.raises(ValueError, match="'weights: pretrain' exists only for the regressor"):
+        config_from_dict({"segmenter": {"weights": "pretrain"}})
+    assert config_from_dict({"regressor": {"weights": "pretrain"}}).regressor.weights == "pretrain"  # EfficientNet-B1

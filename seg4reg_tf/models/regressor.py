@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from seg4reg_tf.config import Config
+from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config
 from seg4reg_tf.dense_supervision import VALUES_PER_VERTEBRA
 from seg4reg_tf.geometry import NUM_VERTEBRAE
 from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels
@@ -64,6 +64,11 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
         `regressor.vertebra_weight` > 0 "vertebrae" (B, 17, 4)}.
     """
     settings = config.regressor
+    if settings.weights == PRETRAIN_IN_WORKDIR:
+        raise ValueError(
+            f"regressor.weights: {PRETRAIN_IN_WORKDIR} names the trunk `train` pretrains into its workdir; "
+            "build with `training.run.with_pretrained_trunk(config, workdir)`, or give a weights file"
+        )
     channels = INPUT_CHANNELS[settings.input_mode]
     shape = (config.data.image_height, config.data.image_width, channels)
     inputs = keras.Input(shape, name="inputs")

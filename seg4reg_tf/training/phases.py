@@ -261,3 +261,17 @@ def make_trainer(phase: str, segmenter, regressor, config: Config, mean_angles=N
         raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
     trainer.built = True  # its networks are built; weights can be saved before the first step
     return trainer
+
+
+def learning_rate(settings, records: int):
+    """The optimizer's step size for a phase: a float, or a schedule over the phase's steps.
+
+    Args:
+        settings: the phase's `PhaseConfig`.
+        records: training records; a step is one batch of `settings.batch_size`, the last
+            partial batch dropped (as `pipeline.make_dataset` batches training data).
+    """
+    if settings.schedule == "constant":
+        return settings.learning_rate
+    steps = max(1, settings.epochs * (records // settings.batch_size))
+    return keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps)

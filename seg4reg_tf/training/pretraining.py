@@ -39,19 +39,16 @@ import numpy as np
 import tensorflow as tf
 
 from seg4reg_tf import geometry, metrics
-from seg4reg_tf.config import Config, DataConfig
+from seg4reg_tf.config import PRETRAINABLE, Config, DataConfig
 from seg4reg_tf.data import synthetic, transforms
 from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models import build_regressor, copy_weights_by_name, start_at_mean_angles
-from seg4reg_tf.training.phases import RegressionPhase
-from seg4reg_tf.training.run import learning_rate
+from seg4reg_tf.training.phases import RegressionPhase, learning_rate
 
 _LOG = logging.getLogger(__name__)
 
 # Keeps pretraining spines apart from the embedded data set's (splits "training", "test").
 _SPLIT = "pretrain"
-# Backbones whose trunk pretraining can write in the format `regressor.weights` reads.
-PRETRAINABLE = ("efficientnet_b1", "plain_cnn")
 
 
 def draw_masks(count: int, start: int, seed: int, data: DataConfig) -> tuple[np.ndarray, np.ndarray]:

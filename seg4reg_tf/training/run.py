@@ -13,6 +13,7 @@ The command is `python -m seg4reg_tf.train`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -25,12 +26,22 @@ import tensorflow as tf
 
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
 from seg4reg_tf import metrics, scoring
-from seg4reg_tf.config import Config
+from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles, synchronize_batch_norm
-from seg4reg_tf.training.phases import make_trainer
-from seg4reg_tf.workdir import PHASE_TABLE, final_networks, missing_predecessor, network_path, phase_dir, phase_monitor, produced_path
+from seg4reg_tf.training.phases import learning_rate, make_trainer
+from seg4reg_tf.training.pretraining import pretrain, summary_path
+from seg4reg_tf.workdir import (
+    PHASE_TABLE,
+    final_networks,
+    missing_predecessor,
+    network_path,
+    phase_dir,
+    phase_monitor,
+    pretrained_trunk_path,
+    produced_path,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -53,7 +64,7 @@ def check_weight_files(config: Config, phases) -> None:
     would start it from a weights file that does not exist."""
     needs = (("segmenter", config.segmenter.weights, {"seg", "roie"}), ("regressor", config.regressor.weights, {"reg"}))
     for network, weights, users in needs:
-        if weights in ("none", "imagenet") or not users & set(phases) or os.path.isfile(weights):
+        if weights in ("none", "imagenet", PRETRAIN_IN_WORKDIR) or not users & set(phases) or os.path.isfile(weights):
             continue
         hint = " (write it with `python -m seg4reg_tf.pretrain --config ... --out FILE`)" if network == "regressor" else ""
         raise FileNotFoundError(f"{network}.weights: file not found: {weights}{hint}")
@@ -75,7 +86,7 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
             segmenter = build_segmenter(config, synchronized=synchronized)
         else:
             segmenter = load("seg", "segmenter")
-        return segmenter, build_regressor(config, synchronized=synchronized)
+        return segmenter, build_regressor(with_pretrained_trunk(config, workdir), synchronized=synchronized)
     needs = dict((network, previous) for previous, network in PHASE_TABLE[phase].needs)
     regressor = load(needs["regressor"], "regressor")
     if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one
@@ -83,6 +94,29 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
         copy_weights_by_name(load(needs["segmenter"], "segmenter"), gated)
         return gated, regressor
     return load(needs["segmenter"], "segmenter"), regressor
+
+
+def with_pretrained_trunk(config: Config, workdir: pathlib.Path) -> Config:
+    """`regressor.weights: pretrain` → the config with the workdir's pretrained trunk file;
+    any other config unchanged."""
+    if config.regressor.weights != PRETRAIN_IN_WORKDIR:
+        return config
+    return dataclasses.replace(config, regressor=dataclasses.replace(config.regressor, weights=str(pretrained_trunk_path(workdir))))
+
+
+def ensure_pretrained_trunk(config: Config, workdir: pathlib.Path, verbose: int = 2) -> dict | None:
+    """With `regressor.weights: pretrain`, pretrains N_R's trunk on synthetic masks into the
+    workdir unless it is there already (`training.pretraining.pretrain`).
+
+    Returns:
+        The pretraining summary (read back when the trunk exists), or None for other configs.
+    """
+    if config.regressor.weights != PRETRAIN_IN_WORKDIR:
+        return None
+    path = pretrained_trunk_path(workdir)
+    if path.is_file() and summary_path(path).is_file():
+        return json.loads(summary_path(path).read_text())
+    return pretrain(config, path, verbose=verbose)
 
 
 class _BestValue:
@@ -174,18 +208,6 @@ def make_strategy(name: str, cpu_replicas: int):
     return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
 
 
-def learning_rate(settings, records: int):
-    """The optimizer's step size for a phase: a float, or a schedule over the phase's steps.
-
-    Args:
-        settings: the phase's `PhaseConfig`.
-        records: training records; a step is one batch of `settings.batch_size`, the last
-            partial batch dropped (as `pipeline.make_dataset` batches training data).
-    """
-    if settings.schedule == "constant":
-        return settings.learning_rate
-    steps = max(1, settings.epochs * (records // settings.batch_size))
-    return keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps)
 
 
 def train_phase(
@@ -203,6 +225,7 @@ def train_phase(
     folder = phase_dir(workdir, phase)
     folder.mkdir(parents=True, exist_ok=True)
     settings = getattr(config, phase)
+    pretraining = ensure_pretrained_trunk(config, workdir, verbose) if phase == "reg" else None
     training, validation, root = resolve_records(config)
     distributed = strategy is not None and strategy.num_replicas_in_sync > 1
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -260,6 +283,8 @@ def train_phase(
         "baseline": baselines(training, validation, config) if validation else {},
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
     }
+    if pretraining is not None:
+        summary["pretraining"] = pretraining
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -275,6 +300,12 @@ def report(summary: dict) -> str:
         line = f"{phase}: validation Dice {values['dice']:.2f}% Jaccard {values['jaccard']:.2f}% (mean-mask baseline: Dice {base['dice']:.2f}% Jaccard {base['jaccard']:.2f}%)"
     if summary.get("best_epoch") == 0:
         line += "; kept its starting network (no epoch beat it)"
+    if "pretraining" in summary:
+        pretrained = summary["pretraining"]
+        line += (
+            f"; from a trunk pretrained on synthetic masks (their validation SMAPE {pretrained['validation']['val_smape'][-1]:.2f}%, "
+            f"mean {pretrained['baseline']['smape']:.2f}%) [{pretrained['seconds']:.0f} s]"
+        )
     return line + f" [{summary['seconds']:.0f} s]"
 
 
