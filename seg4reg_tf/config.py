@@ -140,6 +140,9 @@ class SegmenterConfig:
         ce_weight: λ of Eq. 1, the weight of cross-entropy next to the Dice loss.
         positive_class_weight: cross-entropy weight of spine pixels relative to background.
         dropout: dropout rate before the classifier (PSPNet's 0.1).
+        batch_norm_momentum: momentum of the BatchNorm moving statistics of the backbone and
+            the pyramid (Keras' 0.99; beyond the paper, 0.9 lets inference-mode statistics
+            catch up within a short run's first epochs).
     """
 
     backbone: str = "resnet50"
@@ -150,10 +153,13 @@ class SegmenterConfig:
     ce_weight: float = 1.0
     positive_class_weight: float = 1.0
     dropout: float = 0.1
+    batch_norm_momentum: float = 0.99
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.batch_norm_momentum < 1.0:
+            raise ValueError(f"'batch_norm_momentum' must be in [0, 1), got {self.batch_norm_momentum}")
         if self.output_stride not in (8, 16, 32):
             raise ValueError(f"'output_stride' must be 8, 16 or 32, got {self.output_stride}")
         if self.backbone not in SEGMENTER_BACKBONES:

@@ -132,6 +132,21 @@ def test_batch_norm_synchronised_on_request_and_kept_in_keras_files(tmp_path):
     np.testing.assert_allclose(again(inputs, training=False)["mask"], segmenter(inputs, training=False)["mask"], atol=1e-5)
 
 
+def test_segmenter_batch_norm_momentum_option_reaches_backbone_and_pyramid_and_survives_keras_files(tmp_path):
+    assert SMOKE.segmenter.batch_norm_momentum == 0.99  # Keras' unless asked
+    assert all(layer.momentum == 0.99 for layer in batch_norms(build_segmenter(SMOKE)))
+    values = SMOKE.to_dict()
+    config = config_from_dict({**values, "segmenter": {**values["segmenter"], "backbone": "resnet18", "batch_norm_momentum": 0.9}})
+    segmenter = build_segmenter(config, with_roie=True)
+    assert len(batch_norms(segmenter.get_layer("pyramid"))) == 3 and len(batch_norms(segmenter)) > 20
+    assert all(layer.momentum == 0.9 for layer in batch_norms(segmenter))
+    inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
+    loaded = assert_keras_file_round_trip(segmenter, inputs, tmp_path / "segmenter.keras")
+    assert all(layer.momentum == 0.9 for layer in batch_norms(loaded))
+    with pytest.raises(ValueError, match=r"'batch_norm_momentum' must be in \[0, 1\), got 1.0"):
+        config_from_dict({"segmenter": {"batch_norm_momentum": 1.0}})
+
+
 def test_local_weights_files_load_by_name_with_channel_adaptation(tmp_path):
     stock_resnet = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(64, 64, 3))
     stock_resnet.save_weights(tmp_path / "resnet.weights.h5")

@@ -248,6 +248,10 @@ def test_reg_phase_steps_with_the_position_head(batch):
     one_step_moves("reg", with_setting("regressor", "head_pooling", "position"), batch)
 
 
+def test_seg_phase_steps_with_the_segmenter_batch_norm_momentum(batch):
+    one_step_moves("seg", with_setting("segmenter", "batch_norm_momentum", 0.9), batch)
+
+
 def test_reg_phase_steps_with_a_downsampled_input(synthetic_root):
     values = SMOKE.to_dict()
     config = config_from_dict({

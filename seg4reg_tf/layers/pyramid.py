@@ -20,6 +20,7 @@ class DilatedPyramid(keras.layers.Layer):
         filters: channels of each branch and of the fused output.
         dilations: one branch per rate; rate 1 is a 1×1 convolution.
         synchronized: synchronise BatchNorm statistics across replicas (tf.distribute).
+        momentum: momentum of the BatchNorm moving statistics.
 
     Call:
         features: (B, H, W, C).
@@ -28,18 +29,19 @@ class DilatedPyramid(keras.layers.Layer):
         (B, H, W, filters).
     """
 
-    def __init__(self, filters: int = 512, dilations=(1, 6, 12, 18), synchronized: bool = False, **kwargs):
+    def __init__(self, filters: int = 512, dilations=(1, 6, 12, 18), synchronized: bool = False, momentum: float = 0.99, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.dilations = tuple(dilations)
         self.synchronized = synchronized
+        self.momentum = momentum
         self.branches = [self._conv_bn(1 if rate == 1 else 3, rate, f"branch{rate}") for rate in self.dilations]
         self.fuse = self._conv_bn(3, 1, "fuse")
 
     def _conv_bn(self, size: int, rate: int, name: str):
         return [
             layers.Conv2D(self.filters, size, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_conv"),
-            layers.BatchNormalization(synchronized=self.synchronized, name=f"{name}_bn"),
+            layers.BatchNormalization(momentum=self.momentum, synchronized=self.synchronized, name=f"{name}_bn"),
             layers.ReLU(name=f"{name}_relu"),
         ]
 
@@ -70,5 +72,5 @@ class DilatedPyramid(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"filters": self.filters, "dilations": list(self.dilations), "synchronized": self.synchronized})
+        config.update({"filters": self.filters, "dilations": list(self.dilations), "synchronized": self.synchronized, "momentum": self.momentum})
         return config

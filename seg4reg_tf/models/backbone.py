@@ -75,8 +75,9 @@ def dilated_resnet(
             keras.applications.ResNet50 without top. keras.applications has no ResNet-18/34,
             so those take "none" or a weights file of this same network (`save_weights`).
         synchronized: synchronised BatchNorm for tf.distribute.
-        batch_norm_momentum: momentum of every BatchNorm's moving statistics (Keras' 0.99
-            for N_S; N_R's `regressor.batch_norm_momentum` for a ResNet-18 N_R).
+        batch_norm_momentum: momentum of every BatchNorm's moving statistics
+            (`segmenter.batch_norm_momentum` for N_S, `regressor.batch_norm_momentum` for a
+            ResNet-18 N_R).
 
     Returns:
         A model named `dilated_<depth>`, (B, H, W, C) → (B, H/output_stride,

@@ -43,12 +43,16 @@ def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bo
     image = keras.Input((height, width, 1), name="image")
     inputs = {"image": image}
     x = layers.Rescaling(255.0, offset=-_IMAGENET_GRAY_MEAN, name="preprocess")(image)
-    features = dilated_resnet((height, width, 1), settings.backbone, settings.output_stride, settings.weights, synchronized)(x)
+    features = dilated_resnet(
+        (height, width, 1), settings.backbone, settings.output_stride, settings.weights, synchronized, settings.batch_norm_momentum
+    )(x)
     if with_roie:
         cam = keras.Input((height // REGRESSOR_STRIDE, width // REGRESSOR_STRIDE, 1), name="cam")
         inputs["cam"] = cam
         features = ROIEGate(name="roie_gate")([features, cam])
-    x = DilatedPyramid(settings.pyramid_filters, settings.pyramid_dilations, synchronized, name="pyramid")(features)
+    x = DilatedPyramid(
+        settings.pyramid_filters, settings.pyramid_dilations, synchronized, settings.batch_norm_momentum, name="pyramid"
+    )(features)
     x = layers.Dropout(settings.dropout, name="pyramid_dropout")(x)
     logits = layers.Conv2D(1, 1, name="classifier")(x)
     logits = layers.UpSampling2D(settings.output_stride, interpolation="bilinear", name="mask_logits")(logits)
