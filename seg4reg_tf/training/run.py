@@ -303,8 +303,8 @@ def report(summary: dict) -> str:
     if "pretraining" in summary:
         pretrained = summary["pretraining"]
         line += (
-            f"; from a trunk pretrained on synthetic masks (their validation SMAPE {pretrained['validation']['val_smape'][-1]:.2f}%, "
-            f"mean {pretrained['baseline']['smape']:.2f}%) [{pretrained['seconds']:.0f} s]"
+            f"; from a trunk pretrained on synthetic masks in {pretrained['seconds']:.0f} s "
+            f"(their validation SMAPE {pretrained['validation']['val_smape'][-1]:.2f}%, mean {pretrained['baseline']['smape']:.2f}%)"
         )
     return line + f" [{summary['seconds']:.0f} s]"
 
