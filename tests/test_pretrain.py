@@ -140,9 +140,16 @@ def test_plain_cnn_pretraining_runs_on_a_cosine_schedule_and_phase_reg_starts_fr
     assert not np.allclose(trunk_outputs(other, inputs), expected, rtol=1e-5, atol=1e-6)
     # ... and phase reg's N_R reads the file pretraining wrote.
     assert build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(out), "input_mode": "mask"}}))
+    # For image ⊕ mask the image channel's first filters start at zero: whatever the image,
+    # the trunk computes what the mask-mode trunk computes on the mask and coordinates.
+    both = build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(source_path), "input_mode": "image+mask"}}))
+    image = np.random.default_rng(2).random((2, 64, 32, 1)).astype("float32")
+    np.testing.assert_allclose(trunk_outputs(both, np.concatenate([image, inputs], axis=-1)), expected, rtol=1e-5, atol=1e-6)
+    kernel = pretraining.trunk(both).get_layer("stage1_conv1").kernel.numpy()
+    assert kernel.shape[2] == 4 and not kernel[:, :, 0].any() and kernel[:, :, 1:].any()
     # Another channel layout is refused, naming the file.
-    with pytest.raises(ValueError, match=r"plain\.weights\.h5: not a plain CNN trunk for 4 input channels"):
-        build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(out), "input_mode": "image+mask"}}))
+    with pytest.raises(ValueError, match=r"plain\.weights\.h5: not a plain CNN trunk for 1 input channels"):
+        build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "coordinate_channels": False, "weights": str(out), "input_mode": "mask"}}))
 
 
 def test_cli_refuses_bad_names_existing_files_and_bad_configs(tmp_path, capsys):

@@ -83,7 +83,7 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
     if settings.backbone == "plain_cnn":
         trunk = plain_cnn(shape, synchronized, settings.batch_norm_momentum)
         if settings.weights != "none":
-            load_plain_trunk(trunk, settings.weights)
+            load_plain_trunk(trunk, settings.weights, image_channel=settings.input_mode == "image+mask")
     elif settings.backbone == "resnet18":
         trunk = dilated_resnet(shape, "resnet18", REGRESSOR_STRIDE, settings.weights, synchronized, settings.batch_norm_momentum)
     else:
@@ -100,21 +100,52 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
     return keras.Model(inputs, outputs, name=name)
 
 
-def load_plain_trunk(trunk: keras.Model, path: str) -> None:
+def load_plain_trunk(trunk: keras.Model, path: str, image_channel: bool = False) -> None:
     """Loads a plain CNN trunk written by `training.pretraining.save_trunk` (or any plain CNN
-    of the same input channels); ValueError naming the file when it does not fit."""
+    of the same input channels).
+
+    Pretraining writes a trunk for the "mask" input mode. With `image_channel` (the
+    "image+mask" mode, whose input is the image channel followed by the mask mode's
+    channels) such a trunk also loads: the first convolution's filters for the image channel
+    start at zero, so the loaded N_R computes exactly what the mask-mode trunk computes
+    until training gives the image weight.
+
+    Raises:
+        ValueError naming the file when it fits neither way.
+    """
+    channels = trunk.input_shape[-1]
     try:
-        with warnings.catch_warnings():
-            # Keras 3.x warns about an internal container of Functional models that holds no
-            # weights; every weight loads (tests/test_pretrain.py compares them).
-            warnings.filterwarnings("ignore", message="Skipping nested container")
-            trunk.load_weights(path)
+        _load_weights(trunk, path)
+        return
     except (ValueError, KeyError, OSError) as error:
-        channels = trunk.input_shape[-1]
-        raise ValueError(
-            f"{path}: not a plain CNN trunk for {channels} input channels (pretraining writes one for the "
-            f"'mask' input mode with the config's coordinate channels): {error}"
-        ) from error
+        if not image_channel:
+            raise _not_a_trunk(path, channels, error) from error
+    shape = trunk.input_shape[1:]
+    source = plain_cnn((*shape[:-1], channels - 1))
+    try:
+        _load_weights(source, path)
+    except (ValueError, KeyError, OSError) as error:
+        raise _not_a_trunk(path, channels, error) from error
+    for layer in trunk.layers:
+        values = source.get_layer(layer.name).get_weights()
+        if layer.name == "stage1_conv1":  # (3, 3, C − 1, 32) → zero filters for the image channel first
+            values[0] = np.concatenate([np.zeros_like(values[0][:, :, :1]), values[0]], axis=2)
+        layer.set_weights(values)
+
+
+def _load_weights(model: keras.Model, path: str) -> None:
+    with warnings.catch_warnings():
+        # Keras 3.x warns about an internal container of Functional models that holds no
+        # weights; every weight loads (tests/test_pretrain.py compares them).
+        warnings.filterwarnings("ignore", message="Skipping nested container")
+        model.load_weights(path)
+
+
+def _not_a_trunk(path: str, channels: int, error: Exception) -> ValueError:
+    return ValueError(
+        f"{path}: not a plain CNN trunk for {channels} input channels (pretraining writes one for the "
+        f"'mask' input mode with the config's coordinate channels): {error}"
+    )
 
 
 def vertebra_head(features):

@@ -19,8 +19,8 @@ format `regressor.weights` reads. For EfficientNet-B1 that is the stock
 one-channel mask filters split evenly over RGB, so loading sums them back exactly for the
 "mask" input; for "image+mask" each of the two channels starts with half the mask filters.
 For the plain CNN (`regressor.backbone: plain_cnn`) it is the trunk's own weights, which
-load into an N_R of the same input channels (the "mask" input mode, with or without the
-config's coordinate channels). The output layer is not kept:
+load into an N_R on the mask with the same coordinate channels, or on image ⊕ mask with
+zero first-layer filters for the image channel (`models.regressor.load_plain_trunk`). The output layer is not kept:
 phase `reg` starts it at the training-mean angles. A JSON file beside the weights records
 the settings and the validation figures next to the mean-angle baseline.
 """
