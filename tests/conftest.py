@@ -68,7 +68,8 @@ SMOKE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 def smoke_ablation(synthetic_root, tmp_path_factory):
     """Paper Table 1's rows for the image ⊕ mask input on the smoke config with the light
     networks (ResNet-18 N_S, plain-CNN N_R: the table's mechanics do not depend on them, and
-    the paper's networks take most of the suite's time), trained through
+    the paper's networks take most of the suite's time), N_R's trunk pretrained on a few
+    drawn masks (`regressor.weights: pretrain`), trained through
     `python -m seg4reg_tf.train` (eagerly): its "+ TCL" workdir (`image+mask-ar`) is a whole
     run of Algorithm 1 from the command line, which tests/test_train.py inspects too."""
     from seg4reg_tf import evaluate
@@ -79,7 +80,8 @@ def smoke_ablation(synthetic_root, tmp_path_factory):
     light = folder / "light.yaml"
     save_config(config_from_dict({
         **values, "segmenter": {**values["segmenter"], "backbone": "resnet18"},
-        "regressor": {**values["regressor"], "backbone": "plain_cnn"},
+        "regressor": {**values["regressor"], "backbone": "plain_cnn", "weights": "pretrain"},
+        "pretrain": {**values["pretrain"], "count": 8, "validation_count": 4, "epochs": 1, "batch_size": 4},
     }), light)
     out = folder / "smoke"
     args = ["--ablation", "--config", str(light), "--data", str(synthetic_root), "--split", "test",

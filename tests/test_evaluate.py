@@ -149,6 +149,17 @@ def test_ablation_tables_follow_table_1_layout():
     assert rows[0][:4] == ["method", "input", "smape", "mae"] and len(rows) == 1 + 4 + 1
 
 
+def test_ablation_pretrains_n_r_once_for_every_variant(smoke_ablation):
+    out = smoke_ablation["out"]
+    shared = out / "shared" / "pretrain"
+    written = {path.name: path.read_bytes() for path in shared.iterdir()}
+    assert set(written) == {"regressor_trunk.weights.h5", "regressor_trunk.json"}
+    for variant in ("image+mask-baseline", "image+mask-ar"):
+        assert {path.name: path.read_bytes() for path in (out / variant / "pretrain").iterdir()} == written
+        summary = json.loads((out / variant / "reg" / "summary.json").read_text())
+        assert summary["pretraining"] == json.loads(written["regressor_trunk.json"])
+
+
 def test_ablation_on_the_smoke_config_produces_every_row(smoke_ablation):
     out, args = smoke_ablation["out"], smoke_ablation["args"]
     lines = (out / "ablation.md").read_text().splitlines()

@@ -31,10 +31,10 @@ import keras
 
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
 from seg4reg_tf import files, scoring
-from seg4reg_tf.config import Config, load_config, save_config
+from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config, load_config, save_config
 from seg4reg_tf.evaluation import figures
 from seg4reg_tf.training import run
-from seg4reg_tf.workdir import PHASES, is_done, network_path, phase_dir
+from seg4reg_tf.workdir import PHASES, is_done, network_path, phase_dir, pretrained_trunk_path
 
 _LOG = logging.getLogger(__name__)
 
@@ -99,6 +99,9 @@ def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUT
     shared = out / "shared"
     log("phase seg (shared by every variant)")
     _run_phases(config, shared, ("seg",), run_eagerly)
+    if config.regressor.weights == PRETRAIN_IN_WORKDIR:
+        log("N_R's trunk pretrained on synthetic masks (shared by every variant)")
+        run.ensure_pretrained_trunk(config, shared)
     cells: dict = {}
     for input_mode in inputs:
         cells[input_mode] = {}
@@ -110,6 +113,9 @@ def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUT
             workdir = out / f"{input_mode}-{'baseline' if row == 'Baseline' else 'ar'}"
             if not is_done(workdir, "seg"):
                 shutil.copytree(phase_dir(shared, "seg"), phase_dir(workdir, "seg"), dirs_exist_ok=True)
+            pretrained = pretrained_trunk_path(shared).parent
+            if pretrained.is_dir() and not pretrained_trunk_path(workdir).exists():
+                shutil.copytree(pretrained, pretrained_trunk_path(workdir).parent, dirs_exist_ok=True)
             log(f"{input_mode}: {row}")
             _run_phases(variant_config(config, input_mode, row != "Baseline"), workdir, ROW_PHASES[row], run_eagerly)
             cells[input_mode][row] = _cell(scoring.evaluate_workdir(workdir, None, split))
