@@ -46,7 +46,6 @@ from seg4reg_tf.workdir import (
 _LOG = logging.getLogger(__name__)
 
 
-
 def check_predecessors(workdir: pathlib.Path, phase: str, config: Config) -> None:
     """Raises FileNotFoundError naming the phase to run first when its output is missing."""
     skip = ("seg",) if phase == "reg" and config.reg.mask_source == "ground_truth" else ()
@@ -208,8 +207,6 @@ def make_strategy(name: str, cpu_replicas: int):
     return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
 
 
-
-
 def train_phase(
     phase: str,
     config: Config,
@@ -307,7 +304,6 @@ def report(summary: dict) -> str:
             f"(their validation SMAPE {pretrained['validation']['val_smape'][-1]:.2f}%, mean {pretrained['baseline']['smape']:.2f}%)"
         )
     return line + f" [{summary['seconds']:.0f} s]"
-
 
 
 def record_routes(workdir: pathlib.Path) -> dict | None:
