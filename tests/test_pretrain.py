@@ -12,6 +12,7 @@ from seg4reg_tf import pretrain
 from seg4reg_tf.config import config_from_dict
 from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models import build_regressor
+from seg4reg_tf.models.backbone import PLAIN_CNN_FIRST_CONV
 from seg4reg_tf.training import pretraining
 
 TINY = {
@@ -77,7 +78,7 @@ def test_saved_trunk_loads_back_exactly_for_the_mask_input(tmp_path):
     run = pretraining.pretraining_config(config)
     source = build_regressor(run)
     path = tmp_path / "trunk.weights.h5"
-    pretraining.save_trunk(source, path)
+    pretraining.save_trunk(source, path, "efficientnet_b1")
     loaded = build_regressor(config_from_dict({**TINY, "regressor": {"weights": str(path), "input_mode": "mask"}}))
     inputs = np.random.default_rng(0).random((2, 64, 32, 1)).astype("float32")
     expected = trunk_outputs(source, inputs)
@@ -96,7 +97,9 @@ def test_saved_trunk_loads_back_exactly_for_the_mask_input(tmp_path):
 def test_save_trunk_refuses_a_name_keras_cannot_read(tmp_path):
     regressor = build_regressor(pretraining.pretraining_config(tiny_config()))
     with pytest.raises(ValueError, match=r"trunk\.h5.*'\.weights\.h5'"):
-        pretraining.save_trunk(regressor, tmp_path / "trunk.h5")
+        pretraining.save_trunk(regressor, tmp_path / "trunk.h5", "efficientnet_b1")
+    with pytest.raises(ValueError, match="resnet18"):
+        pretraining.save_trunk(regressor, tmp_path / "trunk.weights.h5", "resnet18")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -130,7 +133,7 @@ def test_plain_cnn_pretraining_runs_on_a_cosine_schedule_and_phase_reg_starts_fr
     # Its trunk loads exactly into N_R on the mask with the same coordinate channels ...
     source_path = tmp_path / "source.weights.h5"
     source = build_regressor(pretraining.pretraining_config(config_from_dict(values)))
-    pretraining.save_trunk(source, source_path)
+    pretraining.save_trunk(source, source_path, "plain_cnn")
     loaded = build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(source_path), "input_mode": "mask"}}))
     inputs = np.random.default_rng(1).random((2, 64, 32, 3)).astype("float32")  # mask + row + column
     expected = trunk_outputs(source, inputs)
@@ -145,7 +148,7 @@ def test_plain_cnn_pretraining_runs_on_a_cosine_schedule_and_phase_reg_starts_fr
     both = build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(source_path), "input_mode": "image+mask"}}))
     image = np.random.default_rng(2).random((2, 64, 32, 1)).astype("float32")
     np.testing.assert_allclose(trunk_outputs(both, np.concatenate([image, inputs], axis=-1)), expected, rtol=1e-5, atol=1e-6)
-    kernel = pretraining.trunk(both).get_layer("stage1_conv1").kernel.numpy()
+    kernel = pretraining.trunk(both).get_layer(PLAIN_CNN_FIRST_CONV).kernel.numpy()
     assert kernel.shape[2] == 4 and not kernel[:, :, 0].any() and kernel[:, :, 1:].any()
     # Another channel layout is refused, naming the file.
     with pytest.raises(ValueError, match=r"plain\.weights\.h5: not a plain CNN trunk for 1 input channels"):

@@ -164,6 +164,8 @@ def set_batch_norm_momentum(model: keras.Model, momentum: float) -> None:
 
 # Plain CNN trunk: (filters, convolutions) per stage; each stage ends in 2×2 max-pooling.
 PLAIN_CNN_STAGES = ((32, 2), (64, 2), (128, 2), (256, 2), (512, 2))
+# the trunk's first convolution, (3, 3, C, 32): the one whose input channels differ between input modes
+PLAIN_CNN_FIRST_CONV = "stage1_conv1"
 
 
 def plain_cnn(input_shape, synchronized: bool = False, batch_norm_momentum: float = 0.9) -> keras.Model:

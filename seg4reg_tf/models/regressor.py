@@ -24,7 +24,7 @@ from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config
 from seg4reg_tf.dense_supervision import VALUES_PER_VERTEBRA
 from seg4reg_tf.geometry import NUM_VERTEBRAE
 from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels
-from seg4reg_tf.models.backbone import dilated_resnet, efficientnet_b1, plain_cnn
+from seg4reg_tf.models.backbone import PLAIN_CNN_FIRST_CONV, dilated_resnet, efficientnet_b1, plain_cnn
 
 INPUT_CHANNELS = {"image": 1, "mask": 1, "image+mask": 2}
 # Input size / size of N_R's feature map and CAM (EfficientNet's total stride).
@@ -128,7 +128,7 @@ def load_plain_trunk(trunk: keras.Model, path: str, image_channel: bool = False)
         raise _not_a_trunk(path, channels, error) from error
     for layer in trunk.layers:
         values = source.get_layer(layer.name).get_weights()
-        if layer.name == "stage1_conv1":  # (3, 3, C − 1, 32) → zero filters for the image channel first
+        if layer.name == PLAIN_CNN_FIRST_CONV:  # (3, 3, C − 1, 32) → zero filters for the image channel first
             values[0] = np.concatenate([np.zeros_like(values[0][:, :, :1]), values[0]], axis=2)
         layer.set_weights(values)
 

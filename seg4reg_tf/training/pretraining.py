@@ -133,7 +133,7 @@ def trunk(regressor):
     return next(layer for layer in regressor.layers if isinstance(layer, keras.Model))
 
 
-def save_trunk(regressor, path: str | os.PathLike[str]) -> None:
+def save_trunk(regressor, path: str | os.PathLike[str], backbone: str) -> None:
     """Writes N_R's trunk in the format `regressor.weights` reads, atomically.
 
     Args:
@@ -141,12 +141,15 @@ def save_trunk(regressor, path: str | os.PathLike[str]) -> None:
             `EfficientNetB1(include_top=False)` weights (any input mode; the first
             convolution is spread over RGB); a plain CNN trunk as its own weights.
         path: output file; must end in ".weights.h5" (Keras' weights format).
+        backbone: N_R's `regressor.backbone`, one of `config.PRETRAINABLE`.
     """
     path = pathlib.Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: the weights file name must end in '.weights.h5'")
+    if backbone not in PRETRAINABLE:
+        raise ValueError(f"only the trunks of {' and '.join(PRETRAINABLE)} can be written, not {backbone}")
     written = trunk(regressor)
-    if written.name != "plain_cnn":
+    if backbone == "efficientnet_b1":
         written = keras.applications.EfficientNetB1(include_top=False, weights=None, input_shape=(224, 224, 3))
         copy_weights_by_name(trunk(regressor), written, adapt=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +195,7 @@ def pretrain(
         validation_data=mask_dataset(val_masks, val_angles, data, settings.batch_size, training=False),
         epochs=settings.epochs, callbacks=callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles itself
     )
-    save_trunk(regressor, out)
+    save_trunk(regressor, out, run.regressor.backbone)
     summary = {
         "weights": str(out),
         "input": [data.image_height, data.image_width],
