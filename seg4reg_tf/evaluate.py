@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="with --ablation: the recipe every variant starts from")
     parser.add_argument("--inputs", default="image,mask,image+mask", help="with --ablation: N_R inputs (columns) to run")
     parser.add_argument("--run-eagerly", action="store_true", help="with --ablation: no tf.function (tiny configs)")
+    parser.add_argument(
+        "--reuse", metavar="WORKDIR",
+        help="with --ablation: a workdir trained with the same --config whose phase seg (and pretrained N_R trunk) "
+        "every variant starts from, instead of training them again",
+    )
     args = cli.parse(parser, argv)
     if args.ablation:
         return _ablation(args)
@@ -129,7 +134,9 @@ def _ablation(args) -> int:
     try:
         config = load_config(args.config)
         out = pathlib.Path(args.out or f"workdirs/ablation-{pathlib.Path(args.config).stem}")
-        cells = ablation.run_ablation(config, out, args.data, args.split, tuple(args.inputs.split(",")), args.run_eagerly)
+        cells = ablation.run_ablation(
+            config, out, args.data, args.split, tuple(args.inputs.split(",")), args.run_eagerly, reuse=args.reuse
+        )
     except (FileNotFoundError, ValueError) as error:
         return cli.fail(error)
     markdown, table_csv = ablation.write_tables(cells, out)

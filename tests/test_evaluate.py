@@ -2,6 +2,7 @@
 the training-mean predictor, N_S rows with and without ROIE."""
 
 import csv
+import dataclasses
 import json
 import shutil
 
@@ -158,6 +159,26 @@ def test_ablation_pretrains_n_r_once_for_every_variant(smoke_ablation):
         assert {path.name: path.read_bytes() for path in (out / variant / "pretrain").iterdir()} == written
         summary = json.loads((out / variant / "reg" / "summary.json").read_text())
         assert summary["pretraining"] == json.loads(written["regressor_trunk.json"])
+
+
+def contents(folder):
+    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_ablation_reuses_a_trained_workdirs_seg_and_pretrained_trunk(smoke_ablation, tmp_path):
+    source = smoke_ablation["out"] / "shared"
+    config = load_config(source / "config.yaml")
+    # With no input column, only the shared part runs: copied, nothing trained.
+    assert ablation.run_ablation(config, tmp_path / "out", inputs=(), log=lambda _: None, reuse=source) == {}
+    for part in ("seg", "pretrain"):
+        assert contents(tmp_path / "out" / "shared" / part) == contents(source / part)
+    # Another seg recipe, or a workdir without phase seg, is refused before anything is written.
+    other = dataclasses.replace(config, seg=dataclasses.replace(config.seg, epochs=config.seg.epochs + 1))
+    with pytest.raises(ValueError, match=r"config\.yaml: differs from the ablation's config in seg,"):
+        ablation.reuse_trained(other, source, tmp_path / "other")
+    with pytest.raises(FileNotFoundError, match="no finished phase seg"):
+        ablation.reuse_trained(config, tmp_path / "empty", tmp_path / "other")
+    assert not (tmp_path / "other").exists()
 
 
 def test_ablation_on_the_smoke_config_produces_every_row(smoke_ablation):

@@ -24,6 +24,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import pathlib
 import shutil
 
@@ -43,6 +44,8 @@ ROWS = ("Baseline", "+ AR", "+ ROIE", "+ TCL")
 # The phases each row trains in its workdir; + ROIE and + TCL continue + AR's, and
 # "all" runs what is left of Algorithm 1 (tcl, refine).
 ROW_PHASES = {"Baseline": ("reg",), "+ AR": ("reg",), "+ ROIE": ("roie",), "+ TCL": ("all",)}
+# The config sections that decide phase seg and N_R's pretraining, which the variants share.
+SHARED_SECTIONS = ("data", "segmenter", "seg", "readout", "regressor", "pretrain")
 
 
 def variant_config(config: Config, input_mode: str, attention: bool) -> Config:
@@ -74,12 +77,61 @@ def _run_phases(config: Config, workdir: pathlib.Path, phases, run_eagerly: bool
         run.train_phase(phase, config, workdir, verbose=2, run_eagerly=run_eagerly)
 
 
+def _same_recipe(config: Config) -> Config:
+    """`config` as far as phase seg and the pretraining depend on it: N_R's input mode set
+    aside (the variants differ in it; pretraining reads the mask), the data root resolved."""
+    root = config.data.root and os.path.realpath(config.data.root)
+    return dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, root=root),
+        regressor=dataclasses.replace(config.regressor, input_mode="mask"),
+    )
+
+
+def reuse_trained(config: Config, source, shared) -> None:
+    """Copies the finished phase seg of the workdir `source` (and its pretrained N_R trunk,
+    if it has one) into the ablation's `shared` folder, so that the variants start from
+    them instead of training them again.
+
+    Raises:
+        FileNotFoundError: `source` has no finished phase seg.
+        ValueError naming `source`'s config file and the sections in which it differs
+            from `config` (of SHARED_SECTIONS, which decide phase seg and the pretraining).
+    """
+    source, shared = pathlib.Path(source), pathlib.Path(shared)
+    if not is_done(source, "seg"):
+        raise FileNotFoundError(f"{source}: no finished phase seg to reuse (its seg/summary.json is missing)")
+    theirs, ours = _same_recipe(load_config(source / "config.yaml")), _same_recipe(config)
+    differing = [name for name in SHARED_SECTIONS if getattr(theirs, name) != getattr(ours, name)]
+    if differing:
+        raise ValueError(
+            f"{source / 'config.yaml'}: differs from the ablation's config in {', '.join(differing)}, "
+            "so its phase seg is not the one the variants would train"
+        )
+    _copy_once(phase_dir(source, "seg"), phase_dir(shared, "seg"))
+    if pretrained_trunk_path(source).is_file():
+        _copy_once(pretrained_trunk_path(source).parent, pretrained_trunk_path(shared).parent)
+
+
+def _copy_once(source: pathlib.Path, target: pathlib.Path) -> None:
+    """Copies the folder `source` to `target` unless `target` exists; through a temporary
+    sibling renamed at the end, so an interrupted copy leaves no half-copied `target`."""
+    if target.exists():
+        return
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    partial.rename(target)
+
+
 def _cell(results: dict) -> dict:
     regressor = results["angles"]["N_R"]  # Table 1 compares regressors
     return {"smape": regressor["smape"], "mae": regressor["mae"], "mae_columns": regressor["mae_columns"]}
 
 
-def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUTS, run_eagerly=False, log=print) -> dict:
+def run_ablation(
+    config: Config, out, data_root=None, split="test", inputs=INPUTS, run_eagerly=False, log=print, reuse=None
+) -> dict:
     """Trains and evaluates every cell; returns {input: {row: {"smape", "mae", "mae_columns"}}}.
 
     Args:
@@ -89,6 +141,8 @@ def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUT
         inputs: the columns to run (a subset of INPUTS).
         run_eagerly: no tf.function (tiny configs, where graph tracing dominates).
         log: progress messages.
+        reuse: a workdir trained with the same recipe whose phase seg (and pretrained
+            trunk) the variants share instead of training them (`reuse_trained`), or None.
     """
     unknown = set(inputs) - set(INPUTS)
     if unknown:
@@ -97,6 +151,9 @@ def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUT
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=data_root))
     out = pathlib.Path(out)
     shared = out / "shared"
+    if reuse is not None and not is_done(shared, "seg"):
+        log(f"phase seg and N_R's pretrained trunk reused from {reuse}")
+        reuse_trained(config, reuse, shared)
     log("phase seg (shared by every variant)")
     _run_phases(config, shared, ("seg",), run_eagerly)
     if config.regressor.weights == PRETRAIN_IN_WORKDIR:
@@ -111,11 +168,9 @@ def run_ablation(config: Config, out, data_root=None, split="test", inputs=INPUT
                 cells[input_mode][row] = json.loads(path.read_text())
                 continue
             workdir = out / f"{input_mode}-{'baseline' if row == 'Baseline' else 'ar'}"
-            if not is_done(workdir, "seg"):
-                shutil.copytree(phase_dir(shared, "seg"), phase_dir(workdir, "seg"), dirs_exist_ok=True)
-            pretrained = pretrained_trunk_path(shared).parent
-            if pretrained.is_dir() and not pretrained_trunk_path(workdir).exists():
-                shutil.copytree(pretrained, pretrained_trunk_path(workdir).parent, dirs_exist_ok=True)
+            _copy_once(phase_dir(shared, "seg"), phase_dir(workdir, "seg"))
+            if pretrained_trunk_path(shared).is_file():
+                _copy_once(pretrained_trunk_path(shared).parent, pretrained_trunk_path(workdir).parent)
             log(f"{input_mode}: {row}")
             _run_phases(variant_config(config, input_mode, row != "Baseline"), workdir, ROW_PHASES[row], run_eagerly)
             cells[input_mode][row] = _cell(scoring.evaluate_workdir(workdir, None, split))
