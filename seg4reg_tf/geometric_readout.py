@@ -79,6 +79,15 @@ def spine_rows(mass: tf.Tensor, gap: int) -> tf.Tensor:
     return tf.equal(labels, best[:, None]) & bridged
 
 
+def safe_norm(vectors: tf.Tensor) -> tf.Tensor:
+    """Euclidean norm over the last axis, (..., D) → (...), with gradient 0 instead of NaN
+    at the zero vector (tf.norm's gradient there is 0/0, which TCL through the readout
+    met at every zero-length segment of the centre line)."""
+    squared = tf.reduce_sum(tf.square(vectors), axis=-1)
+    nonzero = squared > 0.0
+    return tf.where(nonzero, tf.sqrt(tf.where(nonzero, squared, 1.0)), 0.0)
+
+
 def interpolate_polyline(nodes: tf.Tensor, arc: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
     """Points at given arc lengths: nodes (B, N, 2), their cumulative arc length (B, N)
     (non-decreasing), targets (B, K) → (B, K, 2), clamped to the ends."""
@@ -121,7 +130,7 @@ def centre_line(weights: tf.Tensor, rows: tf.Tensor, kernel: tf.Tensor) -> tuple
     first = tf.stack([x[:, 0], tf.cast(top, tf.float32) - 0.5], axis=-1)[:, None]
     last = tf.stack([x[:, -1], tf.cast(bottom, tf.float32) + 0.5], axis=-1)[:, None]
     nodes = tf.concat([first, tf.stack([x, y], axis=-1), last], axis=1)
-    steps = tf.norm(nodes[:, 1:] - nodes[:, :-1], axis=-1)
+    steps = safe_norm(nodes[:, 1:] - nodes[:, :-1])
     arc = tf.pad(tf.cumsum(steps, axis=1), [[0, 0], [1, 0]])
     return nodes, arc
 
@@ -143,7 +152,7 @@ def pseudo_vertebrae(nodes, arc, width_profile, trim: float) -> tf.Tensor:
     widths = w0 + fraction * (w1 - w0)  # (B, 34)
     upper, lower = centres[:, 0::2], centres[:, 1::2]  # (B, 17, 2)
     direction = lower - upper
-    direction = direction / tf.maximum(tf.norm(direction, axis=-1, keepdims=True), _TINY)
+    direction = direction / tf.maximum(safe_norm(direction)[..., None], _TINY)
     across = tf.stack([-direction[..., 1], direction[..., 0]], axis=-1)
     across = tf.where(across[..., :1] < 0, -across, across)  # pointing to the image's right
     half = tf.maximum((widths[:, 0::2] + widths[:, 1::2]) / 4.0, _MIN_HALF_WIDTH)[..., None]

@@ -161,6 +161,20 @@ def test_the_readout_is_differentiable_in_the_probabilities():
     assert np.abs(gradient).sum() > 1.0 and np.abs(gradient[0][np.abs(columns - centre) > 8]).max() == 0.0
 
 
+def test_the_readouts_gradient_is_finite_where_the_spine_leaves_empty_rows():
+    """Drawn spines leave rows above and below them, where the centre line repeats its end
+    (zero-length segments): their gradient must be 0, not NaN (a NaN there turned every
+    epoch of TCL through the readout into NaN weights)."""
+    masks, _ = draw_masks(4, 0, 0, DataConfig(image_height=64, image_width=32))
+    probabilities = tf.Variable(0.95 * masks[..., 0].astype("float32"))
+    assert not masks[:, 0].any()  # empty rows above each spine
+    with tf.GradientTape() as tape:
+        out = read_spine(probabilities, ReadoutConfig())
+        total = tf.reduce_sum(out["cobb_angles"])
+    gradient = tape.gradient(total, probabilities).numpy()
+    assert out["found"].numpy().all() and np.isfinite(gradient).all() and np.abs(gradient).sum() > 1.0
+
+
 def test_a_weak_mask_is_no_spine_under_min_confidence():
     """N_S answers noise with weak probabilities: with `min_confidence` such a mask is "not
     found" (NaN angles), while the same spine drawn with confident probabilities is read."""
