@@ -108,9 +108,15 @@ def reuse_trained(config: Config, source, shared) -> None:
             f"{source / 'config.yaml'}: differs from the ablation's config in {', '.join(differing)}, "
             "so its phase seg is not the one the variants would train"
         )
-    _copy_once(phase_dir(source, "seg"), phase_dir(shared, "seg"))
+    _copy_shared(source, shared)
+
+
+def _copy_shared(source: pathlib.Path, target: pathlib.Path) -> None:
+    """Copies workdir `source`'s phase seg, and its pretrained trunk if it has one, into
+    workdir `target`, each folder unless `target` has it already."""
+    _copy_once(phase_dir(source, "seg"), phase_dir(target, "seg"))
     if pretrained_trunk_path(source).is_file():
-        _copy_once(pretrained_trunk_path(source).parent, pretrained_trunk_path(shared).parent)
+        _copy_once(pretrained_trunk_path(source).parent, pretrained_trunk_path(target).parent)
 
 
 def _copy_once(source: pathlib.Path, target: pathlib.Path) -> None:
@@ -151,7 +157,7 @@ def run_ablation(
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=data_root))
     out = pathlib.Path(out)
     shared = out / "shared"
-    if reuse is not None and not is_done(shared, "seg"):
+    if reuse is not None:  # checked again on a resumed run; copies only what is missing
         log(f"phase seg and N_R's pretrained trunk reused from {reuse}")
         reuse_trained(config, reuse, shared)
     log("phase seg (shared by every variant)")
@@ -168,9 +174,7 @@ def run_ablation(
                 cells[input_mode][row] = json.loads(path.read_text())
                 continue
             workdir = out / f"{input_mode}-{'baseline' if row == 'Baseline' else 'ar'}"
-            _copy_once(phase_dir(shared, "seg"), phase_dir(workdir, "seg"))
-            if pretrained_trunk_path(shared).is_file():
-                _copy_once(pretrained_trunk_path(shared).parent, pretrained_trunk_path(workdir).parent)
+            _copy_shared(shared, workdir)
             log(f"{input_mode}: {row}")
             _run_phases(variant_config(config, input_mode, row != "Baseline"), workdir, ROW_PHASES[row], run_eagerly)
             cells[input_mode][row] = _cell(scoring.evaluate_workdir(workdir, None, split))
