@@ -132,7 +132,9 @@ class SegmenterConfig:
     Attributes:
         backbone: "resnet50" (the paper's), or the lighter "resnet34" / "resnet18" (basic
             blocks, 512 output channels; no ImageNet weights available for them here).
-        weights: backbone initialisation: "imagenet", "none", or a path to a weights file.
+        weights: initialisation: "imagenet", "none", a backbone weights file, or a trained
+            N_S (a `.keras` file such as `<workdir>/seg/segmenter.keras`) to fine-tune: all
+            its layers are copied (e.g. an N_S pretrained on the synthetic generator).
         output_stride: input size / feature-map size of the dilated backbone.
         pyramid_dilations: dilation rates of the pyramid's parallel convolutions, which
             replace PSPNet's pooling bins.

@@ -222,6 +222,39 @@ def test_lighter_segmenter_backbones_keep_the_output_stride_and_survive_keras_fi
         config_from_dict({"segmenter": {"backbone": "vgg", "weights": "none"}})
 
 
+def test_segmenter_starts_from_a_trained_segmenter_file_of_another_input_size(tmp_path):
+    # Fine-tuning (e.g. an N_S trained on the synthetic generator): every layer is copied,
+    # whatever the input size it was trained at; a gated source's gate is not.
+    small = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "backbone": "resnet18", "weights": "none"}})
+    trained = build_segmenter(small, with_roie=True)
+    trained.get_layer("roie_gate").alpha.assign(0.5)
+    for weight in trained.weights:  # BatchNorm statistics included
+        weight.assign(RNG.normal(0.0, 0.1, weight.shape).astype("float32") + (1.0 if "variance" in weight.path else 0.0))
+    trained.save(tmp_path / "segmenter.keras")
+    options = {**small.to_dict()["segmenter"], "weights": str(tmp_path / "segmenter.keras")}
+    larger = config_from_dict({**small.to_dict(), "segmenter": options, "data": {**small.to_dict()["data"], "image_height": 128, "image_width": 64}})
+    started = build_segmenter(larger)
+    assert started.input["image"].shape == (None, 128, 64, 1)
+    for layer in started.layers:
+        for ours, theirs in zip(layer.weights, trained.get_layer(layer.name).weights if layer.weights else []):
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=f"{layer.name}: {ours.path}")
+    assert float(build_segmenter(larger, with_roie=True).get_layer("roie_gate").alpha.numpy()) == 0.0
+    assert_keras_file_round_trip(started, {"image": images(1, 128, 64)}, tmp_path / "started.keras")
+    # Another pyramid (or backbone) does not fit, and says which layer; a missing or foreign
+    # file is named.
+    wider = config_from_dict({**larger.to_dict(), "segmenter": {**options, "pyramid_filters": 2 * small.segmenter.pyramid_filters}})
+    with pytest.raises(ValueError, match="segmenter.keras: layer 'pyramid' has other shapes"):
+        build_segmenter(wider)
+    deeper = config_from_dict({**larger.to_dict(), "segmenter": {**options, "backbone": "resnet34"}})
+    with pytest.raises(ValueError, match="segmenter.keras has no layer 'dilated_resnet34'"):
+        build_segmenter(deeper)
+    with pytest.raises(FileNotFoundError, match="trained N_S file not found: .*nope.keras"):
+        build_segmenter(config_from_dict({**larger.to_dict(), "segmenter": {**options, "weights": str(tmp_path / "nope.keras")}}))
+    (tmp_path / "garbage.keras").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="garbage.keras is not a loadable N_S"):
+        build_segmenter(config_from_dict({**larger.to_dict(), "segmenter": {**options, "weights": str(tmp_path / "garbage.keras")}}))
+
+
 def test_regressor_coordinate_channels_option_survives_keras_files(tmp_path):
     config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "coordinate_channels": True}})
     assert not SMOKE.regressor.coordinate_channels  # off unless asked (beyond the paper)

@@ -217,6 +217,12 @@ def test_seg_phase_steps_with_a_resnet18_backbone(batch):
     one_step_moves("seg", with_setting("segmenter", "backbone", "resnet18"), batch)
 
 
+def test_seg_phase_steps_from_a_trained_segmenter_file(batch, tmp_path):
+    trained = build_segmenter(SMOKE)
+    trained.save(tmp_path / "segmenter.keras")
+    one_step_moves("seg", with_setting("segmenter", "weights", str(tmp_path / "segmenter.keras")), batch)
+
+
 @pytest.mark.parametrize("backbone", ["plain_cnn", "resnet18"])
 def test_reg_phase_steps_with_a_lighter_regressor(backbone, batch):
     one_step_moves("reg", with_setting("regressor", "backbone", backbone), batch)

@@ -12,16 +12,20 @@ name and, with α = 0, they compute the same masks.
 
 from __future__ import annotations
 
+import os
+
 import keras
 from keras import layers
 
 from seg4reg_tf.config import Config
 from seg4reg_tf.layers import DilatedPyramid, ROIEGate
-from seg4reg_tf.models.backbone import dilated_resnet
+from seg4reg_tf.models.backbone import copy_weights_by_name, dilated_resnet
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE
 
 # ImageNet mean of ResNet's caffe preprocessing, averaged over B, G, R (0–255 scale).
 _IMAGENET_GRAY_MEAN = 114.8
+# `segmenter.weights` ending so names a trained N_S to start from (`<workdir>/seg/segmenter.keras`).
+TRAINED_SEGMENTER_SUFFIX = ".keras"
 
 
 def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bool = False, name: str = "segmenter") -> keras.Model:
@@ -43,8 +47,10 @@ def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bo
     image = keras.Input((height, width, 1), name="image")
     inputs = {"image": image}
     x = layers.Rescaling(255.0, offset=-_IMAGENET_GRAY_MEAN, name="preprocess")(image)
+    from_segmenter = settings.weights.endswith(TRAINED_SEGMENTER_SUFFIX)
+    backbone_weights = "none" if from_segmenter else settings.weights
     features = dilated_resnet(
-        (height, width, 1), settings.backbone, settings.output_stride, settings.weights, synchronized, settings.batch_norm_momentum
+        (height, width, 1), settings.backbone, settings.output_stride, backbone_weights, synchronized, settings.batch_norm_momentum
     )(x)
     if with_roie:
         cam = keras.Input((height // REGRESSOR_STRIDE, width // REGRESSOR_STRIDE, 1), name="cam")
@@ -57,7 +63,49 @@ def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bo
     logits = layers.Conv2D(1, 1, name="classifier")(x)
     logits = layers.UpSampling2D(settings.output_stride, interpolation="bilinear", name="mask_logits")(logits)
     mask = layers.Activation("sigmoid", name="mask")(logits)
-    return keras.Model(inputs, {"mask": mask, "mask_logits": logits}, name=name)
+    model = keras.Model(inputs, {"mask": mask, "mask_logits": logits}, name=name)
+    if from_segmenter:
+        start_from_trained_segmenter(model, settings.weights)
+    return model
+
+
+def start_from_trained_segmenter(segmenter: keras.Model, path: str) -> None:
+    """Copies a trained N_S file's weights into `segmenter`, layer by name: fine-tuning an
+    N_S trained elsewhere (on the synthetic generator, another data set, another input
+    size: the weights do not depend on it). A gated source's ROIE gate is not copied.
+
+    Args:
+        segmenter: a built N_S (gated or not).
+        path: a `.keras` file written by phase seg, roie or tcl (`<workdir>/<phase>/segmenter.keras`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a loadable model, or lacks a layer of `segmenter` or
+            holds it in other shapes (another backbone, output stride or pyramid); named.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"segmenter.weights: trained N_S file not found: {path}")
+    try:
+        source = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises several types for a foreign or damaged file
+        raise ValueError(f"segmenter.weights: {path} is not a loadable N_S ({type(error).__name__}: {error})") from error
+    for layer in segmenter.layers:
+        if not layer.weights or layer.name == "roie_gate":
+            continue
+        try:
+            shapes = [tuple(weight.shape) for weight in source.get_layer(layer.name).weights]
+        except ValueError:
+            raise ValueError(f"segmenter.weights: {path} has no layer {layer.name!r}: not an N_S of this config") from None
+        if shapes != [tuple(weight.shape) for weight in layer.weights]:
+            raise ValueError(
+                f"segmenter.weights: {path}: layer {layer.name!r} has other shapes than this config's N_S "
+                "(another backbone, output stride or pyramid?)"
+            )
+    gate = [layer for layer in segmenter.layers if layer.name == "roie_gate"]
+    initial = [layer.get_weights() for layer in gate]
+    copy_weights_by_name(source, segmenter)
+    for layer, values in zip(gate, initial):  # the gate starts from α = 0 (Eq. 2)
+        layer.set_weights(values)
 
 
 def encoder_features(segmenter: keras.Model, image):
