@@ -25,6 +25,7 @@ from typing import Any, Literal
 import yaml
 
 SEGMENTER_BACKBONES = ("resnet50", "resnet34", "resnet18")
+SEGMENTER_DECODERS = ("none", "low_level")
 
 
 # `regressor.weights: pretrain`: N_R's trunk comes from synthetic pretraining that `train`
@@ -139,6 +140,11 @@ class SegmenterConfig:
         pyramid_dilations: dilation rates of the pyramid's parallel convolutions, which
             replace PSPNet's pooling bins.
         pyramid_filters: channels of each pyramid branch.
+        decoder: "none" (the paper's PSPNet: the classifier's map upsampled by the output
+            stride) or "low_level" (beyond the paper, DeepLabv3+'s decoder: the pyramid's
+            features upsampled to stride 4 and fused with the backbone's stride-4 features
+            before the classifier; `layers.LowLevelDecoder`).
+        decoder_filters: channels of that decoder's fusing convolutions.
         ce_weight: λ of Eq. 1, the weight of cross-entropy next to the Dice loss.
         positive_class_weight: cross-entropy weight of spine pixels relative to background.
         dropout: dropout rate before the classifier (PSPNet's 0.1).
@@ -152,6 +158,8 @@ class SegmenterConfig:
     output_stride: int = 8
     pyramid_dilations: tuple[int, ...] = (1, 6, 12, 18)
     pyramid_filters: int = 512
+    decoder: str = "none"
+    decoder_filters: int = 64
     ce_weight: float = 1.0
     positive_class_weight: float = 1.0
     dropout: float = 0.1
@@ -168,6 +176,10 @@ class SegmenterConfig:
             raise ValueError(f"'backbone' must be one of {', '.join(SEGMENTER_BACKBONES)}, got {self.backbone!r}")
         if self.backbone != "resnet50" and self.weights == "imagenet":
             raise ValueError(f"'weights: imagenet' exists only for backbone resnet50, not {self.backbone}; use 'none' or a file")
+        if self.decoder not in SEGMENTER_DECODERS:
+            raise ValueError(f"'decoder' must be one of {', '.join(SEGMENTER_DECODERS)}, got {self.decoder!r}")
+        if self.decoder_filters < 1:
+            raise ValueError(f"'decoder_filters' must be positive, got {self.decoder_filters}")
         if not self.pyramid_dilations or min(self.pyramid_dilations) < 1:
             raise ValueError(
                 f"'pyramid_dilations' must be positive integers, got {self.pyramid_dilations}"

@@ -1,10 +1,11 @@
-"""CAM, ROIE gate and dilated pyramid: the paper's equations, gradients, serialisation."""
+"""CAM, ROIE gate, dilated pyramid and the stride-4 decoder: the paper's equations,
+gradients, serialisation."""
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels, DilatedPyramid, ROIEGate, normalize_maps, resize_maps
+from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels, DilatedPyramid, LowLevelDecoder, ROIEGate, normalize_maps, resize_maps
 from tests.harness import assert_keras_file_round_trip, assert_layer_config_round_trip
 
 RNG = np.random.default_rng(0)
@@ -89,10 +90,21 @@ def test_pyramid_keeps_resolution_and_sets_channels():
     assert {layer.dilation_rate for layer in pyramid.branches[2] if hasattr(layer, "dilation_rate")} == {(3, 3)}
 
 
+def test_decoder_works_on_the_low_level_grid_and_uses_both_inputs():
+    low_level = RNG.normal(size=(2, 16, 12, 5)).astype("float32")
+    decoder = LowLevelDecoder(filters=6, low_level_filters=3)
+    out = decoder([FEATURES, low_level], training=False).numpy()
+    assert out.shape == (2, 16, 12, 6)
+    # Each input reaches the output: the skip carries detail the coarse features lack.
+    assert np.abs(decoder([FEATURES, 0 * low_level], training=False).numpy() - out).max() > 1e-3
+    assert np.abs(decoder([0 * FEATURES, low_level], training=False).numpy() - out).max() > 1e-3
+
+
 def test_layer_configs_round_trip():
     assert_layer_config_round_trip(ClassActivationMap(units=3, dropout=0.2), FEATURES)
     assert_layer_config_round_trip(ClassActivationMap(units=3, dropout=0.2, pooling="position"), FEATURES)
     assert_layer_config_round_trip(DilatedPyramid(filters=4, dilations=(1, 2)), FEATURES)
+    assert_layer_config_round_trip(LowLevelDecoder(filters=4, low_level_filters=2, momentum=0.9), [FEATURES, RNG.normal(size=(2, 8, 6, 5)).astype("float32")])
     gate = ROIEGate()
     gate([FEATURES, np.ones((2, 2, 2, 1), "float32")])
     gate.alpha.assign(0.7)

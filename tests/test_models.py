@@ -222,6 +222,28 @@ def test_lighter_segmenter_backbones_keep_the_output_stride_and_survive_keras_fi
         config_from_dict({"segmenter": {"backbone": "vgg", "weights": "none"}})
 
 
+def test_decoder_option_classifies_at_stride_4_and_survives_keras_files(tmp_path):
+    config = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "decoder": "low_level", "decoder_filters": 8}})
+    assert SMOKE.segmenter.decoder == "none"  # the paper's PSPNet unless asked
+    segmenter = build_segmenter(config, with_roie=True)
+    assert segmenter.get_layer("dilated_resnet50").output[1].shape == (None, 64 // 4, 32 // 4, 256)
+    assert segmenter.get_layer("classifier").output.shape == (None, 64 // 4, 32 // 4, 1)
+    assert segmenter.get_layer("decoder").output.shape == (None, 16, 8, 8)
+    segmenter.get_layer("roie_gate").alpha.assign(0.3)
+    inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
+    loaded = assert_keras_file_round_trip(segmenter, inputs, tmp_path / "segmenter.keras")
+    assert loaded.get_layer("decoder").filters == 8
+    # An N_S without the decoder cannot start this one (`segmenter.weights`): named.
+    build_segmenter(SMOKE).save(tmp_path / "pspnet.keras")
+    started = config_from_dict({**config.to_dict(), "segmenter": {**config.to_dict()["segmenter"], "weights": str(tmp_path / "pspnet.keras")}})
+    with pytest.raises(ValueError, match="pspnet.keras has no layer 'decoder'"):
+        build_segmenter(started)
+    with pytest.raises(ValueError, match="'decoder' must be one of none, low_level, got 'unet'"):
+        config_from_dict({"segmenter": {"decoder": "unet"}})
+    with pytest.raises(ValueError, match="'decoder_filters' must be positive"):
+        config_from_dict({"segmenter": {"decoder": "low_level", "decoder_filters": 0}})
+
+
 def test_segmenter_starts_from_a_trained_segmenter_file_of_another_input_size(tmp_path):
     # Fine-tuning (e.g. an N_S trained on the synthetic generator): every layer is copied,
     # whatever the input size it was trained at; a gated source's gate is not.

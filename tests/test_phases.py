@@ -217,6 +217,10 @@ def test_seg_phase_steps_with_a_resnet18_backbone(batch):
     one_step_moves("seg", with_setting("segmenter", "backbone", "resnet18"), batch)
 
 
+def test_seg_phase_steps_with_the_stride_4_decoder(batch):
+    one_step_moves("seg", with_setting("segmenter", "decoder", "low_level"), batch)
+
+
 def test_seg_phase_steps_from_a_trained_segmenter_file(batch, tmp_path):
     trained = build_segmenter(SMOKE)
     trained.save(tmp_path / "segmenter.keras")
@@ -268,10 +272,11 @@ def test_reg_phase_steps_with_a_downsampled_input(synthetic_root):
     one_step_moves("reg", config, next(iter(pipeline.make_dataset(records, config.data, training=False, batch_size=2))))
 
 
-def test_inference_shares_one_backbone_run_between_the_gated_passes(batch, monkeypatch):
+@pytest.mark.parametrize("decoder", ["none", "low_level"])
+def test_inference_shares_one_backbone_run_between_the_gated_passes(decoder, batch, monkeypatch):
     """segment(training=False) equals the two full N_S passes of Eq. 2 at α ≠ 0, and runs
-    the backbone once."""
-    gated = build_segmenter(SMOKE, with_roie=True)
+    the backbone once (with the decoder, its stride-4 features come from that one run)."""
+    gated = build_segmenter(with_setting("segmenter", "decoder", decoder), with_roie=True)
     gated.get_layer("roie_gate").alpha.assign(0.7)
     regressor = build_regressor(SMOKE)
     image = batch["image"]

@@ -63,7 +63,7 @@ def _basic_block(x, filters, stride, dilation, shortcut_conv, name, synchronized
 
 def dilated_resnet(
     input_shape, depth: str = "resnet50", output_stride: int = 8, weights: str = "none", synchronized: bool = False,
-    batch_norm_momentum: float = 0.99,
+    batch_norm_momentum: float = 0.99, low_level: bool = False,
 ) -> keras.Model:
     """A ResNet whose later stages trade stride for dilation.
 
@@ -78,10 +78,12 @@ def dilated_resnet(
         batch_norm_momentum: momentum of every BatchNorm's moving statistics
             (`segmenter.batch_norm_momentum` for N_S, `regressor.batch_norm_momentum` for a
             ResNet-18 N_R).
+        low_level: also output the first stage's features (stride 4), for a decoder.
 
     Returns:
         A model named `dilated_<depth>`, (B, H, W, C) → (B, H/output_stride,
-        W/output_stride, 2048 for ResNet-50 or 512 for ResNet-18/34).
+        W/output_stride, 2048 for ResNet-50 or 512 for ResNet-18/34); with `low_level`,
+        [that, (B, H/4, W/4, 256 for ResNet-50 or 64)].
     """
     if output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
@@ -107,7 +109,9 @@ def dilated_resnet(
                 x, filters, first_stride if block == 1 else 1, dilation, shortcut_conv,
                 f"{stage}_block{block}", synchronized,
             )
-    model = keras.Model(inputs, x, name=f"dilated_{depth}")
+        if index == 0:
+            stride4 = x
+    model = keras.Model(inputs, [x, stride4] if low_level else x, name=f"dilated_{depth}")
     set_batch_norm_momentum(model, batch_norm_momentum)
     if depth == "resnet50":
         load_pretrained(model, keras.applications.ResNet50, weights, "ResNet-50")

@@ -4,6 +4,8 @@ ROIE-gated.
 image (B, H, W, 1) in [0, 1] → ImageNet-scale preprocessing → dilated ResNet (stride 8,
 2048 channels for ResNet-50) = f_m → [ROIE gate with the regressor's CAM, Eq. 2] → dilated pyramid →
 1×1 classifier → bilinear upsampling ×8 → `mask_logits` and `mask` (sigmoid), (B, H, W, 1).
+With `segmenter.decoder: low_level` (beyond the paper) a decoder joins the pyramid's output
+with the backbone's stride-4 features before the classifier, which then upsamples ×4.
 
 f_m, the feature map between the encoder and the decoder, is where the ROIE gate acts.
 A gated and an ungated segmenter share every layer name, so weights move between them by
@@ -18,12 +20,14 @@ import keras
 from keras import layers
 
 from seg4reg_tf.config import Config
-from seg4reg_tf.layers import DilatedPyramid, ROIEGate
+from seg4reg_tf.layers import DilatedPyramid, LowLevelDecoder, ROIEGate
 from seg4reg_tf.models.backbone import copy_weights_by_name, dilated_resnet
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE
 
 # ImageNet mean of ResNet's caffe preprocessing, averaged over B, G, R (0–255 scale).
 _IMAGENET_GRAY_MEAN = 114.8
+# stride of the backbone features `segmenter.decoder: low_level` joins (its first stage's)
+LOW_LEVEL_STRIDE = 4
 # `segmenter.weights` ending so names a trained N_S to start from (`<workdir>/seg/segmenter.keras`).
 TRAINED_SEGMENTER_SUFFIX = ".keras"
 
@@ -49,9 +53,12 @@ def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bo
     x = layers.Rescaling(255.0, offset=-_IMAGENET_GRAY_MEAN, name="preprocess")(image)
     from_segmenter = settings.weights.endswith(TRAINED_SEGMENTER_SUFFIX)
     backbone_weights = "none" if from_segmenter else settings.weights
+    decoded = settings.decoder == "low_level"
     features = dilated_resnet(
-        (height, width, 1), settings.backbone, settings.output_stride, backbone_weights, synchronized, settings.batch_norm_momentum
+        (height, width, 1), settings.backbone, settings.output_stride, backbone_weights, synchronized, settings.batch_norm_momentum,
+        low_level=decoded,
     )(x)
+    features, low_level = features if decoded else (features, None)
     if with_roie:
         cam = keras.Input((height // REGRESSOR_STRIDE, width // REGRESSOR_STRIDE, 1), name="cam")
         inputs["cam"] = cam
@@ -60,8 +67,11 @@ def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bo
         settings.pyramid_filters, settings.pyramid_dilations, synchronized, settings.batch_norm_momentum, name="pyramid"
     )(features)
     x = layers.Dropout(settings.dropout, name="pyramid_dropout")(x)
+    if decoded:
+        x = LowLevelDecoder(settings.decoder_filters, synchronized=synchronized, momentum=settings.batch_norm_momentum, name="decoder")([x, low_level])
     logits = layers.Conv2D(1, 1, name="classifier")(x)
-    logits = layers.UpSampling2D(settings.output_stride, interpolation="bilinear", name="mask_logits")(logits)
+    upsampling = LOW_LEVEL_STRIDE if decoded else settings.output_stride
+    logits = layers.UpSampling2D(upsampling, interpolation="bilinear", name="mask_logits")(logits)
     mask = layers.Activation("sigmoid", name="mask")(logits)
     model = keras.Model(inputs, {"mask": mask, "mask_logits": logits}, name=name)
     if from_segmenter:
@@ -110,22 +120,26 @@ def start_from_trained_segmenter(segmenter: keras.Model, path: str) -> None:
 
 def encoder_features(segmenter: keras.Model, image):
     """f_m of a built N_S: its preprocessing and backbone on `image` (B, H, W, 1), in
-    inference mode. Returns (B, H/stride, W/stride, C)."""
+    inference mode. Returns (B, H/stride, W/stride, C); with `decoder: low_level`, the pair
+    [f_m, stride-4 features (B, H/4, W/4, C_low)]."""
     backbone = next(layer for layer in segmenter.layers if layer.name.startswith("dilated_"))
     return backbone(segmenter.get_layer("preprocess")(image), training=False)
 
 
 def decode_features(segmenter: keras.Model, features, cam=None) -> dict:
     """The rest of a built N_S after f_m, in inference mode: [ROIE gate with `cam`] →
-    pyramid → classifier → upsampling. With `encoder_features`, a gated N_S's two passes
+    pyramid → [decoder with the stride-4 features] → classifier → upsampling. With `encoder_features`, a gated N_S's two passes
     (paper §2: CAM from the first pass's mask, then the gated pass) share one backbone run.
 
     Returns:
         {"mask": (B, H, W, 1) probabilities, "mask_logits": (B, H, W, 1)}.
     """
+    features, low_level = features if isinstance(features, (list, tuple)) else (features, None)
     if cam is not None:
         features = segmenter.get_layer("roie_gate")([features, cam])
-    x = segmenter.get_layer("pyramid")(features, training=False)
-    logits = segmenter.get_layer("classifier")(segmenter.get_layer("pyramid_dropout")(x, training=False))
+    x = segmenter.get_layer("pyramid_dropout")(segmenter.get_layer("pyramid")(features, training=False), training=False)
+    if low_level is not None:
+        x = segmenter.get_layer("decoder")([x, low_level], training=False)
+    logits = segmenter.get_layer("classifier")(x)
     logits = segmenter.get_layer("mask_logits")(logits)
     return {"mask": segmenter.get_layer("mask")(logits), "mask_logits": logits}
