@@ -20,8 +20,8 @@ seg4reg_tf.quiet_start()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
 from readout import true_masks  # noqa: E402  (bench/readout.py, beside this script)
+
 from seg4reg_tf.data.aasce import read_split  # noqa: E402
 
 
