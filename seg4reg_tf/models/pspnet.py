@@ -91,7 +91,7 @@ def start_from_trained_segmenter(segmenter: keras.Model, path: str) -> None:
     Raises:
         FileNotFoundError: no such file.
         ValueError: the file is not a loadable model, or lacks a layer of `segmenter` or
-            holds it in other shapes (another backbone, output stride or pyramid); named.
+            holds it in other shapes (another backbone, output stride, pyramid or decoder); named.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"segmenter.weights: trained N_S file not found: {path}")
@@ -109,7 +109,7 @@ def start_from_trained_segmenter(segmenter: keras.Model, path: str) -> None:
         if shapes != [tuple(weight.shape) for weight in layer.weights]:
             raise ValueError(
                 f"segmenter.weights: {path}: layer {layer.name!r} has other shapes than this config's N_S "
-                "(another backbone, output stride or pyramid?)"
+                "(another backbone, output stride, pyramid or decoder?)"
             )
     gate = [layer for layer in segmenter.layers if layer.name == "roie_gate"]
     initial = [layer.get_weights() for layer in gate]
@@ -128,8 +128,13 @@ def encoder_features(segmenter: keras.Model, image):
 
 def decode_features(segmenter: keras.Model, features, cam=None) -> dict:
     """The rest of a built N_S after f_m, in inference mode: [ROIE gate with `cam`] →
-    pyramid → [decoder with the stride-4 features] → classifier → upsampling. With `encoder_features`, a gated N_S's two passes
-    (paper §2: CAM from the first pass's mask, then the gated pass) share one backbone run.
+    pyramid → [decoder with the stride-4 features] → classifier → upsampling. With
+    `encoder_features`, a gated N_S's two passes (paper §2: CAM from the first pass's mask,
+    then the gated pass) share one backbone run.
+
+    Args:
+        features: `encoder_features`' output (f_m, or [f_m, stride-4 features]).
+        cam: (B, h, w, 1) for a gated N_S, else None.
 
     Returns:
         {"mask": (B, H, W, 1) probabilities, "mask_logits": (B, H, W, 1)}.
