@@ -13,7 +13,8 @@ stride 4 (ceiling about 93%).
 from __future__ import annotations
 
 import keras
-from keras import layers
+
+from seg4reg_tf.layers.pyramid import apply_stack, build_stack, conv_bn_relu
 
 
 @keras.saving.register_keras_serializable(package="seg4reg")
@@ -39,40 +40,20 @@ class LowLevelDecoder(keras.layers.Layer):
         self.low_level_filters = low_level_filters
         self.synchronized = synchronized
         self.momentum = momentum
-        self.project = self._conv_bn(low_level_filters, 1, "project")
-        self.fuse = self._conv_bn(filters, 3, "fuse1") + self._conv_bn(filters, 3, "fuse2")
-
-    def _conv_bn(self, filters: int, size: int, name: str):
-        return [
-            layers.Conv2D(filters, size, padding="same", use_bias=False, name=f"{name}_conv"),
-            layers.BatchNormalization(momentum=self.momentum, synchronized=self.synchronized, name=f"{name}_bn"),
-            layers.ReLU(name=f"{name}_relu"),
-        ]
-
-    @staticmethod
-    def _apply(stack, x, training):
-        for layer in stack:
-            x = layer(x, training=training) if isinstance(layer, layers.BatchNormalization) else layer(x)
-        return x
-
-    @staticmethod
-    def _build(stack, shape):
-        for layer in stack:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
-        return shape
+        self.project = conv_bn_relu(low_level_filters, 1, "project", momentum, synchronized)
+        self.fuse = conv_bn_relu(filters, 3, "fuse1", momentum, synchronized) + conv_bn_relu(filters, 3, "fuse2", momentum, synchronized)
 
     def build(self, input_shape):
         features_shape, low_shape = input_shape
-        self._build(self.project, low_shape)
-        self._build(self.fuse, (*low_shape[:-1], features_shape[-1] + self.low_level_filters))
+        build_stack(self.project, low_shape)
+        build_stack(self.fuse, (*low_shape[:-1], features_shape[-1] + self.low_level_filters))
 
     def call(self, inputs, training=None):
         features, low_level = inputs
         height, width = low_level.shape[1], low_level.shape[2]
         upsampled = keras.ops.image.resize(features, (height, width), interpolation="bilinear")
-        joined = keras.ops.concatenate([upsampled, self._apply(self.project, low_level, training)], axis=-1)
-        return self._apply(self.fuse, joined, training)
+        joined = keras.ops.concatenate([upsampled, apply_stack(self.project, low_level, training)], axis=-1)
+        return apply_stack(self.fuse, joined, training)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[1][:-1], self.filters)

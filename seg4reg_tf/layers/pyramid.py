@@ -12,6 +12,31 @@ import keras
 from keras import layers
 
 
+def conv_bn_relu(filters: int, size: int, name: str, momentum: float, synchronized: bool, rate: int = 1) -> list:
+    """[Conv2D (same padding, no bias), BatchNormalization, ReLU] named `<name>_conv/_bn/_relu`:
+    the unit of the pyramid and the decoder."""
+    return [
+        layers.Conv2D(filters, size, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_conv"),
+        layers.BatchNormalization(momentum=momentum, synchronized=synchronized, name=f"{name}_bn"),
+        layers.ReLU(name=f"{name}_relu"),
+    ]
+
+
+def build_stack(stack: list, shape) -> tuple:
+    """Builds the layers of `stack` in order from input `shape`; returns the output shape."""
+    for layer in stack:
+        layer.build(shape)
+        shape = layer.compute_output_shape(shape)
+    return shape
+
+
+def apply_stack(stack: list, x, training):
+    """Runs `stack` on `x`, passing `training` to its BatchNormalization layers."""
+    for layer in stack:
+        x = layer(x, training=training) if isinstance(layer, layers.BatchNormalization) else layer(x)
+    return x
+
+
 @keras.saving.register_keras_serializable(package="seg4reg")
 class DilatedPyramid(keras.layers.Layer):
     """Parallel dilated convolution branches, concatenated with the input and fused.
@@ -35,37 +60,19 @@ class DilatedPyramid(keras.layers.Layer):
         self.dilations = tuple(dilations)
         self.synchronized = synchronized
         self.momentum = momentum
-        self.branches = [self._conv_bn(1 if rate == 1 else 3, rate, f"branch{rate}") for rate in self.dilations]
-        self.fuse = self._conv_bn(3, 1, "fuse")
-
-    def _conv_bn(self, size: int, rate: int, name: str):
-        return [
-            layers.Conv2D(self.filters, size, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_conv"),
-            layers.BatchNormalization(momentum=self.momentum, synchronized=self.synchronized, name=f"{name}_bn"),
-            layers.ReLU(name=f"{name}_relu"),
+        self.branches = [
+            conv_bn_relu(filters, 1 if rate == 1 else 3, f"branch{rate}", momentum, synchronized, rate) for rate in self.dilations
         ]
-
-    @staticmethod
-    def _apply(stack, x, training):
-        for layer in stack:
-            x = layer(x, training=training) if isinstance(layer, layers.BatchNormalization) else layer(x)
-        return x
+        self.fuse = conv_bn_relu(filters, 3, "fuse", momentum, synchronized)
 
     def build(self, input_shape):
         for stack in self.branches:
-            shape = input_shape
-            for layer in stack:
-                layer.build(shape)
-                shape = layer.compute_output_shape(shape)
-        fused_channels = input_shape[-1] + self.filters * len(self.dilations)
-        shape = (*input_shape[:-1], fused_channels)
-        for layer in self.fuse:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
+            build_stack(stack, input_shape)
+        build_stack(self.fuse, (*input_shape[:-1], input_shape[-1] + self.filters * len(self.dilations)))
 
     def call(self, features, training=None):
-        outputs = [features] + [self._apply(stack, features, training) for stack in self.branches]
-        return self._apply(self.fuse, keras.ops.concatenate(outputs, axis=-1), training)
+        outputs = [features] + [apply_stack(stack, features, training) for stack in self.branches]
+        return apply_stack(self.fuse, keras.ops.concatenate(outputs, axis=-1), training)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
