@@ -310,9 +310,9 @@ def test_bfloat16_and_thread_settings_survive_export_and_load(synthetic_root, tm
     """An export with `--precision bfloat16` and thread settings: its signatures compute in
     bfloat16 (the outputs differ from float32's, by little) and `predict` applies the
     recorded threads when it loads the export. The networks are configs/aasce_cpu.yaml's
-    light ones (ResNet-18 N_S, plain-CNN N_R): their export traces in a fraction of the
-    paper networks' time."""
-    workdir = make_workdir(tmp_path / "light", segmenter={"backbone": "resnet18"}, regressor={"backbone": "plain_cnn"})
+    light ones (ResNet-18 N_S with the stride-4 decoder, plain-CNN N_R): their export
+    traces in a fraction of the paper networks' time."""
+    workdir = make_workdir(tmp_path / "light", segmenter={"backbone": "resnet18", "decoder": "low_level"}, regressor={"backbone": "plain_cnn"})
     code = export.main(["--workdir", str(workdir), "--out", str(tmp_path), "--precision", "bfloat16",
                         "--intra-op-threads", "2", "--inter-op-threads", "1"])
     assert code == 0
