@@ -27,8 +27,7 @@ def resolve_records(config: Config):
     data = config.data
     root = data.root
     if root is None:
-        name = f"synthetic-v{synthetic.RENDER_VERSION}-seed{data.synthetic_seed}-{data.synthetic_train}-{data.synthetic_test}"
-        root = data_home() / name
+        root = data_home() / f"synthetic-seed{data.synthetic_seed}-{data.synthetic_train}-{data.synthetic_test}"
         if not root.exists():
             _LOG.info("generating the embedded synthetic data set in %s ...", root)
             synthetic.generate_dataset(root, data.synthetic_train, data.synthetic_test, seed=data.synthetic_seed)

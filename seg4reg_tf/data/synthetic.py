@@ -34,10 +34,6 @@ from seg4reg_tf import cli, geometry
 from seg4reg_tf.data.synthetic_render import Spine, render_radiograph
 
 SPLITS = ("training", "test")
-# Bumped whenever the drawing changes, so that a data set generated on first use
-# (`records.resolve_records`) by an older renderer is not reused. 2: the AASCE realism pass
-# (dark lungs, heart, bright abdomen, exposure; `synthetic_render`).
-RENDER_VERSION = 2
 # AASCE largest Cobb angle: mean 38.7°, sd 19.2°, 5th–95th percentile 11°–72°.
 _LARGEST_ANGLE_SHAPE = 4.2
 _LARGEST_ANGLE_MEAN = 39.0
