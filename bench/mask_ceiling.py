@@ -23,6 +23,7 @@ import tensorflow as tf  # noqa: E402
 from readout import true_masks  # noqa: E402  (bench/readout.py, beside this script)
 
 from seg4reg_tf.data.aasce import read_split  # noqa: E402
+from seg4reg_tf.metrics import segmentation_per_image  # noqa: E402
 
 
 def upsampling_basis(height: int, width: int, stride: int) -> np.ndarray:
@@ -31,11 +32,6 @@ def upsampling_basis(height: int, width: int, stride: int) -> np.ndarray:
     units = tf.reshape(tf.eye(small[0] * small[1]), (-1, *small, 1))
     images = tf.image.resize(units, (height, width), method="bilinear")
     return tf.reshape(images, (small[0] * small[1], height * width)).numpy().T.astype(np.float64)
-
-
-def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Dice (%) of two binary arrays of one shape."""
-    return 200.0 * float((predicted * truth).sum()) / max(float(predicted.sum() + truth.sum()), 1.0)
 
 
 def ceilings(masks: np.ndarray, stride: int) -> tuple[float, float]:
@@ -48,10 +44,10 @@ def ceilings(masks: np.ndarray, stride: int) -> tuple[float, float]:
     fitted = (targets @ solve.T) @ basis.T
     pooled = tf.nn.avg_pool2d(tf.constant(targets.reshape(count, height, width, 1)), stride, stride, "VALID")
     averaged = tf.image.resize(pooled, (height, width), method="bilinear").numpy().reshape(count, -1)
-    flat = masks.reshape(count, -1)
-    return (
-        float(np.mean([dice(f > 0, m) for f, m in zip(fitted, flat)])),
-        float(np.mean([dice(a > 0, m) for a, m in zip(averaged, flat)])),
+    truth = masks[..., None]
+    return tuple(
+        100.0 * float(np.mean(segmentation_per_image(truth, (logits > 0).reshape(truth.shape), "dice")))
+        for logits in (fitted, averaged)
     )
 
 

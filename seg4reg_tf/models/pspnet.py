@@ -21,7 +21,7 @@ from keras import layers
 
 from seg4reg_tf.config import Config
 from seg4reg_tf.layers import DilatedPyramid, LowLevelDecoder, ROIEGate
-from seg4reg_tf.models.backbone import copy_weights_by_name, dilated_resnet
+from seg4reg_tf.models.backbone import dilated_resnet
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE
 
 # ImageNet mean of ResNet's caffe preprocessing, averaged over B, G, R (0–255 scale).
@@ -99,22 +99,21 @@ def start_from_trained_segmenter(segmenter: keras.Model, path: str) -> None:
         source = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises several types for a foreign or damaged file
         raise ValueError(f"segmenter.weights: {path} is not a loadable N_S ({type(error).__name__}: {error})") from error
+    pairs = []
     for layer in segmenter.layers:
-        if not layer.weights or layer.name == "roie_gate":
+        if not layer.weights or layer.name == "roie_gate":  # the gate starts from α = 0 (Eq. 2)
             continue
         try:
-            shapes = [tuple(weight.shape) for weight in source.get_layer(layer.name).weights]
+            values = source.get_layer(layer.name).get_weights()
         except ValueError:
             raise ValueError(f"segmenter.weights: {path} has no layer {layer.name!r}: not an N_S of this config") from None
-        if shapes != [tuple(weight.shape) for weight in layer.weights]:
+        if [value.shape for value in values] != [tuple(weight.shape) for weight in layer.weights]:
             raise ValueError(
                 f"segmenter.weights: {path}: layer {layer.name!r} has other shapes than this config's N_S "
                 "(another backbone, output stride, pyramid or decoder?)"
             )
-    gate = [layer for layer in segmenter.layers if layer.name == "roie_gate"]
-    initial = [layer.get_weights() for layer in gate]
-    copy_weights_by_name(source, segmenter)
-    for layer, values in zip(gate, initial):  # the gate starts from α = 0 (Eq. 2)
+        pairs.append((layer, values))
+    for layer, values in pairs:  # only once every layer fits: no half-copied N_S
         layer.set_weights(values)
 
 
