@@ -220,9 +220,10 @@ class RegressorConfig:
             from the trunk's features, trained in phases reg and refine with this weight
             next to the angle loss. 0: no such head (the paper's N_R).
         input_downsample: N_R reads its input average-pooled by this factor (beyond the
-            paper; 1: the paper's full resolution). A curve's angle survives halving a
-            mask, and each halving divides N_R's cost by about 4; its CAM is resized back
-            to (H/32, W/32), the grid the ROIE gate takes.
+            paper; 1: the paper's full resolution; 1, 2, 3 or 4). A curve's angle survives
+            halving a mask, and each halving divides N_R's cost by about 4; its CAM is
+            resized back to (H/32, W/32), the grid the ROIE gate takes. 3 lets a 384×192
+            input keep N_R at 128×64.
     """
 
     backbone: Literal["efficientnet_b1", "resnet18", "plain_cnn"] = "efficientnet_b1"
@@ -239,8 +240,8 @@ class RegressorConfig:
     input_downsample: int = 1
 
     def __post_init__(self) -> None:
-        if self.input_downsample not in (1, 2, 4):
-            raise ValueError(f"'input_downsample' must be 1, 2 or 4, got {self.input_downsample}")
+        if self.input_downsample not in (1, 2, 3, 4):
+            raise ValueError(f"'input_downsample' must be 1, 2, 3 or 4, got {self.input_downsample}")
         if self.vertebra_weight < 0:
             raise ValueError(f"'vertebra_weight' must be >= 0, got {self.vertebra_weight}")
         if not 0.0 <= self.dropout < 1.0:

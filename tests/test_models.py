@@ -318,8 +318,17 @@ def test_regressor_input_downsample_option_reads_pooled_inputs_keeps_the_cam_gri
     assert_same_outputs(regressor(pooled, training=False), out, atol=1e-5)
     assert not np.allclose(regressor(images(2, 128, 64, 2), training=False)["logits"], out["logits"], atol=1e-5)
     assert_keras_file_round_trip(regressor, inputs, tmp_path / "regressor.keras")
-    with pytest.raises(ValueError, match="'input_downsample' must be 1, 2 or 4, got 3"):
-        config_from_dict({"regressor": {"input_downsample": 3, "weights": "none"}})
+    with pytest.raises(ValueError, match="'input_downsample' must be 1, 2, 3 or 4, got 5"):
+        config_from_dict({"regressor": {"input_downsample": 5, "weights": "none"}})
+    with pytest.raises(ValueError, match="input_downsample 3 needs data.image_height and image_width to be multiples of 96, got 128×64"):
+        config_from_dict({**values, "data": {**values["data"], "image_height": 128, "image_width": 64}, "regressor": {**values["regressor"], "input_downsample": 3}})
+    thirds = config_from_dict({
+        **config.to_dict(), "data": {**values["data"], "image_height": 192, "image_width": 96},
+        "regressor": {**config.to_dict()["regressor"], "input_downsample": 3},
+    })
+    out = build_regressor(thirds)(images(1, 192, 96, 2), training=False)
+    assert out["features"].shape == (1, 2, 1, 512)  # the trunk reads 64×32
+    assert out["cam"].shape == (1, 6, 3, 4)
     with pytest.raises(ValueError, match="input_downsample 2 needs data.image_height and image_width to be multiples of 64, got 64×32"):
         config_from_dict({**values, "regressor": {**values["regressor"], "input_downsample": 2}})
 

@@ -306,3 +306,24 @@ def test_weights_pretrain_is_refused_where_nothing_pretrains():
     with pytest.raises(ValueError, match="'weights: pretrain' exists only for the regressor"):
         config_from_dict({"segmenter": {"weights": "pretrain"}})
     assert config_from_dict({"regressor": {"weights": "pretrain"}}).regressor.weights == "pretrain"  # EfficientNet-B1
+
+
+def test_phase_roie_starts_from_phase_segs_file_without_reading_segmenter_weights_again(tmp_path):
+    """segmenter.weights is phase seg's start: once seg has run, a later phase neither
+    needs that file (it may be gone) nor copies it over seg's N_S."""
+    missing = tmp_path / "gone" / "segmenter.keras"
+    config = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "weights": str(missing)}})
+    workdir = tmp_path / "run"
+    keras.utils.set_random_seed(1)
+    trained = build_segmenter(SMOKE)
+    for phase, network, model in (("seg", "segmenter", trained), ("reg", "regressor", build_regressor(SMOKE))):
+        network_path(workdir, phase, network).parent.mkdir(parents=True)
+        model.save(network_path(workdir, phase, network))
+    run.check_weight_files(config, ["roie", "tcl", "refine"])
+    with pytest.raises(FileNotFoundError, match=f"segmenter.weights: file not found: {missing}"):
+        run.check_weight_files(config, ["seg"])
+    gated, _ = run.load_networks(workdir, "roie", config, synchronized=False)
+    assert float(gated.get_layer("roie_gate").alpha.numpy()) == 0.0
+    for layer in trained.layers:
+        for got, expected in zip(gated.get_layer(layer.name).weights, layer.weights, strict=True):
+            np.testing.assert_array_equal(got.numpy(), expected.numpy())

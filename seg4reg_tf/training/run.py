@@ -61,7 +61,7 @@ def check_predecessors(workdir: pathlib.Path, phase: str, config: Config) -> Non
 def check_weight_files(config: Config, phases) -> None:
     """Raises FileNotFoundError, before any training, when a phase about to build a network
     would start it from a weights file that does not exist."""
-    needs = (("segmenter", config.segmenter.weights, {"seg", "roie"}), ("regressor", config.regressor.weights, {"reg"}))
+    needs = (("segmenter", config.segmenter.weights, {"seg"}), ("regressor", config.regressor.weights, {"reg"}))
     for network, weights, users in needs:
         if weights in ("none", "imagenet", PRETRAIN_IN_WORKDIR) or not users & set(phases) or os.path.isfile(weights):
             continue
@@ -88,8 +88,10 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
         return segmenter, build_regressor(with_pretrained_trunk(config, workdir), synchronized=synchronized)
     needs = dict((network, previous) for previous, network in PHASE_TABLE[phase].needs)
     regressor = load(needs["regressor"], "regressor")
-    if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one
-        gated = build_segmenter(config, with_roie=True, synchronized=synchronized)
+    if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one,
+        # so segmenter.weights (phase seg's start) is not read again
+        fresh = dataclasses.replace(config, segmenter=dataclasses.replace(config.segmenter, weights="none"))
+        gated = build_segmenter(fresh, with_roie=True, synchronized=synchronized)
         copy_weights_by_name(load(needs["segmenter"], "segmenter"), gated)
         return gated, regressor
     return load(needs["segmenter"], "segmenter"), regressor
