@@ -222,10 +222,13 @@ def test_lighter_segmenter_backbones_keep_the_output_stride_and_survive_keras_fi
         config_from_dict({"segmenter": {"backbone": "vgg", "weights": "none"}})
 
 
-def test_decoder_option_classifies_at_stride_4_and_survives_keras_files(tmp_path):
-    config = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "decoder": "low_level", "decoder_filters": 8}})
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_decoder_option_classifies_at_stride_4_and_survives_keras_files(output_stride, tmp_path):
+    settings = {**SMOKE.to_dict()["segmenter"], "decoder": "low_level", "decoder_filters": 8, "output_stride": output_stride}
+    config = config_from_dict({**SMOKE.to_dict(), "segmenter": settings})
     assert SMOKE.segmenter.decoder == "none"  # the paper's PSPNet unless asked
     segmenter = build_segmenter(config, with_roie=True)
+    assert segmenter.get_layer("dilated_resnet50").output[0].shape[1:3] == (64 // output_stride, 32 // output_stride)
     assert segmenter.get_layer("dilated_resnet50").output[1].shape == (None, 64 // 4, 32 // 4, 256)
     assert segmenter.get_layer("classifier").output.shape == (None, 64 // 4, 32 // 4, 1)
     assert segmenter.get_layer("decoder").output.shape == (None, 16, 8, 8)
