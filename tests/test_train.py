@@ -308,7 +308,7 @@ def test_weights_pretrain_is_refused_where_nothing_pretrains():
     assert config_from_dict({"regressor": {"weights": "pretrain"}}).regressor.weights == "pretrain"  # EfficientNet-B1
 
 
-def test_phase_roie_starts_from_phase_segs_file_without_reading_segmenter_weights_again(tmp_path):
+def test_phases_after_seg_do_not_read_segmenter_weights(tmp_path):
     """segmenter.weights is phase seg's start: once seg has run, a later phase neither
     needs that file (it may be gone) nor copies it over seg's N_S."""
     missing = tmp_path / "gone" / "segmenter.keras"
@@ -327,3 +327,7 @@ def test_phase_roie_starts_from_phase_segs_file_without_reading_segmenter_weight
     for layer in trained.layers:
         for got, expected in zip(gated.get_layer(layer.name).weights, layer.weights, strict=True):
             np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    # Phase reg on the true masks without a seg phase builds an N_S it does not use: not from the file either.
+    on_truth = config_from_dict({**config.to_dict(), "reg": {**config.to_dict()["reg"], "mask_source": "ground_truth"}})
+    segmenter, _ = run.load_networks(tmp_path / "no_seg", "reg", on_truth, synchronized=False)
+    assert segmenter.get_layer("classifier").kernel.shape == trained.get_layer("classifier").kernel.shape

@@ -80,17 +80,17 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
 
     if phase == "seg":
         return build_segmenter(config, synchronized=synchronized), None
+    # Only phase seg starts N_S from segmenter.weights; later phases take N_S from files.
+    fresh = dataclasses.replace(config, segmenter=dataclasses.replace(config.segmenter, weights="none"))
     if phase == "reg":
         if config.reg.mask_source == "ground_truth" and not network_path(workdir, "seg", "segmenter").exists():
-            segmenter = build_segmenter(config, synchronized=synchronized)
+            segmenter = build_segmenter(fresh, synchronized=synchronized)  # unused: the masks are the true ones
         else:
             segmenter = load("seg", "segmenter")
         return segmenter, build_regressor(with_pretrained_trunk(config, workdir), synchronized=synchronized)
     needs = dict((network, previous) for previous, network in PHASE_TABLE[phase].needs)
     regressor = load(needs["regressor"], "regressor")
-    if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one,
-        # so segmenter.weights (phase seg's start) is not read again
-        fresh = dataclasses.replace(config, segmenter=dataclasses.replace(config.segmenter, weights="none"))
+    if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one
         gated = build_segmenter(fresh, with_roie=True, synchronized=synchronized)
         copy_weights_by_name(load(needs["segmenter"], "segmenter"), gated)
         return gated, regressor
