@@ -147,6 +147,11 @@ class SegmenterConfig:
         decoder_filters: channels of that decoder's fusing convolutions.
         ce_weight: λ of Eq. 1, the weight of cross-entropy next to the Dice loss.
         positive_class_weight: cross-entropy weight of spine pixels relative to background.
+        boundary_weight: beyond the paper, extra cross-entropy weight of the pixels within
+            `boundary_width` pixels of the true mask's outline (weight 1 + this; 0 is Eq. 1),
+            where a short run's masks lose most of their Dice: the vertebrae's outlines and
+            the gaps between them (U-Net's border weighting, simplified to a band).
+        boundary_width: that band's half-width in pixels of N_S's input.
         dropout: dropout rate before the classifier (PSPNet's 0.1).
         batch_norm_momentum: momentum of the BatchNorm moving statistics of the backbone and
             the pyramid (Keras' 0.99; beyond the paper, 0.9 lets inference-mode statistics
@@ -162,6 +167,8 @@ class SegmenterConfig:
     decoder_filters: int = 64
     ce_weight: float = 1.0
     positive_class_weight: float = 1.0
+    boundary_weight: float = 0.0
+    boundary_width: int = 2
     dropout: float = 0.1
     batch_norm_momentum: float = 0.99
 
@@ -178,6 +185,10 @@ class SegmenterConfig:
             raise ValueError(f"'weights: imagenet' exists only for backbone resnet50, not {self.backbone}; use 'none' or a file")
         if self.decoder not in SEGMENTER_DECODERS:
             raise ValueError(f"'decoder' must be one of {', '.join(SEGMENTER_DECODERS)}, got {self.decoder!r}")
+        if self.boundary_weight < 0:
+            raise ValueError(f"'boundary_weight' must be >= 0, got {self.boundary_weight}")
+        if self.boundary_width < 1:
+            raise ValueError(f"'boundary_width' must be >= 1 pixel, got {self.boundary_width}")
         if self.decoder_filters < 1:
             raise ValueError(f"'decoder_filters' must be positive, got {self.decoder_filters}")
         if not self.pyramid_dilations or min(self.pyramid_dilations) < 1:

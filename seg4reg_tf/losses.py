@@ -29,35 +29,62 @@ def dice_loss(y_true, y_pred):
     return ops.mean(1.0 - (2.0 * overlap + _DICE_EPSILON) / (total + _DICE_EPSILON))
 
 
-def weighted_cross_entropy(y_true, logits, positive_weight: float = 1.0):
-    """Binary cross-entropy from logits, spine pixels weighted by `positive_weight`.
+def boundary_band(y_true, width: int):
+    """Pixels within `width` pixels (chessboard distance) of the true mask's outline, on
+    either side: the mask dilated minus the mask eroded by a (2·width + 1)² square.
+
+    Args:
+        y_true: (B, H, W, 1) masks in {0, 1}.
+        width: band half-width in pixels (≥ 1).
+
+    Returns:
+        (B, H, W, 1) float in {0, 1}; 0 everywhere for an empty or a full mask.
+    """
+    y_true = ops.cast(y_true, "float32")
+    size = 2 * width + 1
+    dilated = ops.max_pool(y_true, pool_size=size, strides=1, padding="same")
+    eroded = 1.0 - ops.max_pool(1.0 - y_true, pool_size=size, strides=1, padding="same")
+    return dilated - eroded
+
+
+def weighted_cross_entropy(y_true, logits, positive_weight: float = 1.0, boundary_weight: float = 0.0, boundary_width: int = 2):
+    """Binary cross-entropy from logits, spine pixels weighted by `positive_weight` and
+    pixels of the outline band (`boundary_band`) by 1 + `boundary_weight` on top.
 
     Args:
         y_true: (B, H, W, 1) masks in {0, 1}.
         logits: (B, H, W, 1) pre-sigmoid scores.
 
     Returns:
-        Scalar: mean over pixels and images of −w·y·log σ(z) − (1 − y)·log(1 − σ(z)).
+        Scalar: mean over pixels and images of b·(−w·y·log σ(z) − (1 − y)·log(1 − σ(z))),
+        b = 1 + boundary_weight on the band and 1 elsewhere.
     """
     y_true = ops.cast(y_true, logits.dtype)
     # log σ(z) = −softplus(−z), log(1 − σ(z)) = −softplus(z): stable for large |z|.
     per_pixel = positive_weight * y_true * ops.softplus(-logits) + (1.0 - y_true) * ops.softplus(logits)
+    if boundary_weight:
+        per_pixel = per_pixel * (1.0 + boundary_weight * ops.cast(boundary_band(y_true, boundary_width), logits.dtype))
     return ops.mean(per_pixel)
 
 
-def segmentation_loss(y_true, logits, ce_weight: float = 1.0, positive_weight: float = 1.0):
-    """Eq. 1: Dice loss + λ · (class-weighted) cross-entropy.
+def segmentation_loss(
+    y_true, logits, ce_weight: float = 1.0, positive_weight: float = 1.0, boundary_weight: float = 0.0, boundary_width: int = 2
+):
+    """Eq. 1: Dice loss + λ · (class- and outline-weighted) cross-entropy.
 
     Args:
         y_true: (B, H, W, 1) masks in {0, 1}.
         logits: (B, H, W, 1) pre-sigmoid scores of N_S.
         ce_weight: λ.
         positive_weight: weight of spine pixels in the cross-entropy.
+        boundary_weight, boundary_width: extra cross-entropy weight of the pixels within
+            `boundary_width` pixels of the true outline (0: the paper's Eq. 1).
 
     Returns:
         Scalar.
     """
-    return dice_loss(y_true, ops.sigmoid(logits)) + ce_weight * weighted_cross_entropy(y_true, logits, positive_weight)
+    cross_entropy = weighted_cross_entropy(y_true, logits, positive_weight, boundary_weight, boundary_width)
+    return dice_loss(y_true, ops.sigmoid(logits)) + ce_weight * cross_entropy
 
 
 def smape_loss(y_true, y_pred, epsilon: float = 1e-6, detach_denominator: bool = False):

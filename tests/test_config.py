@@ -71,6 +71,8 @@ def test_yaml_overrides_only_what_it_names(tmp_path):
         ("data:\n  synthetic_train: -5\n", r"'synthetic_train' must be >= 1"),
         ("roie:\n  monitor: jaccard\n", r"key 'roie\.monitor' must be one of 'dice', 'readout'"),
         ("reg:\n  monitor: readout\n", r"unknown key 'reg\.monitor'"),
+        ("segmenter:\n  boundary_weight: -1\n", r"in 'segmenter': 'boundary_weight' must be >= 0"),
+        ("segmenter:\n  boundary_width: 0\n", r"in 'segmenter': 'boundary_width' must be >= 1 pixel"),
     ],
 )
 def test_bad_yaml_names_file_and_key(tmp_path, text, message):

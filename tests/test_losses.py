@@ -41,6 +41,32 @@ def test_segmentation_loss_is_dice_plus_lambda_ce():
     assert float(losses.segmentation_loss(y, z, ce_weight=0.5)) == pytest.approx(dice + 0.5 * ce, rel=1e-5)
 
 
+def test_boundary_band_by_hand():
+    # Spine rows 2–5 of 8, band half-width 1: dilated rows 1–6, eroded rows 3–4.
+    band = np.asarray(losses.boundary_band(column([0, 0, 1, 1, 1, 1, 0, 0]), 1)).ravel()
+    np.testing.assert_array_equal(band, [0, 1, 1, 0, 0, 1, 1, 0])
+    # width 2: dilated rows 0–7, eroded nothing (rows 2–5 are within 2 of the edge).
+    band = np.asarray(losses.boundary_band(column([0, 0, 1, 1, 1, 1, 0, 0]), 2)).ravel()
+    np.testing.assert_array_equal(band, [1, 1, 1, 1, 1, 1, 1, 1])
+    # No outline, no band: an empty mask and a full one (the image border is no outline).
+    assert float(np.sum(losses.boundary_band(column([0, 0, 0]), 1))) == 0.0
+    assert float(np.sum(losses.boundary_band(column([1, 1, 1]), 1))) == 0.0
+
+
+def test_boundary_weight_scales_the_cross_entropy_on_the_band_only():
+    # y = [0, 0, 1, 1, 1, 1, 0, 0]: band (width 1) on pixels 1, 2, 5, 6; weight 3 → ×4 there.
+    y = column([0, 0, 1, 1, 1, 1, 0, 0])
+    z = np.array([-1.0, 0.5, 0.2, 3.0, 2.0, -0.3, 1.0, -2.0], "float32")
+    per_pixel = [math.log(1 + math.exp(-v)) if t else math.log(1 + math.exp(v)) for t, v in zip(y.ravel(), z)]
+    factors = [1, 4, 4, 1, 1, 4, 4, 1]
+    expected = sum(f * p for f, p in zip(factors, per_pixel)) / 8
+    value = losses.weighted_cross_entropy(y, column(z), boundary_weight=3.0, boundary_width=1)
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+    # Weight 0 is the plain cross-entropy of Eq. 1.
+    plain = losses.weighted_cross_entropy(y, column(z), boundary_weight=0.0, boundary_width=1)
+    assert float(plain) == pytest.approx(sum(per_pixel) / 8, rel=1e-5)
+
+
 def test_smape_loss_by_hand_including_zero_angles():
     eps = 1e-6
     # |0.1−0.2| + 0 + |0.3−0.2| = 0.2 over (0.3 + 0.4 + 0.5 + 3ε).

@@ -258,6 +258,20 @@ def test_reg_phase_steps_with_the_position_head(batch):
     one_step_moves("reg", with_setting("regressor", "head_pooling", "position"), batch)
 
 
+def test_seg_phase_weights_the_outline_band(batch):
+    """`segmenter.boundary_weight` reaches the seg phase's loss: it grows by the extra
+    cross-entropy on the band (λ·weight·mean of the band's CE), and a step trains N_S."""
+    config = with_setting("segmenter", "boundary_weight", 4.0)
+    segmenter = build_segmenter(config)
+    plain = phases.make_trainer("seg", segmenter, None, SMOKE).compute(batch, training=False)[0]
+    weighted = phases.make_trainer("seg", segmenter, None, config).compute(batch, training=False)[0]
+    logits = segment(segmenter, None, batch["image"], config.regressor.input_mode)["mask_logits"]
+    band_ce = losses.weighted_cross_entropy(batch["mask"], logits, boundary_weight=1.0) - losses.weighted_cross_entropy(batch["mask"], logits)
+    assert float(band_ce) > 0
+    assert float(weighted) == pytest.approx(float(plain) + config.segmenter.ce_weight * 4.0 * float(band_ce), rel=1e-4)
+    one_step_moves("seg", config, batch)
+
+
 def test_seg_phase_steps_with_the_segmenter_batch_norm_momentum(batch):
     one_step_moves("seg", with_setting("segmenter", "batch_norm_momentum", 0.9), batch)
 

@@ -65,6 +65,14 @@ class PhaseTrainer(keras.Model):
         angles = ops.where(found, ops.where(found, reading["cobb_angles"], 0.0) / scale, self.mean_angles[None])
         return ops.stop_gradient(angles)
 
+    def segmentation_loss(self, mask, logits):
+        """Eq. 1 with the config's weights (`segmenter.ce_weight`, `positive_class_weight`,
+        `boundary_weight`, `boundary_width`): (B, H, W, 1) true mask and logits → scalar."""
+        settings = self.config.segmenter
+        return losses.segmentation_loss(
+            mask, logits, settings.ce_weight, settings.positive_class_weight, settings.boundary_weight, settings.boundary_width
+        )
+
     def track(self, *names):
         for name in names:
             self.trackers[name] = keras.metrics.Mean(name=name)
@@ -126,8 +134,7 @@ class SegmentationPhase(PhaseTrainer):
 
     def compute(self, batch, training: bool):
         out = segment(self.segmenter, self.regressor, batch["image"], self.mode, training)
-        settings = self.config.segmenter
-        loss = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight)
+        loss = self.segmentation_loss(batch["mask"], out["mask_logits"])
         reading = read_spine(ops.stop_gradient(out["mask"])[..., 0], self.config.readout)
         return loss, {}, {**out, "angles": self.readout_angles(reading)}
 
@@ -239,8 +246,7 @@ class ConsistencyPhase(PhaseTrainer):
         expected = ops.stop_gradient(ops.where(both[:, None], target["cobb_angles"], 0.0) / scale)
         per_image = ops.mean(ops.abs(predicted - expected), axis=-1)
         consistency = ops.sum(per_image) / ops.maximum(ops.sum(ops.cast(both, "float32")), 1.0)
-        settings = self.config.segmenter
-        anchor = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight)
+        anchor = self.segmentation_loss(batch["mask"], out["mask_logits"])
         return consistency + anchor, {}, {**out, "angles": self.readout_angles(reading)}
 
 
