@@ -8,8 +8,8 @@ N_S is `<workdir>/<phase>/segmenter.keras` (ungated, or gated with α still 0: r
 kept their start); records and preprocessing are the workdir config's, as `evaluate` reads them. Dice is
 per image, in percent, at 0.5 unless a threshold is named. "Flip-averaged" averages the
 probabilities of the image and of its left-right mirror (mirrored back). The points lost,
-100 − Dice = 100·(FP + FN) / (2·TP + FP + FN) per image, are split into false positives and
-false negatives, each above, inside or below the rows the true spine spans. Prints
+100 − Dice = 100·(FP + FN) / (2·TP + FP + FN) per image, are split into false positives
+above, inside or below the rows the true spine spans, and false negatives. Prints
 tables; `--figure` also draws the worst images (true outline over the image; prediction:
 yellow = both, green = predicted only, blue = true only).
 """
@@ -64,8 +64,8 @@ def dice(truth: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -
 
 
 def lost_points(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Mean over images of the Dice points lost (%), split by error kind and by rows above,
-    inside and below the true spine's vertical extent. The parts sum to 100 − mean Dice."""
+    """Mean over images of the Dice points lost (%): false positives above, inside and below
+    the rows the true spine spans, and false negatives. The parts sum to 100 − mean Dice."""
     predicted = probabilities > 0.5
     positive = truth > 0.5
     rows = np.any(positive, axis=2)  # (N, H)
@@ -80,9 +80,11 @@ def lost_points(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float
     denominator = 2 * np.sum(predicted & positive, axis=(1, 2)) + np.sum(predicted ^ positive, axis=(1, 2))
     denominator = np.maximum(denominator, 1)
     parts = {}
-    for kind, wrong in (("false positives", predicted & ~positive), ("false negatives", ~predicted & positive)):
-        for where, region in regions.items():
-            parts[f"{kind}, {where}"] = float(np.mean(100.0 * np.sum(wrong & region[:, :, None], axis=(1, 2)) / denominator))
+    for where, region in regions.items():
+        wrong = predicted & ~positive & region[:, :, None]
+        parts[f"false positives, {where}"] = float(np.mean(100.0 * np.sum(wrong, axis=(1, 2)) / denominator))
+    # false negatives are true pixels, so all of them lie inside the true spine's rows
+    parts["false negatives"] = float(np.mean(100.0 * np.sum(~predicted & positive, axis=(1, 2)) / denominator))
     return parts
 
 
