@@ -101,7 +101,7 @@ def worst_figure(path, names, images, truths, probabilities, order, count: int) 
         left, right = axes[0, 2 * slot], axes[0, 2 * slot + 1]
         left.imshow(images[index], cmap="gray")
         left.contour(truths[index], [0.5], colors="lime", linewidths=0.4)
-        left.set_title(names[index][:24], fontsize=6)
+        left.set_title(pathlib.Path(names[index]).stem, fontsize=4)
         colours = np.zeros((*truths[index].shape, 3), np.float32)
         predicted, positive = probabilities[index] > 0.5, truths[index] > 0.5
         colours[predicted & positive] = (1.0, 0.85, 0.0)
