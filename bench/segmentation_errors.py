@@ -10,8 +10,8 @@ per image, in percent, at 0.5 unless a threshold is named. "Flip-averaged" avera
 probabilities of the image and of its left-right mirror (mirrored back). The points lost,
 100 − Dice = 100·(FP + FN) / (2·TP + FP + FN) per image, are split into false positives
 above, inside or below the rows the true spine spans, and false negatives. Prints
-tables; `--figure` also draws the worst images (true outline over the image; prediction:
-yellow = both, green = predicted only, blue = true only).
+tables; `--figure` also draws the 4 worst images as `evaluate`'s segmentation figure does
+(green: true positive, red: false negative, blue: false positive).
 """
 
 import argparse
@@ -29,6 +29,8 @@ import seg4reg_tf.layers  # noqa: E402, F401  (registers the custom layers)
 from seg4reg_tf import scoring  # noqa: E402
 from seg4reg_tf.config import load_config  # noqa: E402
 from seg4reg_tf.data import pipeline  # noqa: E402
+from seg4reg_tf.evaluation import figures  # noqa: E402
+from seg4reg_tf.metrics import segmentation_per_image  # noqa: E402
 from seg4reg_tf.models.segment import gate_is_idle, is_gated, segment  # noqa: E402
 from seg4reg_tf.workdir import network_path  # noqa: E402
 
@@ -55,12 +57,8 @@ def predict(segmenter, records, config, batch_size: int = 8):
 
 
 def dice(truth: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """(N,) per-image Dice (%) of (N, H, W) masks and probabilities; 100 when both are empty."""
-    predicted = probabilities > threshold
-    positive = truth > 0.5
-    overlap = np.sum(predicted & positive, axis=(1, 2))
-    total = np.sum(predicted, axis=(1, 2)) + np.sum(positive, axis=(1, 2))
-    return np.where(total > 0, 200.0 * overlap / np.maximum(total, 1), 100.0)
+    """(N,) per-image Dice (%) of (N, H, W) masks and probabilities (`metrics.segmentation_per_image`)."""
+    return 100.0 * np.asarray(segmentation_per_image(truth[..., None], probabilities[..., None], "dice", threshold))
 
 
 def lost_points(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
@@ -86,33 +84,6 @@ def lost_points(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float
     # false negatives are true pixels, so all of them lie inside the true spine's rows
     parts["false negatives"] = float(np.mean(100.0 * np.sum(~predicted & positive, axis=(1, 2)) / denominator))
     return parts
-
-
-def worst_figure(path, names, images, truths, probabilities, order, count: int) -> None:
-    """Draws the `count` worst images: each as the image with its true outline, then the
-    prediction coloured against the truth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2 * count, figsize=(2 * count, 4.5), squeeze=False)
-    for slot, index in enumerate(order[:count]):
-        left, right = axes[0, 2 * slot], axes[0, 2 * slot + 1]
-        left.imshow(images[index], cmap="gray")
-        left.contour(truths[index], [0.5], colors="lime", linewidths=0.4)
-        left.set_title(pathlib.Path(names[index]).stem, fontsize=4)
-        colours = np.zeros((*truths[index].shape, 3), np.float32)
-        predicted, positive = probabilities[index] > 0.5, truths[index] > 0.5
-        colours[predicted & positive] = (1.0, 0.85, 0.0)
-        colours[predicted & ~positive] = (0.1, 0.8, 0.3)
-        colours[~predicted & positive] = (0.2, 0.4, 1.0)
-        right.imshow(colours)
-    for axis in axes.ravel():
-        axis.axis("off")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def main() -> None:
@@ -148,8 +119,9 @@ def main() -> None:
     for index in order[: args.worst]:
         print(f"| {names[index]} | {scores[index]:.1f} |")
     if args.figure:
-        worst_figure(args.figure, names, images, truths, plain, order, min(4, len(records)))
-        print(f"\nwritten: {args.figure}")
+        worst = order[:4]
+        figures.segmentation_overlays(images[worst], truths[worst], {"N_S": plain[worst]}, pathlib.Path(args.figure))
+        print(f"\nwritten: {args.figure} (the 4 worst images, in the table's order)")
 
 
 if __name__ == "__main__":
