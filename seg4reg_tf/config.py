@@ -63,6 +63,8 @@ class DataConfig:
         flip: random horizontal flip during training.
         rotation_degrees: rotations drawn uniformly in ±this many degrees.
         scale_range: isotropic rescaling factors (x and y alike) drawn in this range.
+        gamma_range: exposure augmentation: each training image (in [0, 1], after CLAHE) is
+            raised to a gamma drawn log-uniformly in this range; (1, 1) leaves it off.
         angle_scale_degrees: angles in degrees are divided by this to lie in [0, 1] (the
             regressor ends in a sigmoid); 180 covers every angle the Cobb algorithm returns,
             including the 156° annotation outlier of AASCE training image 480.
@@ -73,6 +75,8 @@ class DataConfig:
         clahe_grid: CLAHE tiles along (height, width); must divide the input size.
         synthetic_train, synthetic_test, synthetic_seed: size and seed of the embedded
             synthetic data set used when `root` is unset (generated on first use).
+        synthetic_renderer: how it is drawn: "plain" (the first renderer, `make demo`'s) or
+            "realistic" (closer to AASCE's radiographs; for pretraining N_S, docs/data.md).
     """
 
     root: str | None = None
@@ -85,6 +89,7 @@ class DataConfig:
     flip: bool = True
     rotation_degrees: float = 45.0
     scale_range: tuple[float, float] = (0.85, 1.25)
+    gamma_range: tuple[float, float] = (1.0, 1.0)
     angle_scale_degrees: float = 180.0
     cache: str = "memory"
     clahe: bool = False
@@ -93,6 +98,7 @@ class DataConfig:
     synthetic_train: int = 200
     synthetic_test: int = 50
     synthetic_seed: int = 0
+    synthetic_renderer: Literal["plain", "realistic"] = "plain"
 
     def __post_init__(self) -> None:
         for name in ("image_height", "image_width"):
@@ -108,6 +114,9 @@ class DataConfig:
         low, high = self.scale_range
         if not 0.0 < low <= high:
             raise ValueError(f"'scale_range' must satisfy 0 < low <= high, got {self.scale_range}")
+        low, high = self.gamma_range
+        if not 0.0 < low <= 1.0 <= high:
+            raise ValueError(f"'gamma_range' must satisfy 0 < low <= 1 <= high, got {self.gamma_range}")
         if self.angle_scale_degrees <= 0:
             raise ValueError(
                 f"'angle_scale_degrees' must be positive, got {self.angle_scale_degrees}"

@@ -73,6 +73,9 @@ def test_yaml_overrides_only_what_it_names(tmp_path):
         ("reg:\n  monitor: readout\n", r"unknown key 'reg\.monitor'"),
         ("segmenter:\n  boundary_weight: -1\n", r"in 'segmenter': 'boundary_weight' must be >= 0"),
         ("segmenter:\n  boundary_width: 0\n", r"in 'segmenter': 'boundary_width' must be >= 1 pixel"),
+        ("data:\n  gamma_range: [1.2, 2.0]\n", r"in 'data': 'gamma_range' must satisfy 0 < low <= 1 <= high"),
+        ("data:\n  gamma_range: [0.0, 2.0]\n", r"in 'data': 'gamma_range' must satisfy 0 < low <= 1 <= high"),
+        ("data:\n  synthetic_renderer: fancy\n", r"key 'data\.synthetic_renderer' must be one of 'plain', 'realistic'"),
     ],
 )
 def test_bad_yaml_names_file_and_key(tmp_path, text, message):

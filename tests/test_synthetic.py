@@ -121,3 +121,36 @@ def test_every_stream_name_has_its_own_images():
     first = {name: synthetic.image_rng(0, name, 0).random() for name in ("training", "test", "pretrain", "warmup")}
     assert len(set(first.values())) == 4
     assert synthetic.image_rng(0, "training", 3).random() == np.random.default_rng([0, 0, 3]).random()
+
+
+def test_realistic_renderer_draws_the_same_spines_differently():
+    """The renderer only draws: the spine, its size and its landmarks come first and do not
+    change; the realistic radiograph differs, keeps its vertebrae brighter than the tissue
+    beside them, and adds a bright abdomen below the diaphragm (the lower third brighter,
+    relative to the image, than the plain renderer's)."""
+    realistic = synthetic.SyntheticConfig(height_range=(300, 420), renderer="realistic")
+    lifts = []
+    for index in range(6):
+        plain_image, plain_landmarks, _ = synthetic.make_example(1, "training", index, SMALL)
+        image, landmarks, _ = synthetic.make_example(1, "training", index, realistic)
+        np.testing.assert_array_equal(landmarks, plain_landmarks)
+        assert image.shape == plain_image.shape and image.dtype == np.uint8
+        assert np.abs(image.astype(int) - plain_image).mean() > 5
+        mask = geometry.landmarks_to_mask(landmarks.astype(np.float64), *image.shape)
+        near = cv2.dilate(mask, np.ones((9, 9), np.uint8)) - mask
+        assert image[mask > 0].mean() > image[near > 0].mean() + 3, index
+        third = image.shape[0] // 3
+        lifts.append(image[-third:].mean() / image.mean() - plain_image[-third:].mean() / plain_image.mean())
+    assert np.mean(lifts) > 0
+    with pytest.raises(ValueError, match="'renderer' must be one of"):
+        synthetic.SyntheticConfig(renderer="fancy")
+
+
+def test_command_line_renderer(tmp_path):
+    args = ["--train", "1", "--test", "0", "--min-height", "256", "--max-height", "300"]
+    assert synthetic.main(["--out", str(tmp_path / "plain")] + args) == 0
+    assert synthetic.main(["--out", str(tmp_path / "real"), "--renderer", "realistic"] + args) == 0
+    (plain,) = aasce.read_split(tmp_path / "plain", "training")
+    (real,) = aasce.read_split(tmp_path / "real", "training")
+    np.testing.assert_array_equal(plain.landmarks, real.landmarks)
+    assert not filecmp.cmp(plain.image_path, real.image_path, shallow=False)

@@ -200,6 +200,17 @@ def test_excluded_images_appear_in_no_split_and_the_others_keep_theirs(synthetic
         resolve_records(config_from_dict({"data": {**base["data"], "exclude": ["nope.png"]}}))
 
 
+def test_embedded_synthetic_set_of_each_renderer_is_generated_in_its_own_folder(data_home):
+    data = {"synthetic_train": 2, "synthetic_test": 0, "validation_fraction": 0.5}
+    _, _, plain = resolve_records(config_from_dict({"data": data}))
+    training, validation, realistic = resolve_records(config_from_dict({"data": {**data, "synthetic_renderer": "realistic"}}))
+    assert plain != realistic and pathlib.Path(realistic).name == "synthetic-realistic-seed0-2-0"
+    assert pathlib.Path(plain).name == "synthetic-seed0-2-0", "make demo's cached set keeps its name"
+    assert len(training) == len(validation) == 1
+    image = next(pathlib.Path(realistic, "data", "training").glob("*.jpg"))
+    assert image.read_bytes() != pathlib.Path(plain, "data", "training", image.name).read_bytes()
+
+
 def test_cosine_schedule_decays_over_the_phase_steps():
     assert SMOKE.seg.schedule == "constant" and run.learning_rate(SMOKE.seg, 100) == SMOKE.seg.learning_rate
     settings = config_from_dict({**SMOKE.to_dict(), "seg": {**SMOKE.to_dict()["seg"], "schedule": "cosine", "epochs": 3, "batch_size": 4, "learning_rate": 0.01}}).seg

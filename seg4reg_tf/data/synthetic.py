@@ -31,7 +31,7 @@ import numpy as np
 import scipy.io
 
 from seg4reg_tf import cli, geometry
-from seg4reg_tf.data.synthetic_render import Spine, render_radiograph
+from seg4reg_tf.data.synthetic_render import RENDERERS, Spine, render_radiograph
 
 SPLITS = ("training", "test")
 # AASCE largest Cobb angle: mean 38.7°, sd 19.2°, 5th–95th percentile 11°–72°.
@@ -50,6 +50,8 @@ class SyntheticConfig:
         s_curve_probability: share of spines built from two opposite curves.
         max_largest_angle: cap on the drawn largest Cobb angle, degrees.
         jpeg_quality: JPEG quality of the written images.
+        renderer: "plain" (the first renderer; `make demo`'s) or "realistic" (closer to
+            AASCE's radiographs, for pretraining N_S; `synthetic_render`).
     """
 
     height_range: tuple[int, int] = (1000, 2000)
@@ -57,6 +59,11 @@ class SyntheticConfig:
     s_curve_probability: float = 0.8
     max_largest_angle: float = 95.0
     jpeg_quality: int = 92
+    renderer: str = "plain"
+
+    def __post_init__(self) -> None:
+        if self.renderer not in RENDERERS:
+            raise ValueError(f"'renderer' must be one of {RENDERERS}, got {self.renderer!r}")
 
 
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -200,7 +207,7 @@ def make_example(seed: int, split: str, index: int, config: SyntheticConfig = Sy
     rng = image_rng(seed, split, index)
     height, width = draw_image_size(rng, config)
     spine = draw_spine(rng, height, width, config)
-    image = render_radiograph(spine, height, width, rng)
+    image = render_radiograph(spine, height, width, rng, config.renderer)
     upper = np.array([width - 1, height - 1])
     landmarks = np.clip(np.round(spine.landmarks), 0, upper).astype(np.uint16)
     return image, landmarks, spine
@@ -308,11 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--min-height", type=int, default=SyntheticConfig.height_range[0])
     parser.add_argument("--max-height", type=int, default=SyntheticConfig.height_range[1])
+    parser.add_argument("--renderer", choices=RENDERERS, default="plain",
+                        help="plain (default; make demo's) or realistic (closer to AASCE)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     args = cli.parse(parser, argv)
     if not 64 <= args.min_height <= args.max_height:
         parser.error("need 64 <= --min-height <= --max-height")
-    config = SyntheticConfig(height_range=(args.min_height, args.max_height))
+    config = SyntheticConfig(height_range=(args.min_height, args.max_height), renderer=args.renderer)
     try:
         out = generate_dataset(args.out, args.train, args.test, args.seed, config, args.overwrite)
     except (FileExistsError, ValueError) as error:

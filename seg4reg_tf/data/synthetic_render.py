@@ -1,6 +1,16 @@
 """Rendering a drawn spine (`Spine`, drawn by `synthetic.draw_spine`) as an AP radiograph: vertebrae with
 pedicles and processes, ribs, lungs, clavicles, pelvis, a soft-tissue gradient, an
 occasional side marker, then blur, contrast changes and noise (the acquisition).
+
+Two styles (`RENDERERS`):
+- "plain", the first renderer, which `make demo` and the tests use;
+- "realistic", which closes the gaps the real/synthetic figure (`python -m
+  seg4reg_tf.visualize --real ROOT`) showed against AASCE: bone drawn dimmer and softer;
+  lungs dark and wide; a heart shadow over the lower thoracic spine; a bright abdomen with
+  bowel gas, its vertebrae in low contrast; exposure (gamma, window) varying strongly; the
+  body wider than the field (the thoracolumbar crop). Meant for pretraining N_S before
+  fine-tuning on real radiographs; on its own it made `make demo`'s system worse than the
+  mean (docs/data.md).
 """
 
 from __future__ import annotations
@@ -11,6 +21,39 @@ import cv2
 import numpy as np
 
 from seg4reg_tf import geometry
+
+RENDERERS = ("plain", "realistic")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Style:
+    """The ranges a renderer draws from (uniform (low, high) unless named otherwise)."""
+
+    body_width: tuple[float, float]  # soft-tissue half-width / image width
+    lung_offset: tuple[float, float]  # lung centre beside T6 / image width
+    lung_width: tuple[float, float]  # lung half-axis / image width
+    lung_depth: tuple[float, float]  # how much the lungs darken
+    rib_level: tuple[float, float]
+    bone_blur: float  # blur of ribs, clavicles and pelvis / median vertebra height
+    body_level: tuple[float, float]  # vertebral body brightness
+    gamma: tuple[float, float]  # the exposure's gamma
+    log_uniform_gamma: bool  # drawn log-uniformly (symmetric in brightening and darkening)
+    offset: tuple[float, float]
+    gain: tuple[float, float]
+
+
+_STYLES = {
+    "plain": _Style(
+        body_width=(0.55, 0.8), lung_offset=(0.22, 0.32), lung_width=(0.14, 0.22), lung_depth=(0.08, 0.2),
+        rib_level=(0.08, 0.14), bone_blur=0.15, body_level=(0.1, 0.22),
+        gamma=(0.7, 1.4), log_uniform_gamma=False, offset=(0.0, 0.1), gain=(0.75, 0.95),
+    ),
+    "realistic": _Style(
+        body_width=(0.6, 1.1), lung_offset=(0.2, 0.3), lung_width=(0.16, 0.26), lung_depth=(0.15, 0.35),
+        rib_level=(0.05, 0.12), bone_blur=0.2, body_level=(0.07, 0.18),
+        gamma=(0.5, 2.0), log_uniform_gamma=True, offset=(0.0, 0.15), gain=(0.6, 0.95),
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -34,43 +77,58 @@ class Spine:
     curve: str
 
 
-def render_radiograph(spine: Spine, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """Draws an AP radiograph around `spine`: (height, width) uint8, bone bright."""
+def render_radiograph(
+    spine: Spine, height: int, width: int, rng: np.random.Generator, renderer: str = "plain"
+) -> np.ndarray:
+    """Draws an AP radiograph around `spine`: (height, width) uint8, bone bright.
+
+    `renderer` is one of `RENDERERS`; "plain" draws exactly what the first renderer drew.
+    """
+    if renderer not in _STYLES:
+        raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
+    style = _STYLES[renderer]
     corners = spine.landmarks.reshape(geometry.NUM_VERTEBRAE, 4, 2)
     centres = corners.mean(axis=1)
     scale = float(np.median(spine.heights))
-    canvas = _soft_tissue(height, width, centres, rng)
-    canvas += _lungs(height, width, centres, spine, rng)
+    canvas = _soft_tissue(height, width, centres, rng, style)
+    canvas += _lungs(height, width, centres, spine, rng, style)
+    abdomen = None
+    if renderer == "realistic":
+        canvas += _heart(height, width, centres, spine, rng)
+        abdomen = _abdomen(height, width, centres, rng)
+        canvas += rng.uniform(0.06, 0.2) * abdomen + _bowel_gas(height, width, centres, abdomen, rng)
     bone = np.zeros((height, width), np.float32)
-    _draw_ribs(bone, centres, spine, rng)
+    _draw_ribs(bone, centres, spine, rng, style)
     _draw_clavicles(bone, centres, width, scale, rng)
     _draw_pelvis(bone, corners, width, scale, rng)
-    bone = cv2.GaussianBlur(bone, (0, 0), 0.15 * scale)
-    _draw_vertebrae(bone, corners, spine, rng)
+    bone = cv2.GaussianBlur(bone, (0, 0), style.bone_blur * scale)
+    _draw_vertebrae(bone, corners, spine, rng, style)
+    if abdomen is not None:  # below the diaphragm thick soft tissue leaves bone little contrast
+        bone *= 1.0 - rng.uniform(0.1, 0.45) * abdomen
     canvas += bone
     if rng.uniform() < 0.3:
         _draw_marker(canvas, rng)
-    return _acquire(canvas, scale, rng)
+    return _acquire(canvas, scale, rng, style)
 
 
-def _soft_tissue(height, width, centres, rng) -> np.ndarray:
+def _soft_tissue(height, width, centres, rng, style: _Style) -> np.ndarray:
     """Body thicker in the middle and toward the abdomen: a smooth grey background."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     body_x = np.median(centres[:, 0]) + rng.uniform(-0.1, 0.1) * width
-    across = np.clip(1.0 - ((x - body_x) / (rng.uniform(0.55, 0.8) * width)) ** 2, 0.0, 1.0)
+    across = np.clip(1.0 - ((x - body_x) / (rng.uniform(*style.body_width) * width)) ** 2, 0.0, 1.0)
     level = rng.uniform(0.18, 0.32)
     return level + rng.uniform(0.1, 0.22) * across + rng.uniform(0.0, 0.12) * y / height
 
 
-def _lungs(height, width, centres, spine, rng) -> np.ndarray:
+def _lungs(height, width, centres, spine, rng, style: _Style) -> np.ndarray:
     """Two dark lung fields beside the thoracic spine, drawn small and blurred."""
     factor = 8
     small = np.zeros((height // factor + 1, width // factor + 1), np.float32)
     top, bottom = centres[0, 1] - spine.heights[0], centres[rng.integers(9, 12), 1]
     for side in (-1, 1):
-        cx = centres[5, 0] + side * rng.uniform(0.22, 0.32) * width
+        cx = centres[5, 0] + side * rng.uniform(*style.lung_offset) * width
         cy = (top + bottom) / 2
-        axes = (rng.uniform(0.14, 0.22) * width, max((bottom - top) / 2, 1.0))
+        axes = (rng.uniform(*style.lung_width) * width, max((bottom - top) / 2, 1.0))
         cv2.ellipse(
             small,
             (int(cx / factor), int(cy / factor)),
@@ -82,10 +140,52 @@ def _lungs(height, width, centres, spine, rng) -> np.ndarray:
             -1,
         )
     small = cv2.GaussianBlur(small, (0, 0), max(width / factor * 0.05, 1.0))
-    return -rng.uniform(0.08, 0.2) * cv2.resize(small, (width, height))
+    return -rng.uniform(*style.lung_depth) * cv2.resize(small, (width, height))
 
 
-def _draw_ribs(bone, centres, spine, rng) -> None:
+def _heart(height, width, centres, spine, rng) -> np.ndarray:
+    """The heart shadow: a bright blurred ellipse over the lower thoracic spine, mostly on
+    the image's right (the patient's left in an AP view)."""
+    factor = 8
+    small = np.zeros((height // factor + 1, width // factor + 1), np.float32)
+    side = 1 if rng.uniform() < 0.85 else -1
+    top, bottom = centres[rng.integers(4, 6), 1], centres[rng.integers(9, 11), 1]
+    cx = centres[8, 0] + side * rng.uniform(0.05, 0.15) * width
+    axes = (rng.uniform(0.15, 0.25) * width, max((bottom - top) / 2, 1.0))
+    cv2.ellipse(
+        small, (int(cx / factor), int((top + bottom) / 2 / factor)),
+        (int(axes[0] / factor) + 1, int(axes[1] / factor) + 1), side * rng.uniform(10, 35), 0, 360, 1.0, -1,
+    )
+    small = cv2.GaussianBlur(small, (0, 0), max(width / factor * 0.06, 1.0))
+    return rng.uniform(0.08, 0.2) * cv2.resize(small, (width, height))
+
+
+def _abdomen(height, width, centres, rng) -> np.ndarray:
+    """Where the abdomen is, (height, width) in [0, 1]: 1 below the diaphragm, whose domes
+    sit near T10–T12, with a soft edge (computed at 1/8 size: it is smooth)."""
+    factor = 8
+    y, x = np.mgrid[0 : height // factor + 1, 0 : width // factor + 1].astype(np.float32) * factor
+    level = centres[rng.integers(9, 12), 1]
+    dome = rng.uniform(0.02, 0.06) * height * np.cos(np.pi * (x - centres[9, 0]) / width) ** 2
+    edge = max(rng.uniform(0.01, 0.03) * height, 1.0)
+    small = (1.0 / (1.0 + np.exp(-(y - level + dome) / edge))).astype(np.float32)
+    return cv2.resize(small, (width, height))
+
+
+def _bowel_gas(height, width, centres, abdomen, rng) -> np.ndarray:
+    """Dark blurred pockets of bowel gas scattered over the abdomen (up to 8), drawn at 1/4 size."""
+    factor = 4
+    gas = np.zeros((height // factor + 1, width // factor + 1), np.float32)
+    low = centres[11, 1]
+    for _ in range(rng.integers(0, 9)):
+        centre = (int(rng.uniform(0.1, 0.9) * width / factor), int(rng.uniform(low, height) / factor))
+        axes = (max(int(rng.uniform(0.03, 0.1) * width / factor), 1), max(int(rng.uniform(0.01, 0.04) * height / factor), 1))
+        cv2.ellipse(gas, centre, axes, rng.uniform(0, 180), 0, 360, rng.uniform(0.05, 0.15), -1)
+    gas = cv2.GaussianBlur(gas, (0, 0), max(0.01 * width / factor, 1.0))
+    return -cv2.resize(gas, (width, height)) * abdomen
+
+
+def _draw_ribs(bone, centres, spine, rng, style: _Style) -> None:
     """Posterior ribs: 12 pairs of bright arcs leaving the thoracic vertebrae."""
     reach = rng.uniform(0.3, 0.45) * bone.shape[1]
     for k in range(12):
@@ -96,7 +196,7 @@ def _draw_ribs(bone, centres, spine, rng) -> None:
             y = centres[k, 1] - 0.3 * spine.heights[k] * np.sin(np.pi * u) + drop * u**2
             points = np.round(np.stack([x, y], 1) * 16).astype(np.int32)
             thick = max(int(0.35 * spine.heights[k]), 1)
-            cv2.polylines(bone, [points], False, rng.uniform(0.08, 0.14), thick, cv2.LINE_AA, 4)
+            cv2.polylines(bone, [points], False, rng.uniform(*style.rib_level), thick, cv2.LINE_AA, 4)
 
 
 def _draw_clavicles(bone, centres, width, scale, rng) -> None:
@@ -125,9 +225,9 @@ def _draw_pelvis(bone, corners, width, scale, rng) -> None:
         cv2.ellipse(bone, tuple(int(v) for v in centre), axes, tilt, 180, 360, 0.16, max(int(0.3 * scale), 1), cv2.LINE_AA)
 
 
-def _draw_vertebrae(bone, corners, spine, rng) -> None:
+def _draw_vertebrae(bone, corners, spine, rng, style: _Style) -> None:
     """Vertebral bodies (the labelled polygons) with cortex, pedicles and processes."""
-    body_level = rng.uniform(0.1, 0.22)
+    body_level = rng.uniform(*style.body_level)
     for k, quad in enumerate(corners):
         outline = quad[list(geometry.OUTLINE_ORDER)]
         centre = quad.mean(axis=0)
@@ -171,14 +271,21 @@ def _draw_marker(canvas, rng) -> None:
     canvas += layer.astype(np.float32) * (0.9 / 255.0)
 
 
-def _acquire(canvas, scale, rng) -> np.ndarray:
-    """Detector effects: blur, mottle, contrast curve, noise; returns uint8."""
+def _acquire(canvas, scale, rng, style: _Style) -> np.ndarray:
+    """Detector effects: blur, mottle, exposure (a random window and gamma), noise; returns uint8."""
     image = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.05, 0.2) * scale)
     height, width = image.shape
     mottle = cv2.resize(rng.normal(0, 1, (8, 4)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
     image = image + rng.uniform(0.0, 0.04) * mottle
     low, high = np.percentile(image, [rng.uniform(0.5, 3), rng.uniform(97, 99.8)])
-    image = np.clip((image - low) / max(high - low, 1e-6), 0.0, 1.0) ** rng.uniform(0.7, 1.4)
-    image = rng.uniform(0.0, 0.1) + rng.uniform(0.75, 0.95) * image
+    image = np.clip((image - low) / max(high - low, 1e-6), 0.0, 1.0) ** _gamma(rng, style)
+    image = rng.uniform(*style.offset) + rng.uniform(*style.gain) * image
     image += rng.normal(0.0, rng.uniform(0.01, 0.04), image.shape) * np.sqrt(image + 0.05)
     return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _gamma(rng, style: _Style) -> float:
+    """The exposure's gamma, drawn in `style.gamma` (one draw either way)."""
+    if style.log_uniform_gamma:
+        return float(np.exp(rng.uniform(*np.log(style.gamma))))
+    return float(rng.uniform(*style.gamma))

@@ -38,6 +38,7 @@ from seg4reg_tf import files
 from seg4reg_tf.config import load_config
 from seg4reg_tf.data import decoding, synthetic, transforms
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS, read_split
+from seg4reg_tf.data.synthetic_render import RENDERERS
 from seg4reg_tf.models.regressor import regressor_inputs
 from seg4reg_tf.workdir import PHASES, network_path, phase_dir, phase_monitor
 
@@ -221,8 +222,9 @@ def _fit(image, height: int, width: int) -> np.ndarray:
 
 def real_and_synthetic(root, path: pathlib.Path, count: int = 4, height: int = 512) -> pathlib.Path:
     """Writes the realism figure: `count` radiographs of `root`'s training split (evenly
-    spaced through it) in the top row, the generator's first `count` test-stream images in
-    the bottom row, each fitted into height × height/2 as stored (no CLAHE).
+    spaced through it) in the top row, then one row per renderer of the generator
+    (`synthetic_render.RENDERERS`) with its first `count` test-stream images (the same
+    spines), each fitted into height × height/2 as stored (no CLAHE).
 
     Raises:
         FileNotFoundError / ValueError: `root` is not an AASCE-layout folder;
@@ -230,15 +232,19 @@ def real_and_synthetic(root, path: pathlib.Path, count: int = 4, height: int = 5
     """
     records = read_split(root, "training")
     step = max(1, len(records) // count)
-    rows = {f"real ({pathlib.Path(root).name})": [], "synthetic (seg4reg_tf.data.synthetic)": []}
+    real = []
     for record in records[::step][:count]:
         image = decoding.decode_checked(tf.io.read_file(record.image_path), record.image_path)  # names the file
-        rows[next(iter(rows))].append(_fit(image, height, height // 2))
-    for index in range(count):
-        image = synthetic.make_example(0, "test", index)[0][..., None] / 255.0
-        rows["synthetic (seg4reg_tf.data.synthetic)"].append(_fit(image, height, height // 2))
+        real.append(_fit(image, height, height // 2))
+    rows = {f"real ({pathlib.Path(root).name})": real}
+    for renderer in RENDERERS:
+        config = synthetic.SyntheticConfig(renderer=renderer)
+        rows[f"synthetic, {renderer} renderer"] = [
+            _fit(synthetic.make_example(0, "test", index, config)[0][..., None] / 255.0, height, height // 2)
+            for index in range(count)
+        ]
     plt = _pyplot()
-    figure, axes = plt.subplots(2, count, figsize=(2.2 * count, 2 * 2.2 * 2), squeeze=False)
+    figure, axes = plt.subplots(len(rows), count, figsize=(2.2 * count, len(rows) * 2.2 * 2), squeeze=False)
     for row, (label, images) in enumerate(rows.items()):
         for column in range(count):
             axis = axes[row][column]
