@@ -322,9 +322,14 @@ class SegmentationPhaseConfig(PhaseConfig):
             the geometric readout reads off N_S's masks, images where it finds no spine
             scored as the training-mean angles; what the system answers with when the
             readout is its route). Both are logged either way.
+        precision: "float32" (the paper's), or "bfloat16": N_S computes in bfloat16 with
+            float32 weights while the phase trains (Keras' mixed_bfloat16; faster on CPUs
+            with AMX / AVX512_BF16, slower on others). Per-epoch validation figures are
+            bfloat16 ones; the saved N_S and the phase's final figures are float32.
     """
 
     monitor: Literal["dice", "readout"] = "dice"
+    precision: Literal["float32", "bfloat16"] = "float32"
 
 
 @dataclasses.dataclass(frozen=True)

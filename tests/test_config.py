@@ -75,6 +75,8 @@ def test_yaml_overrides_only_what_it_names(tmp_path):
         ("segmenter:\n  boundary_width: 0\n", r"in 'segmenter': 'boundary_width' must be >= 1 pixel"),
         ("data:\n  gamma_range: [1.2, 2.0]\n", r"in 'data': 'gamma_range' must satisfy 0 < low <= 1 <= high"),
         ("data:\n  gamma_range: [0.0, 2.0]\n", r"in 'data': 'gamma_range' must satisfy 0 < low <= 1 <= high"),
+        ("seg:\n  precision: float16\n", r"key 'seg\.precision' must be one of 'float32', 'bfloat16'"),
+        ("reg:\n  precision: bfloat16\n", r"unknown key 'reg\.precision'"),
         ("data:\n  synthetic_renderer: fancy\n", r"key 'data\.synthetic_renderer' must be one of 'plain', 'realistic'"),
     ],
 )

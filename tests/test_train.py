@@ -183,6 +183,29 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
     assert "PHASE 1 ['dice', 'jaccard', 'loss', 'readout_smape']" in result.stdout
 
 
+def test_seg_in_bfloat16_trains_in_bfloat16_and_saves_a_float32_segmenter(synthetic_root, tmp_path):
+    values = SMOKE.to_dict()
+    config = config_from_dict({
+        **values, "data": {**values["data"], "root": str(synthetic_root)},
+        "seg": {**values["seg"], "epochs": 1, "precision": "bfloat16"},
+        "segmenter": {**values["segmenter"], "backbone": "resnet18"},
+    })
+    seen = []
+
+    class Policies(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append({layer.compute_dtype for layer in self.model.segmenter.layers if layer.weights})
+            seen.append(logs["loss"])
+
+    summary = run.train_phase("seg", config, tmp_path / "run", verbose=0, extra_callbacks=[Policies()])
+    assert seen[0] == {"bfloat16"} and np.isfinite(seen[1])
+    saved = keras.saving.load_model(produced_path(tmp_path / "run", "seg"), compile=False)
+    assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
+    image = np.random.default_rng(0).uniform(size=(1, *saved.input["image"].shape[1:])).astype("float32")
+    assert saved({"image": image})["mask"].dtype == "float32"
+    assert 0.0 <= summary["validation"]["dice"] <= 100.0
+
+
 def test_excluded_images_appear_in_no_split_and_the_others_keep_theirs(synthetic_root):
     from seg4reg_tf.data.aasce import read_split
 

@@ -1,6 +1,8 @@
-"""Inference in bfloat16 (beyond the paper): a copy of a trained network whose layers
-compute in bfloat16 with float32 weights (Keras' "mixed_bfloat16" policy), for CPUs with
-AVX512_BF16 / AMX where oneDNN runs bfloat16 convolutions faster. Training is unchanged.
+"""bfloat16 compute (beyond the paper): layers computing in bfloat16 with float32 weights
+(Keras' "mixed_bfloat16" policy), for CPUs with AVX512_BF16 / AMX where oneDNN runs
+bfloat16 convolutions faster. Exports use a copy (`with_precision`); the N_S phases
+(`seg.precision`, `roie.precision`) switch the network in place while they train and back
+to float32 before it is saved (`set_precision`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
         return model
     copy = keras.models.clone_model(model, recursive=True)
     copy.set_weights(model.get_weights())
-    for layer in [copy, *all_layers(copy)]:
-        layer.dtype_policy = PRECISIONS[precision]
+    set_precision(copy, precision)
     return copy
+
+
+def set_precision(model: keras.Model, precision: str) -> None:
+    """Switches every layer of `model` (nested ones included) to compute in `precision`
+    ("float32" or "bfloat16"), in place; the weights stay float32. Functions traced before
+    the switch keep the old precision: retrace them (e.g. a trainer's `test_function`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}")
+    for layer in [model, *all_layers(model)]:
+        layer.dtype_policy = PRECISIONS[precision]

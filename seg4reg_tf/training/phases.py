@@ -134,6 +134,7 @@ class SegmentationPhase(PhaseTrainer):
 
     def compute(self, batch, training: bool):
         out = segment(self.segmenter, self.regressor, batch["image"], self.mode, training)
+        out = {key: ops.cast(value, "float32") for key, value in out.items()}  # bfloat16 N_S
         loss = self.segmentation_loss(batch["mask"], out["mask_logits"])
         reading = read_spine(ops.stop_gradient(out["mask"])[..., 0], self.config.readout)
         return loss, {}, {**out, "angles": self.readout_angles(reading)}

@@ -30,6 +30,7 @@ from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles, synchronize_batch_norm
+from seg4reg_tf.models.precision import set_precision
 from seg4reg_tf.training.phases import learning_rate, make_trainer
 from seg4reg_tf.training.pretraining import pretrain, summary_path
 from seg4reg_tf.workdir import (
@@ -233,6 +234,9 @@ def train_phase(
         mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
         if phase == "reg":
             start_at_mean_angles(regressor, mean, config.regressor.head_start)
+        precision = getattr(settings, "precision", "float32")
+        if precision != "float32":
+            set_precision(segmenter, precision)  # back to float32 before it is saved
         trainer = make_trainer(phase, segmenter, regressor, config, mean)
         optimizer = keras.optimizers.Adam(learning_rate(settings, len(training)), weight_decay=settings.weight_decay or None)
         trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
@@ -265,6 +269,9 @@ def train_phase(
     )
     if (folder / "best.weights.h5").exists():
         trainer.load_weights(folder / "best.weights.h5")
+    if precision != "float32":
+        set_precision(segmenter, "float32")
+        trainer.test_function = None  # the final figures are float32 ones
     trained = regressor if PHASE_TABLE[phase].trains == "regressor" else segmenter
     trained.save(produced_path(workdir, phase))
     final = trainer.evaluate(validation_data, verbose=0, return_dict=True) if validation_data is not None else {}
