@@ -324,12 +324,13 @@ class SegmentationPhaseConfig(PhaseConfig):
             readout is its route). Both are logged either way.
         precision: "float32" (the paper's), or "bfloat16": N_S computes in bfloat16 with
             float32 weights while the phase trains (Keras' mixed_bfloat16; faster on CPUs
-            with AMX / AVX512_BF16, slower on others). Per-epoch validation figures are
-            bfloat16 ones; the saved N_S and the phase's final figures are float32.
+            with AMX / AVX512_BF16, slower on others), or "auto": bfloat16 on such CPUs,
+            else float32 (`models.precision.resolve_precision`). Per-epoch validation
+            figures are bfloat16 ones; the saved N_S and the phase's final figures float32.
     """
 
     monitor: Literal["dice", "readout"] = "dice"
-    precision: Literal["float32", "bfloat16"] = "float32"
+    precision: Literal["float32", "bfloat16", "auto"] = "float32"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -391,7 +392,7 @@ class ExportConfig:
 
     model_name: str = "seg4reg"
     max_image_pixels: int = 40_000_000
-    precision: Literal["float32", "bfloat16"] = "float32"
+    precision: Literal["float32", "bfloat16", "auto"] = "float32"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
 

@@ -14,6 +14,7 @@ from seg4reg_tf import train
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.models import build_regressor, build_segmenter
+from seg4reg_tf.models.precision import resolve_precision
 from seg4reg_tf.training import run
 from seg4reg_tf.workdir import PHASES, network_path, produced_path
 from tests.harness import make_workdir
@@ -204,6 +205,20 @@ def test_seg_in_bfloat16_trains_in_bfloat16_and_saves_a_float32_segmenter(synthe
     image = np.random.default_rng(0).uniform(size=(1, *saved.input["image"].shape[1:])).astype("float32")
     assert saved({"image": image})["mask"].dtype == "float32"
     assert 0.0 <= summary["validation"]["dice"] <= 100.0
+    assert summary["precision"] == "bfloat16" and "N_S trained in bfloat16" in run.report(summary)
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, expected",
+    [("flags\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n", "bfloat16"), ("flags : fpu avx512_bf16\n", "bfloat16"),
+     ("flags\t: fpu sse avx2 avx512f\n", "float32"), (None, "float32")],
+)
+def test_precision_auto_is_bfloat16_only_where_the_cpu_computes_it(tmp_path, cpuinfo, expected):
+    path = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        path.write_text(cpuinfo)
+    assert resolve_precision("auto", str(path)) == expected
+    assert resolve_precision("float32", str(path)) == "float32" and resolve_precision("bfloat16", str(path)) == "bfloat16"
 
 
 def test_excluded_images_appear_in_no_split_and_the_others_keep_theirs(synthetic_root):

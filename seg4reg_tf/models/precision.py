@@ -7,11 +7,28 @@ to float32 before it is saved (`set_precision`).
 
 from __future__ import annotations
 
+import pathlib
+
 import keras
 
 from seg4reg_tf.models.walk import all_layers
 
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+# CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic, which `auto` looks for.
+BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def resolve_precision(precision: str, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """"float32" / "bfloat16" as given; "auto" → "bfloat16" where the CPU computes bfloat16
+    natively (a flag of `BFLOAT16_CPU_FLAGS` in `cpuinfo`), else "float32" (also where
+    `cpuinfo` cannot be read, e.g. off Linux)."""
+    if precision != "auto":
+        return precision
+    try:
+        flags = set(pathlib.Path(cpuinfo).read_text().split())
+    except OSError:
+        return "float32"
+    return "bfloat16" if flags & set(BFLOAT16_CPU_FLAGS) else "float32"
 
 
 def with_precision(model: keras.Model, precision: str) -> keras.Model:

@@ -30,7 +30,7 @@ from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles, synchronize_batch_norm
-from seg4reg_tf.models.precision import set_precision
+from seg4reg_tf.models.precision import resolve_precision, set_precision
 from seg4reg_tf.training.phases import learning_rate, make_trainer
 from seg4reg_tf.training.pretraining import pretrain, summary_path
 from seg4reg_tf.workdir import (
@@ -234,7 +234,7 @@ def train_phase(
         mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
         if phase == "reg":
             start_at_mean_angles(regressor, mean, config.regressor.head_start)
-        precision = getattr(settings, "precision", "float32")
+        precision = resolve_precision(getattr(settings, "precision", "float32"))
         if precision != "float32":
             set_precision(segmenter, precision)  # back to float32 before it is saved
         trainer = make_trainer(phase, segmenter, regressor, config, mean)
@@ -282,6 +282,7 @@ def train_phase(
         "validation_images": len(validation),
         "epochs": settings.epochs,
         "seconds": round(time.perf_counter() - started, 1),
+        "precision": precision,
         "monitor": monitor,
         "best": best.load(),
         "best_epoch": best.epoch(),
@@ -306,6 +307,8 @@ def report(summary: dict) -> str:
         line = f"{phase}: validation Dice {values['dice']:.2f}% Jaccard {values['jaccard']:.2f}% (mean-mask baseline: Dice {base['dice']:.2f}% Jaccard {base['jaccard']:.2f}%)"
     if summary.get("best_epoch") == 0:
         line += "; kept its starting network (no epoch beat it)"
+    if summary.get("precision") == "bfloat16":
+        line += "; N_S trained in bfloat16"
     if "pretraining" in summary:
         pretrained = summary["pretraining"]
         line += (
