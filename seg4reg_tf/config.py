@@ -392,7 +392,7 @@ class ExportConfig:
 
     model_name: str = "seg4reg"
     max_image_pixels: int = 40_000_000
-    precision: Literal["float32", "bfloat16", "auto"] = "float32"
+    precision: Literal["float32", "bfloat16"] = "float32"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
 

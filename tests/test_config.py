@@ -77,6 +77,7 @@ def test_yaml_overrides_only_what_it_names(tmp_path):
         ("data:\n  gamma_range: [0.0, 2.0]\n", r"in 'data': 'gamma_range' must satisfy 0 < low <= 1 <= high"),
         ("seg:\n  precision: float16\n", r"key 'seg\.precision' must be one of 'float32', 'bfloat16'"),
         ("reg:\n  precision: bfloat16\n", r"unknown key 'reg\.precision'"),
+        ("export:\n  precision: auto\n", r"key 'export\.precision' must be one of 'float32', 'bfloat16'"),
         ("data:\n  synthetic_renderer: fancy\n", r"key 'data\.synthetic_renderer' must be one of 'plain', 'realistic'"),
     ],
 )

@@ -184,28 +184,31 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
     assert "PHASE 1 ['dice', 'jaccard', 'loss', 'readout_smape']" in result.stdout
 
 
-def test_seg_in_bfloat16_trains_in_bfloat16_and_saves_a_float32_segmenter(synthetic_root, tmp_path):
+def test_roie_in_bfloat16_trains_n_s_in_bfloat16_and_saves_it_in_float32(synthetic_root, tmp_path):
     values = SMOKE.to_dict()
     config = config_from_dict({
         **values, "data": {**values["data"], "root": str(synthetic_root)},
-        "seg": {**values["seg"], "epochs": 1, "precision": "bfloat16"},
-        "segmenter": {**values["segmenter"], "backbone": "resnet18"},
+        "roie": {**values["roie"], "epochs": 1, "precision": "bfloat16"},
     })
+    workdir = make_workdir(tmp_path / "run")  # writes reg/regressor.keras
+    network_path(workdir, "seg", "segmenter").parent.mkdir()
+    build_segmenter(config).save(network_path(workdir, "seg", "segmenter"))
     seen = []
 
     class Policies(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             seen.append({layer.compute_dtype for layer in self.model.segmenter.layers if layer.weights})
-            seen.append(logs["loss"])
 
-    summary = run.train_phase("seg", config, tmp_path / "run", verbose=0, extra_callbacks=[Policies()])
-    assert seen[0] == {"bfloat16"} and np.isfinite(seen[1])
-    saved = keras.saving.load_model(produced_path(tmp_path / "run", "seg"), compile=False)
+    summary = run.train_phase("roie", config, workdir, verbose=0, run_eagerly=True, extra_callbacks=[Policies()])
+    assert seen[0] == {"bfloat16"}, "N_S computed in bfloat16 while it trained"
+    assert summary["precision"] == "bfloat16" and "N_S trained in bfloat16" in run.report(summary)
+    assert np.isfinite(summary["history"]["loss"]).all() and 0.0 <= summary["validation"]["dice"] <= 100.0
+    saved = keras.saving.load_model(produced_path(workdir, "roie"), compile=False)
     assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
     image = np.random.default_rng(0).uniform(size=(1, *saved.input["image"].shape[1:])).astype("float32")
-    assert saved({"image": image})["mask"].dtype == "float32"
-    assert 0.0 <= summary["validation"]["dice"] <= 100.0
-    assert summary["precision"] == "bfloat16" and "N_S trained in bfloat16" in run.report(summary)
+    cam = np.zeros((1, *saved.input["cam"].shape[1:]), "float32")
+    assert saved({"image": image, "cam": cam})["mask"].dtype == "float32"
+    assert saved.get_layer("roie_gate").alpha.numpy() != 0.0, "the gate trained"
 
 
 @pytest.mark.parametrize(
