@@ -184,33 +184,6 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
     assert "PHASE 1 ['dice', 'jaccard', 'loss', 'readout_smape']" in result.stdout
 
 
-def test_roie_in_bfloat16_trains_n_s_in_bfloat16_and_saves_it_in_float32(synthetic_root, tmp_path):
-    values = SMOKE.to_dict()
-    config = config_from_dict({
-        **values, "data": {**values["data"], "root": str(synthetic_root)},
-        "roie": {**values["roie"], "epochs": 1, "precision": "bfloat16"},
-    })
-    workdir = make_workdir(tmp_path / "run")  # writes reg/regressor.keras
-    network_path(workdir, "seg", "segmenter").parent.mkdir()
-    build_segmenter(config).save(network_path(workdir, "seg", "segmenter"))
-    seen = []
-
-    class Policies(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            seen.append({layer.compute_dtype for layer in self.model.segmenter.layers if layer.weights})
-
-    summary = run.train_phase("roie", config, workdir, verbose=0, run_eagerly=True, extra_callbacks=[Policies()])
-    assert seen[0] == {"bfloat16"}, "N_S computed in bfloat16 while it trained"
-    assert summary["precision"] == "bfloat16" and "N_S trained in bfloat16" in run.report(summary)
-    assert np.isfinite(summary["history"]["loss"]).all() and 0.0 <= summary["validation"]["dice"] <= 100.0
-    saved = keras.saving.load_model(produced_path(workdir, "roie"), compile=False)
-    assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
-    image = np.random.default_rng(0).uniform(size=(1, *saved.input["image"].shape[1:])).astype("float32")
-    cam = np.zeros((1, *saved.input["cam"].shape[1:]), "float32")
-    assert saved({"image": image, "cam": cam})["mask"].dtype == "float32"
-    assert saved.get_layer("roie_gate").alpha.numpy() != 0.0, "the gate trained"
-
-
 @pytest.mark.parametrize(
     "cpuinfo, expected",
     [("flags\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n", "bfloat16"), ("flags : fpu avx512_bf16\n", "bfloat16"),
@@ -282,31 +255,42 @@ def set_constant_mask(segmenter, bias):
 
 
 @pytest.mark.parametrize(
-    "monitor, start_bias, epoch_bias, expected_epoch",
-    [("dice", 5.0, -50.0, 0), ("dice", -50.0, 5.0, 1), ("readout", 5.0, -50.0, 1)],
-    ids=["start-kept", "better-epoch-kept", "by-readout"],
+    "monitor, start_bias, epoch_bias, expected_epoch, precision",
+    [("dice", 5.0, -50.0, 0, "float32"), ("dice", -50.0, 5.0, 1, "float32"), ("readout", 5.0, -50.0, 1, "bfloat16")],
+    ids=["start-kept", "better-epoch-kept", "by-readout-in-bfloat16"],
 )
 def test_keep_start_unless_beaten_keeps_the_starting_network_only_when_no_epoch_beats_it(
-    synthetic_root, tmp_path, monitor, start_bias, epoch_bias, expected_epoch
+    synthetic_root, tmp_path, monitor, start_bias, epoch_bias, expected_epoch, precision
 ):
     # N_S's masks are all spine or all background by construction, so which of the start
     # and epoch 1 scores better on roie's monitor is known: by Dice the all-spine mask
     # (Dice > 0 against 0); by the readout the all-background one, whose missing spine
     # scores the training-mean angles, while the whole frame reads as a straight spine
-    # (angles near 0, SMAPE near 100%).
+    # (angles near 0, SMAPE near 100%). One case trains in bfloat16 (`roie.precision`): N_S
+    # computes in bfloat16 while it trains and is saved computing in float32.
     values = SMOKE.to_dict()
     config = config_from_dict({
         **values, "data": {**values["data"], "root": str(synthetic_root)},
-        "roie": {**values["roie"], "keep_start_unless_beaten": True, "monitor": monitor},
+        "roie": {**values["roie"], "keep_start_unless_beaten": True, "monitor": monitor, "precision": precision},
     })
     workdir = make_workdir(tmp_path / "run")  # writes reg/regressor.keras
     segmenter = build_segmenter(config)
     set_constant_mask(segmenter, start_bias)
     network_path(workdir, "seg", "segmenter").parent.mkdir()
     segmenter.save(network_path(workdir, "seg", "segmenter"))
-    summary = run.train_phase("roie", config, workdir, verbose=0, run_eagerly=True, extra_callbacks=[SetClassifier(epoch_bias)])
+    seen = []
+
+    class Policies(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append({layer.compute_dtype for layer in self.model.segmenter.layers if layer.weights})
+
+    callbacks = [SetClassifier(epoch_bias), Policies()]
+    summary = run.train_phase("roie", config, workdir, verbose=0, run_eagerly=True, extra_callbacks=callbacks)
     assert summary["best_epoch"] == expected_epoch
+    assert seen[0] == {precision} and summary["precision"] == precision
+    assert ("N_S trained in bfloat16" in run.report(summary)) == (precision == "bfloat16")
     written = keras.saving.load_model(produced_path(workdir, "roie"), compile=False)
+    assert {layer.compute_dtype for layer in written.layers} == {"float32"}
     kept_bias = start_bias if expected_epoch == 0 else epoch_bias
     np.testing.assert_allclose(written.get_layer("classifier").bias.numpy(), kept_bias)
     assert ("kept its starting network" in run.report(summary)) == (expected_epoch == 0)
