@@ -40,18 +40,19 @@ class _Style:
     log_uniform_gamma: bool  # drawn log-uniformly (symmetric in brightening and darkening)
     offset: tuple[float, float]
     gain: tuple[float, float]
+    trunk: bool  # heart shadow, bright abdomen with bowel gas, dimmed lumbar bone
 
 
 _STYLES = {
     "plain": _Style(
         body_width=(0.55, 0.8), lung_offset=(0.22, 0.32), lung_width=(0.14, 0.22), lung_depth=(0.08, 0.2),
         rib_level=(0.08, 0.14), bone_blur=0.15, body_level=(0.1, 0.22),
-        gamma=(0.7, 1.4), log_uniform_gamma=False, offset=(0.0, 0.1), gain=(0.75, 0.95),
+        gamma=(0.7, 1.4), log_uniform_gamma=False, offset=(0.0, 0.1), gain=(0.75, 0.95), trunk=False,
     ),
     "realistic": _Style(
         body_width=(0.6, 1.1), lung_offset=(0.2, 0.3), lung_width=(0.16, 0.26), lung_depth=(0.15, 0.35),
         rib_level=(0.05, 0.12), bone_blur=0.2, body_level=(0.07, 0.18),
-        gamma=(0.5, 2.0), log_uniform_gamma=True, offset=(0.0, 0.15), gain=(0.6, 0.95),
+        gamma=(0.5, 2.0), log_uniform_gamma=True, offset=(0.0, 0.15), gain=(0.6, 0.95), trunk=True,
     ),
 }
 
@@ -93,7 +94,7 @@ def render_radiograph(
     canvas = _soft_tissue(height, width, centres, rng, style)
     canvas += _lungs(height, width, centres, spine, rng, style)
     abdomen = None
-    if renderer == "realistic":
+    if style.trunk:
         canvas += _heart(height, width, centres, spine, rng)
         abdomen = _abdomen(height, width, centres, rng)
         canvas += rng.uniform(0.06, 0.2) * abdomen + _bowel_gas(height, width, centres, abdomen, rng)
