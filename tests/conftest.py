@@ -1,5 +1,6 @@
 """Shared fixtures: a small synthetic data set, and the real AASCE split when available."""
 
+import importlib.metadata
 import json
 import os
 
@@ -17,7 +18,23 @@ SMALL = synthetic.SyntheticConfig(height_range=(300, 420))
 SHARED_FIXTURE_GROUPS = (("exported", "export"), ("smoke_ablation", "ablation"))
 
 
+def pytest_configure(config):
+    """Refuses `--dist loadgroup` where pytest-xdist cannot group: with pytest 9.2, xdist 3.8
+    writes the group into a node-id field pytest no longer reads (xdist issue #1386), so each
+    worker would build every shared fixture, minutes of the suite. setup.py pins pytest."""
+    if getattr(config.option, "dist", "no") != "loadgroup":
+        return
+    xdist = tuple(int(part) for part in importlib.metadata.version("pytest-xdist").split(".")[:2])
+    if pytest.version_tuple[:2] >= (9, 2) and xdist <= (3, 8):
+        raise pytest.UsageError(
+            f"--dist loadgroup groups nothing with pytest {pytest.__version__} and pytest-xdist "
+            f"{'.'.join(map(str, xdist))} (pytest-xdist issue #1386): install setup.py's 'test' extra (pytest<9.2)")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    """Marks the tests of each shared fixture with its group. First: xdist's own hook turns
+    the marks into the node-id suffixes it schedules by, and a plain hook here ran after it."""
     for item in items:
         for fixture, group in SHARED_FIXTURE_GROUPS:
             if fixture in item.fixturenames:
