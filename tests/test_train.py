@@ -291,6 +291,10 @@ def test_keep_start_unless_beaten_keeps_the_starting_network_only_when_no_epoch_
     assert ("N_S trained in bfloat16" in run.report(summary)) == (precision == "bfloat16")
     written = keras.saving.load_model(produced_path(workdir, "roie"), compile=False)
     assert {layer.compute_dtype for layer in written.layers} == {"float32"}
+    assert np.isfinite(summary["history"]["loss"]).all() and 0.0 <= summary["validation"]["dice"] <= 100.0
+    image = np.random.default_rng(0).uniform(size=(1, *written.input["image"].shape[1:])).astype("float32")
+    cam = np.zeros((1, *written.input["cam"].shape[1:]), "float32")
+    assert written({"image": image, "cam": cam})["mask"].dtype == "float32"
     kept_bias = start_bias if expected_epoch == 0 else epoch_bias
     np.testing.assert_allclose(written.get_layer("classifier").bias.numpy(), kept_bias)
     assert ("kept its starting network" in run.report(summary)) == (expected_epoch == 0)
