@@ -13,6 +13,7 @@ from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
 from seg4reg_tf.dense_supervision import vertebra_loss
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles
+from seg4reg_tf.models.precision import set_precision
 from seg4reg_tf.models.segment import segment
 from seg4reg_tf.training import phases
 
@@ -74,13 +75,20 @@ def test_frozen_stays_bit_identical_and_trained_moves(phase, trained, frozen, ba
         assert not any(v.path in {w.path for w in models[frozen].weights} for v in trainer.trainable_variables)
 
 
-def test_roie_moves_alpha_off_zero(batch):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_roie_moves_alpha_off_zero(precision, batch):
+    """α (Eq. 2) gets a gradient through the roie trainer, also when N_S computes in
+    bfloat16 (`roie.precision`, set as `training.run.train_phase` sets it): α stays a
+    float32 variable and moves."""
     segmenter, regressor = networks("roie")
+    set_precision(segmenter, precision)
     trainer = phases.make_trainer("roie", segmenter, regressor, SMOKE)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=EAGER)
     alpha = segmenter.get_layer("roie_gate").alpha
-    assert float(alpha) == 0.0
-    trainer.train_on_batch(batch)
+    assert float(alpha) == 0.0 and alpha.dtype == "float32"
+    assert segmenter.get_layer("roie_gate").compute_dtype == precision
+    logs = trainer.train_on_batch(batch, return_dict=True)
+    assert np.isfinite(logs["loss"])
     assert float(alpha) != 0.0
 
 

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
 from seg4reg_tf import metrics, scoring
-from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config
+from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config, SegmentationPhaseConfig
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles, synchronize_batch_norm
@@ -234,7 +234,8 @@ def train_phase(
         mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
         if phase == "reg":
             start_at_mean_angles(regressor, mean, config.regressor.head_start)
-        precision = resolve_precision(getattr(settings, "precision", "float32"))
+        # seg and roie may train N_S in bfloat16 (`precision`); the other phases in float32
+        precision = resolve_precision(settings.precision) if isinstance(settings, SegmentationPhaseConfig) else "float32"
         if precision != "float32":
             set_precision(segmenter, precision)  # back to float32 before it is saved
         trainer = make_trainer(phase, segmenter, regressor, config, mean)
