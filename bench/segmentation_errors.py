@@ -7,7 +7,8 @@ the decision threshold, left-right flip averaging, and which pixels cost the poi
 N_S is `<workdir>/<phase>/segmenter.keras` (ungated, or gated with α still 0: roie and tcl
 kept their start); records and preprocessing are the workdir config's, as `evaluate` reads them. Dice is
 per image, in percent, at 0.5 unless a threshold is named. "Flip-averaged" averages the
-probabilities of the image and of its left-right mirror (mirrored back). The points lost,
+probabilities of the image and of its left-right mirror (mirrored back), as
+`inference.segmenter_flips` does. The points lost,
 100 − Dice = 100·(FP + FN) / (2·TP + FP + FN) per image, are split into false positives
 above, inside or below the rows the true spine spans, and false negatives. Prints
 tables; `--figure` also draws the 4 worst images as `evaluate`'s segmentation figure does
@@ -30,8 +31,9 @@ from seg4reg_tf import scoring  # noqa: E402
 from seg4reg_tf.config import load_config  # noqa: E402
 from seg4reg_tf.data import pipeline  # noqa: E402
 from seg4reg_tf.evaluation import figures  # noqa: E402
+from seg4reg_tf.inference import mask_probabilities  # noqa: E402
 from seg4reg_tf.metrics import segmentation_per_image  # noqa: E402
-from seg4reg_tf.models.segment import gate_is_idle, is_gated, segment  # noqa: E402
+from seg4reg_tf.models.segment import gate_is_idle, is_gated  # noqa: E402
 from seg4reg_tf.workdir import network_path  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -47,12 +49,10 @@ def predict(segmenter, records, config, batch_size: int = 8):
     images, truths, plain, flipped = [], [], [], []
     for batch in dataset:
         image = batch["image"]
-        probabilities = segment(segmenter, None, image, mode, skip_idle_gate=True)["mask"].numpy()[..., 0]
-        mirrored = segment(segmenter, None, image[:, :, ::-1], mode, skip_idle_gate=True)["mask"].numpy()[:, :, ::-1, 0]
         images.append(image.numpy()[..., 0])
         truths.append(batch["mask"].numpy()[..., 0].astype(np.float32))
-        plain.append(probabilities)
-        flipped.append((probabilities + mirrored) / 2.0)
+        plain.append(mask_probabilities(segmenter, None, image, mode).numpy()[..., 0])
+        flipped.append(mask_probabilities(segmenter, None, image, mode, flips=True).numpy()[..., 0])
     return tuple(np.concatenate(parts) for parts in (images, truths, plain, flipped))
 
 

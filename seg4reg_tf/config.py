@@ -525,9 +525,13 @@ class InferenceConfig:
         angles: "regressor" (N_R, the paper's answer), "geometric" (the readout on N_S's
             mask) or "auto": whichever scored the lower validation SMAPE when the workdir
             was trained (recorded in `<workdir>/routes.json`; the regressor when unknown).
+        segmenter_flips: test-time flips of N_S: its mask is the mean of the probabilities
+            for the X-ray and for its left-right mirror image (mirrored back), at twice N_S's
+            cost per X-ray. The recorded `auto` route was scored with the workdir's setting.
     """
 
     angles: Literal["regressor", "geometric", "auto"] = "auto"
+    segmenter_flips: bool = False
 
 
 def _check_range(settings: Any, names: tuple[str, ...], low: float, high: float, low_open: bool, high_open: bool) -> None:

@@ -1,7 +1,8 @@
 """The inference path, from a model-frame image to every output the system gives; the one
 home that export, evaluate and predict import.
 
-    image (B, H, W, 1) → N_S (two passes when gated by ROIE, α ≠ 0) → mask
+    image (B, H, W, 1) → N_S (two passes when gated by ROIE, α ≠ 0; with
+                         `inference.segmenter_flips`, also on the mirror image) → mask
                        → N_R on the config's input            → cobb_angles_regressor
                        → geometric readout of the mask        → cobb_angles_geometric,
                                                                 landmarks, end_vertebrae,
@@ -35,7 +36,8 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         segmenter, regressor: N_S (gated or not) and N_R; N_R may be None with an ungated
             N_S (a workdir after phase seg): its angles are then NaN and the CAM zero.
         images: (B, H, W, 1) float32 in [0, 1], letterboxed into the model frame.
-        config: uses `regressor.input_mode`, `data.angle_scale_degrees` and `readout`.
+        config: uses `regressor.input_mode`, `data.angle_scale_degrees`, `readout` and
+            `inference.segmenter_flips`.
         route: "regressor" or "geometric": which route `cobb_angles` repeats.
         letterbox: (B, 3) scale, offset_y, offset_x of each original in the model frame, or
             None: landmarks then stay in the model frame.
@@ -51,8 +53,7 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
     images = ops.convert_to_tensor(images, "float32")
     mode = config.regressor.input_mode
-    # the networks are fixed here, so an idle ROIE gate (α = 0) is skipped: same mask, one pass
-    mask = ops.cast(segment(segmenter, regressor, images, mode, skip_idle_gate=True)["mask"], "float32")  # bfloat16 networks too
+    mask = mask_probabilities(segmenter, regressor, images, mode, config.inference.segmenter_flips)
     if regressor is None:
         batch, height, width = ops.shape(images)[0], ops.shape(images)[1], ops.shape(images)[2]
         by_regressor = ops.full((batch, 3), float("nan"))
@@ -72,6 +73,28 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         "mask": mask[..., 0],
         "cam": cam,
     }
+
+
+def mask_probabilities(segmenter, regressor, images, mode: str, flips: bool = False):
+    """N_S's mask on fixed networks: (B, H, W, 1) float32 probabilities (also of bfloat16 N_S).
+
+    An idle ROIE gate (α = 0) is skipped: the same mask in one pass. With `flips`, the
+    probabilities are the mean of the image's and of its left-right mirror's (mirrored
+    back): test-time flips, N_S run on a batch twice as large.
+
+    Args:
+        segmenter, regressor: N_S (gated or not) and N_R (used only by a gated N_S).
+        images: (B, H, W, 1) in [0, 1].
+        mode: N_R's input mode (the CAM pass of a gated N_S).
+        flips: average over the image and its mirror image.
+    """
+    if flips:
+        images = ops.concatenate([images, ops.flip(images, axis=2)], axis=0)
+    mask = ops.cast(segment(segmenter, regressor, images, mode, skip_idle_gate=True)["mask"], "float32")
+    if not flips:
+        return mask
+    direct, mirrored = ops.split(mask, 2, axis=0)
+    return (direct + ops.flip(mirrored, axis=2)) / 2.0
 
 
 def choose_route(setting: str, recorded: dict | None) -> str:

@@ -157,8 +157,10 @@ class Runs:
         return self.get(segmenter_path, regressor_path)["masks"]
 
 
-def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test", batch_size: int = 8) -> dict:
+def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test", batch_size: int = 8, segmenter_flips: bool | None = None) -> dict:
     """All figures of a workdir on a split; see the module docstring.
+
+    `segmenter_flips` replaces the config's `inference.segmenter_flips` unless None.
 
     Returns:
         {"split", "images", "angles": {label: `angle_figures`}, "segmentation": {row:
@@ -166,7 +168,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
         system, "segmentation_masks": {row: (N, H, W)} per N_S, "files": [names], ...}.
     """
     workdir = pathlib.Path(workdir)
-    config, segmenter, regressor, sources = final_networks(workdir)
+    config, segmenter, regressor, sources = final_networks(workdir, {"segmenter_flips": segmenter_flips})
     route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
     training, records, root = evaluation_records(config, data_root, split)
     runs = Runs(records, config, batch_size)
@@ -191,6 +193,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
         "images": len(records),
         "networks": sources,
         "route": route,
+        "segmenter_flips": config.inference.segmenter_flips,
         "angles": {
             f"system (route: {route})": angle_figures(truth, final["angles"], mean),
             "N_R": angle_figures(truth, final["angles_regressor"], mean),

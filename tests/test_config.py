@@ -42,9 +42,11 @@ def test_paper_yaml_states_the_defaults_and_smoke_yaml_is_small():
 
 def test_yaml_overrides_only_what_it_names(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("seg:\n  epochs: 3\ndata:\n  scale_range: [0.9, 1.1]\n  root: /data\n")
+    path.write_text("seg:\n  epochs: 3\ndata:\n  scale_range: [0.9, 1.1]\n  root: /data\ninference:\n  segmenter_flips: true\n")
     config = load_config(path)
     assert config.seg.epochs == 3 and config.seg.learning_rate == 1e-4
+    assert config.inference.segmenter_flips is True and config.inference.angles == "auto"
+    assert Config().inference.segmenter_flips is False
     assert config.data.scale_range == (0.9, 1.1) and config.data.root == "/data"
     assert config.roie.epochs == Config().roie.epochs
 
@@ -79,6 +81,7 @@ def test_yaml_overrides_only_what_it_names(tmp_path):
         ("reg:\n  precision: bfloat16\n", r"unknown key 'reg\.precision'"),
         ("export:\n  precision: auto\n", r"key 'export\.precision' must be one of 'float32', 'bfloat16'"),
         ("data:\n  synthetic_renderer: fancy\n", r"key 'data\.synthetic_renderer' must be one of 'plain', 'realistic'"),
+        ("inference:\n  segmenter_flips: 2\n", r"key 'inference\.segmenter_flips' must be true or false"),
     ],
 )
 def test_bad_yaml_names_file_and_key(tmp_path, text, message):

@@ -110,6 +110,22 @@ def test_dice_of_the_final_system_by_hand(exported, synthetic_root):
     assert results["segmentation"]["N_S + ROIE"]["dice"] == pytest.approx(100 * np.mean(dice), abs=1e-3)
 
 
+def test_segmenter_flips_option_scores_the_flip_averaged_masks(exported, synthetic_root):
+    """`evaluate --segmenter-flips` (here its library call) overrides the workdir config's
+    `inference.segmenter_flips`: every N_S row scores masks averaged with the mirror image's."""
+    from seg4reg_tf.inference import mask_probabilities
+
+    results = scoring.evaluate_workdir(exported["workdir"], str(synthetic_root), "test", segmenter_flips=True)
+    assert results["segmenter_flips"] is True and "segmenter flips" in evaluate.table(results)
+    images = results["predictions"]["images"][..., None]
+    mode = exported["config"].regressor.input_mode
+    expected = mask_probabilities(exported["segmenter"], exported["regressor"], images, mode, flips=True).numpy()[..., 0]
+    np.testing.assert_allclose(results["predictions"]["masks"], expected, atol=1e-5)
+    plain = mask_probabilities(exported["segmenter"], exported["regressor"], images, mode).numpy()[..., 0]
+    assert np.abs(results["predictions"]["masks"] - plain).max() > 1e-3
+    assert scoring.evaluate_workdir(exported["workdir"], str(synthetic_root), "test")["segmenter_flips"] is False
+
+
 def test_a_missing_split_is_an_error(exported, synthetic_root, capsys):
     assert evaluate.main(["--workdir", str(exported["workdir"]), "--data", str(synthetic_root), "--split", "nope"]) == 2
     assert "nope" in capsys.readouterr().err

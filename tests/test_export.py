@@ -6,6 +6,7 @@ path matters; the `exported` fixture of conftest.py) is shared by the session: t
 ResNet-50 + EfficientNet-B1 into two signatures is the expensive part.
 """
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -21,7 +22,8 @@ import tensorflow as tf
 
 from seg4reg_tf import export, serving_client
 from seg4reg_tf.data import pipeline
-from seg4reg_tf.inference import predict_images
+from seg4reg_tf.inference import mask_probabilities, predict_images
+from seg4reg_tf.models.segment import segment
 from seg4reg_tf.serving import client, saved_model, system
 from seg4reg_tf.workdir import final_networks
 from tests.harness import make_workdir
@@ -91,6 +93,25 @@ def test_export_records_the_routes_and_answers_with_the_chosen_one(exported):
     image = np.random.default_rng(3).random((1, 64, 32, 1)).astype(np.float32)
     out = exported["loaded"].signatures["predict_tensor"](images=tf.constant(image))
     np.testing.assert_array_equal(out["cobb_angles"].numpy(), out[f"cobb_angles_{recorded['choice']}"].numpy())
+
+
+def test_segmenter_flips_average_the_mask_with_the_mirror_images(exported, synthetic_root):
+    """`inference.segmenter_flips`: N_S's probabilities (through the two-pass ROIE gate, α =
+    0.5) averaged with those of the mirror image, mirrored back; mirroring the X-ray then
+    mirrors the mask exactly, which N_S alone does not do."""
+    segmenter, regressor, mode = exported["segmenter"], exported["regressor"], exported["config"].regressor.input_mode
+    images = tf.stack([pipeline.preprocess_encoded(tf.constant(encoded), "test", exported["config"].data) for encoded in synthetic_images(synthetic_root)])
+    mirror = images[:, :, ::-1]
+    plain = segment(segmenter, regressor, images, mode)["mask"].numpy()
+    by_hand = (plain + segment(segmenter, regressor, mirror, mode)["mask"].numpy()[:, :, ::-1]) / 2
+    flipped = mask_probabilities(segmenter, regressor, images, mode, flips=True).numpy()
+    np.testing.assert_allclose(flipped, by_hand, atol=1e-5)
+    np.testing.assert_allclose(mask_probabilities(segmenter, regressor, images, mode).numpy(), plain, atol=1e-6)
+    assert np.abs(plain - plain[:, :, ::-1]).max() > 1e-3  # N_S itself is not left-right symmetric
+    np.testing.assert_allclose(mask_probabilities(segmenter, regressor, mirror, mode, flips=True).numpy(), flipped[:, :, ::-1], atol=1e-5)
+    config = dataclasses.replace(exported["config"], inference=dataclasses.replace(exported["config"].inference, segmenter_flips=True))
+    out = predict_images(segmenter, regressor, images, config, exported["route"])
+    np.testing.assert_allclose(out["mask"].numpy(), flipped[..., 0], atol=1e-5)
 
 
 def test_serving_landmarks_are_in_original_pixels(exported, synthetic_root):
@@ -307,26 +328,30 @@ def test_a_short_load_run_answers_good_images_and_refuses_every_bad_kind(exporte
 
 
 def test_bfloat16_and_thread_settings_survive_export_and_load(synthetic_root, tmp_path, monkeypatch):
-    """An export with `--precision bfloat16` and thread settings: its signatures compute in
-    bfloat16 (the outputs differ from float32's, by little) and `predict` applies the
-    recorded threads when it loads the export. The networks are configs/aasce_cpu.yaml's
+    """An export with `--precision bfloat16`, `--segmenter-flips` and thread settings: its
+    signatures compute in bfloat16 (the outputs differ from float32's, by little) with N_S's
+    test-time flips built in, and `predict` applies the recorded threads when it loads the
+    export. The networks are configs/aasce_cpu.yaml's
     light ones (ResNet-18 N_S with the stride-4 decoder, plain-CNN N_R): their export
     traces in a fraction of the paper networks' time."""
     workdir = make_workdir(tmp_path / "light", segmenter={"backbone": "resnet18", "decoder": "low_level"}, regressor={"backbone": "plain_cnn"})
-    code = export.main(["--workdir", str(workdir), "--out", str(tmp_path), "--precision", "bfloat16",
+    code = export.main(["--workdir", str(workdir), "--out", str(tmp_path), "--precision", "bfloat16", "--segmenter-flips",
                         "--intra-op-threads", "2", "--inter-op-threads", "1"])
     assert code == 0
     path = tmp_path / "seg4reg" / "1"
     info = json.loads((path / "assets.extra" / "seg4reg.json").read_text())
     assert info["precision"] == "bfloat16" and info["threads"] == {"intra_op": 2, "inter_op": 1}
+    assert info["config"]["inference"]["segmenter_flips"] is True
     encoded = synthetic_images(synthetic_root)
     fast = tf.saved_model.load(str(path)).signatures["serving_default"](images=tf.constant(encoded))
-    config, segmenter, regressor, _ = final_networks(workdir)
+    config, segmenter, regressor, _ = final_networks(workdir, {"segmenter_flips": True})
     float32 = {"config": config, "segmenter": segmenter, "regressor": regressor, "route": info["angles"]["route"]}
     default = [in_memory(float32, image) for image in encoded]  # the same path in float32, in Python
     assert fast["mask"].dtype == tf.float32 and fast["cobb_angles_regressor"].dtype == tf.float32
     mask_change = np.abs(fast["mask"].numpy() - np.stack([out["mask"] for out in default]))
     assert 0 < mask_change.max() and mask_change.mean() < 0.01  # computed in bfloat16, close to float32
+    unflipped = [in_memory({**float32, "config": final_networks(workdir)[0]}, image)["mask"] for image in encoded]
+    assert np.abs(fast["mask"].numpy() - np.stack(unflipped)).mean() > 5 * mask_change.mean()  # the flips are in the export
     # bfloat16 keeps 8 significant bits: one rounding of an answer near 90° (sigmoid ≈ 0.5) is
     # up to 0.35°; measured on the trained recipe, N_R's answers moved by 0.93° at most.
     np.testing.assert_allclose(fast["cobb_angles_regressor"].numpy(), np.stack([out["cobb_angles_regressor"] for out in default]), atol=1.0)

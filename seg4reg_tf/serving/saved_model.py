@@ -136,6 +136,7 @@ def export_saved_model(
     name: str | None = None,
     version: int | None = None,
     max_image_pixels: int | None = None,
+    segmenter_flips: bool | None = None,
     **export_settings,
 ) -> pathlib.Path:
     """Exports a workdir's trained system; returns `<export_base>/<name>/<version>`.
@@ -146,6 +147,8 @@ def export_saved_model(
         name: model name (default: the config's `export.model_name`).
         version: version number (default: the next free one); an existing one is refused.
         max_image_pixels: pixel limit of `serving_default` (default: the config's).
+        segmenter_flips: N_S's test-time flips, built into the signatures (default: the
+            config's `inference.segmenter_flips`).
         export_settings: other `export:` settings replacing the config's (precision,
             intra_op_threads, inter_op_threads); None values are ignored.
 
@@ -154,7 +157,7 @@ def export_saved_model(
         FileExistsError: the version already exists.
         ValueError: a version below 1.
     """
-    config, segmenter, regressor, sources = final_networks(workdir)
+    config, segmenter, regressor, sources = final_networks(workdir, {"segmenter_flips": segmenter_flips})
     overrides = {key: value for key, value in export_settings.items() if value is not None}
     config = dataclasses.replace(config, export=dataclasses.replace(config.export, **overrides))
     route, routes = route_for_workdir(workdir, config, sources, segmenter, regressor)

@@ -83,9 +83,10 @@ def _tf_message(error, name: str) -> str:
     return f"{name}: {first}" if name not in first else first
 
 
-def load_workdir(workdir: str) -> LoadedSystem:
-    """The last N_S and N_R of a training workdir (see `workdir.final_networks`)."""
-    config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir))
+def load_workdir(workdir: str, segmenter_flips: bool | None = None) -> LoadedSystem:
+    """The last N_S and N_R of a training workdir (see `workdir.final_networks`);
+    `segmenter_flips` replaces the config's `inference.segmenter_flips` unless None."""
+    config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir), {"segmenter_flips": segmenter_flips})
     route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
     shape = [None, config.data.image_height, config.data.image_width, 1]
 
