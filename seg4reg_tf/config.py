@@ -161,6 +161,9 @@ class SegmenterConfig:
             where a short run's masks lose most of their Dice: the vertebrae's outlines and
             the gaps between them (U-Net's border weighting, simplified to a band).
         boundary_width: that band's half-width in pixels of N_S's input.
+        tilt_weight: beyond the paper, the weight of the tilt field's loss next to Eq. 1
+            (`tilt_field.tilt_loss`); above 0, N_S has a second head, `tilt`, which draws
+            each vertebra's tilt (what the vertebra route reads). 0: no such head.
         dropout: dropout rate before the classifier (PSPNet's 0.1).
         batch_norm_momentum: momentum of the BatchNorm moving statistics of the backbone and
             the pyramid (Keras' 0.99; beyond the paper, 0.9 lets inference-mode statistics
@@ -178,6 +181,7 @@ class SegmenterConfig:
     positive_class_weight: float = 1.0
     boundary_weight: float = 0.0
     boundary_width: int = 2
+    tilt_weight: float = 0.0
     dropout: float = 0.1
     batch_norm_momentum: float = 0.99
 
@@ -198,6 +202,8 @@ class SegmenterConfig:
             raise ValueError(f"'boundary_weight' must be >= 0, got {self.boundary_weight}")
         if self.boundary_width < 1:
             raise ValueError(f"'boundary_width' must be >= 1 pixel, got {self.boundary_width}")
+        if not 0.0 <= self.tilt_weight < float("inf"):
+            raise ValueError(f"'tilt_weight' must be finite and >= 0, got {self.tilt_weight}")
         if self.decoder_filters < 1:
             raise ValueError(f"'decoder_filters' must be positive, got {self.decoder_filters}")
         if not self.pyramid_dilations or min(self.pyramid_dilations) < 1:
@@ -496,6 +502,9 @@ class ReadoutConfig:
             scattered probabilities; a trained N_S is confident on real spines.
         disagreement_degrees: `predict` flags an X-ray whose readout and N_R angles differ
             by more than this in any column.
+        tilt_gain: the vertebra route multiplies each tilt it reads off N_S's tilt field by
+            this (a calibration: a trained tilt head draws tilts slightly shrunk towards
+            upright; `bench/vertebrae.py --fit-gain` fits it on the training part).
     """
 
     threshold: float = 0.5
@@ -507,12 +516,15 @@ class ReadoutConfig:
     min_length: float = 0.2
     min_confidence: float = 0.0
     disagreement_degrees: float = 10.0
+    tilt_gain: float = 1.0
 
     def __post_init__(self) -> None:
         _check_range(self, ("threshold", "trim", "gap", "min_length", "min_confidence"), 0.0, 1.0, low_open=False, high_open=True)
         _check_range(self, ("smoothing", "width_smoothing", "window"), 0.0, 1.0, low_open=True, high_open=False)
         if not 0.0 <= self.disagreement_degrees < float("inf"):
             raise ValueError(f"'disagreement_degrees' must be finite and >= 0, got {self.disagreement_degrees}")
+        if not 0.5 <= self.tilt_gain <= 2.0:
+            raise ValueError(f"'tilt_gain' must lie in [0.5, 2], got {self.tilt_gain}")
         if self.trim >= 0.5:
             raise ValueError(f"'trim' must be below 0.5 (it is taken at both ends), got {self.trim}")
 
@@ -522,15 +534,17 @@ class InferenceConfig:
     """Which route gives the system's answer `cobb_angles` (export, evaluate, predict).
 
     Attributes:
-        angles: "regressor" (N_R, the paper's answer), "geometric" (the readout on N_S's
-            mask) or "auto": whichever scored the lower validation SMAPE when the workdir
+        angles: "regressor" (N_R, the paper's answer), "geometric" or its other name
+            "centre_line" (the centre-line readout on N_S's mask), "vertebrae" (the vertebra
+            route: the 17 vertebrae's tilts read off N_S's tilt field; needs
+            `segmenter.tilt_weight` > 0) or "auto": whichever scored the lower validation SMAPE when the workdir
             was trained (recorded in `<workdir>/routes.json`; the regressor when unknown).
         segmenter_flips: test-time flips of N_S: its mask is the mean of the probabilities
             for the X-ray and for its left-right mirror image (mirrored back), at twice N_S's
             cost per X-ray. The recorded `auto` route was scored with the workdir's setting.
     """
 
-    angles: Literal["regressor", "geometric", "auto"] = "auto"
+    angles: Literal["regressor", "geometric", "centre_line", "vertebrae", "auto"] = "auto"
     segmenter_flips: bool = False
 
 

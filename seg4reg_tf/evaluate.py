@@ -66,13 +66,13 @@ def table(results: dict) -> str:
     if results.get("phases"):
         baseline = results["angles"]["baseline (training-mean angles)"]["smape"]
         dice = results["segmentation"]["baseline (training-mean mask)"]
-        lines += ["", "| after phase | Dice (%) | Jaccard (%) | SMAPE system (%) | readout on N_S masks | N_R |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["", "| after phase | Dice (%) | Jaccard (%) | SMAPE system (%) | readout on N_S masks | vertebra route | N_R |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         show = lambda value: "–" if value is None else f"{value:.2f}"  # noqa: E731
         for phase, row in results["phases"].items():
             system = show(row["system"]) + (f" ({row['route']})" if row["route"] else "")
-            lines.append(f"| {phase} | {row['dice']:.2f} | {row['jaccard']:.2f} | {system} | {row['readout']:.2f} | {show(row['regressor'])} |")
-        lines.append(f"| baselines (training means) | {dice['dice']:.2f} | {dice['jaccard']:.2f} | {baseline:.2f} | | |")
+            lines.append(f"| {phase} | {row['dice']:.2f} | {row['jaccard']:.2f} | {system} | {row['readout']:.2f} | {show(row.get('vertebrae'))} | {show(row['regressor'])} |")
+        lines.append(f"| baselines (training means) | {dice['dice']:.2f} | {dice['jaccard']:.2f} | {baseline:.2f} | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -81,7 +81,7 @@ def write_results(results: dict, out: pathlib.Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    routes = (("pred", "angles"), ("regressor", "angles_regressor"), ("geometric", "angles_geometric"))
+    routes = (("pred", "angles"), ("regressor", "angles_regressor"), ("geometric", "angles_geometric"), ("vertebrae", "angles_vertebrae"))
     writer.writerow(["file", *(f"{prefix}_{c}_deg" for prefix, _ in routes for c in ANGLE_COLUMNS), *(f"gt_{c}_deg" for c in ANGLE_COLUMNS)])
     predictions = results["predictions"]
     for index, name in enumerate(results["files"]):

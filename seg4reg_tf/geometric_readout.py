@@ -174,21 +174,11 @@ def to_original(points: tf.Tensor, letterbox: tf.Tensor | None, height: int) -> 
     return original, (height - 2.0 * offset_y) / scale
 
 
-def read_spine(probabilities, settings: ReadoutConfig, letterbox=None) -> dict[str, tf.Tensor]:
-    """The readout on a batch of N_S outputs.
-
-    Args:
-        probabilities: (B, H, W) spine probabilities in the model frame (static H, W).
-        settings: the `readout:` config section.
-        letterbox: (B, 3) scale, offset_y, offset_x placing each original in the model frame,
-            or None when the model frame is the original.
-
-    Returns:
-        {"cobb_angles": (B, 3) float32 degrees, "landmarks": (B, 68, 2) float32 pseudo
-        corners in original pixels (AASCE order), "end_vertebrae": (B, 3, 2) int32 upper and
-        lower end vertebra of each angle (0 = T1 … 16 = L5), "found": (B,) bool}; NaN and
-        −1 where nothing was found.
-    """
+def trace_spine(probabilities, settings: ReadoutConfig) -> tuple[tf.Tensor, tf.Tensor]:
+    """Steps 1–5 on a batch of N_S outputs: (B, H, W) probabilities in the model frame
+    (static H, W) → (corners (B, 68, 2) of the 17 pseudo vertebrae in the model frame, AASCE
+    order; found (B,) bool). The vertebra route (`vertebra_readout`) reads its tilts at
+    these positions."""
     probabilities = tf.cast(probabilities, tf.float32)
     height, width = probabilities.shape[1], probabilities.shape[2]
     kernel = gaussian_matrix(height, settings.smoothing * height)
@@ -214,9 +204,13 @@ def read_spine(probabilities, settings: ReadoutConfig, letterbox=None) -> dict[s
 
     width_kernel = gaussian_matrix(height, max(settings.width_smoothing * height, 0.5))
     width_profile = smooth_rows(mass, tf.cast(rows, tf.float32), width_kernel)
-    corners = pseudo_vertebrae(nodes, arc, width_profile, settings.trim)
-    landmarks, original_height = to_original(corners, letterbox, height)
+    return pseudo_vertebrae(nodes, arc, width_profile, settings.trim), found
 
+
+def read_corners(corners, found, letterbox, height: int) -> dict[str, tf.Tensor]:
+    """Step 6, shared by both geometric routes: model-frame corners (B, 68, 2) and found
+    (B,) → the organisers' algorithm in the original frame; the dict `read_spine` returns."""
+    landmarks, original_height = to_original(corners, letterbox, height)
     safe = tf.where(found[:, None, None], landmarks, _straight_spine(tf.shape(landmarks)[0]))
     cobb = cobb_graph.cobb_angles(safe, tf.where(found, original_height, 1.0))
     nan = tf.constant(math.nan, tf.float32)
@@ -226,6 +220,25 @@ def read_spine(probabilities, settings: ReadoutConfig, letterbox=None) -> dict[s
         "end_vertebrae": tf.where(found[:, None, None], cobb["end_vertebrae"], -1),
         "found": found,
     }
+
+
+def read_spine(probabilities, settings: ReadoutConfig, letterbox=None) -> dict[str, tf.Tensor]:
+    """The readout on a batch of N_S outputs.
+
+    Args:
+        probabilities: (B, H, W) spine probabilities in the model frame (static H, W).
+        settings: the `readout:` config section.
+        letterbox: (B, 3) scale, offset_y, offset_x placing each original in the model frame,
+            or None when the model frame is the original.
+
+    Returns:
+        {"cobb_angles": (B, 3) float32 degrees, "landmarks": (B, 68, 2) float32 pseudo
+        corners in original pixels (AASCE order), "end_vertebrae": (B, 3, 2) int32 upper and
+        lower end vertebra of each angle (0 = T1 … 16 = L5), "found": (B,) bool}; NaN and
+        −1 where nothing was found.
+    """
+    corners, found = trace_spine(probabilities, settings)
+    return read_corners(corners, found, letterbox, probabilities.shape[1])
 
 
 def _straight_spine(batch) -> tf.Tensor:

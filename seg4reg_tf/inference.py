@@ -7,7 +7,11 @@ home that export, evaluate and predict import.
                        → geometric readout of the mask        → cobb_angles_geometric,
                                                                 landmarks, end_vertebrae,
                                                                 spine_found
-    cobb_angles = the route chosen by `inference.angles` (regressor | geometric | auto)
+                       → vertebra route (mask and N_S's tilt  → cobb_angles_vertebrae,
+                         field, when N_S has the tilt head)     vertebra_landmarks,
+                                                                vertebra_end_vertebrae,
+                                                                vertebra_confidence
+    cobb_angles = the route chosen by `inference.angles` (regressor | geometric | vertebrae | auto)
 
 "auto" is resolved once per workdir: the route with the lower validation SMAPE, recorded in
 `<workdir>/routes.json` by `scoring.record_routes` (train writes it after the last phase;
@@ -24,8 +28,12 @@ from keras import ops
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE, regressor_inputs
 from seg4reg_tf.models.segment import segment
+from seg4reg_tf.tilt_field import mirror_tilt
+from seg4reg_tf.vertebra_readout import read_vertebrae
 
-ROUTES = ("regressor", "geometric")
+# the three routes to `cobb_angles`, in the order that breaks ties of `auto`; "geometric" is
+# the centre-line readout (also spelled "centre_line" in configs)
+ROUTES = ("regressor", "geometric", "vertebrae")
 ROUTES_FILE = "routes.json"
 
 
@@ -38,7 +46,7 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         images: (B, H, W, 1) float32 in [0, 1], letterboxed into the model frame.
         config: uses `regressor.input_mode`, `data.angle_scale_degrees`, `readout` and
             `inference.segmenter_flips`.
-        route: "regressor" or "geometric": which route `cobb_angles` repeats.
+        route: "regressor", "geometric" or "vertebrae": which route `cobb_angles` repeats.
         letterbox: (B, 3) scale, offset_y, offset_x of each original in the model frame, or
             None: landmarks then stay in the model frame.
 
@@ -47,13 +55,18 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         (the geometric ones NaN where no spine was found), "landmarks" (B, 68, 2) pseudo
         corners in original pixels, "end_vertebrae" (B, 3, 2) int32 (0 = T1 … 16 = L5, −1
         when not found), "spine_found" (B,) bool, "mask" (B, H, W) probabilities,
-        "cam" (B, H/32, W/32) in [0, 1], the mean of the three angles' maps}.
+        "cam" (B, H/32, W/32) in [0, 1], the mean of the three angles' maps;
+        the vertebra route's "cobb_angles_vertebrae" (B, 3), "vertebra_landmarks" (B, 68, 2)
+        corners of the 17 fitted vertebrae in original pixels, "vertebra_end_vertebrae"
+        (B, 3, 2) int32, "vertebra_confidence" (B, 17) in [0, 1]: NaN, −1 and 0 where no
+        spine was found or N_S has no tilt head}.
     """
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
     images = ops.convert_to_tensor(images, "float32")
     mode = config.regressor.input_mode
-    mask = mask_probabilities(segmenter, regressor, images, mode, config.inference.segmenter_flips)
+    drawn = segmenter_outputs(segmenter, regressor, images, mode, config.inference.segmenter_flips)
+    mask = drawn["mask"]
     if regressor is None:
         batch, height, width = ops.shape(images)[0], ops.shape(images)[1], ops.shape(images)[2]
         by_regressor = ops.full((batch, 3), float("nan"))
@@ -63,8 +76,10 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         by_regressor = ops.cast(out["angles"], "float32") * config.data.angle_scale_degrees
         cam = ops.cast(out["cam"][..., -1], "float32")
     readout = read_spine(mask[..., 0], config.readout, letterbox)
+    vertebrae = vertebra_route(mask[..., 0], drawn["tilt"], config, letterbox)
+    chosen = {"regressor": by_regressor, "geometric": readout["cobb_angles"], "vertebrae": vertebrae["cobb_angles"]}
     return {
-        "cobb_angles": by_regressor if route == "regressor" else readout["cobb_angles"],
+        "cobb_angles": chosen[route],
         "cobb_angles_regressor": by_regressor,
         "cobb_angles_geometric": readout["cobb_angles"],
         "landmarks": readout["landmarks"],
@@ -72,11 +87,36 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         "spine_found": readout["found"],
         "mask": mask[..., 0],
         "cam": cam,
+        "cobb_angles_vertebrae": vertebrae["cobb_angles"],
+        "vertebra_landmarks": vertebrae["landmarks"],
+        "vertebra_end_vertebrae": vertebrae["end_vertebrae"],
+        "vertebra_confidence": vertebrae["confidence"],
+    }
+
+
+def vertebra_route(mask, tilt, config, letterbox=None) -> dict:
+    """`vertebra_readout.read_vertebrae` on N_S's (B, H, W) mask and (B, H, W, 2) tilt
+    field; with no tilt field (None: N_S has no tilt head) the same keys, all NaN, −1 and 0."""
+    if tilt is not None:
+        return read_vertebrae(mask, tilt, config.readout, letterbox)
+    batch = ops.shape(mask)[0]
+    return {
+        "cobb_angles": ops.full((batch, 3), float("nan")),
+        "landmarks": ops.full((batch, 68, 2), float("nan")),
+        "end_vertebrae": ops.full((batch, 3, 2), -1, dtype="int32"),
+        "confidence": ops.zeros((batch, 17)),
     }
 
 
 def mask_probabilities(segmenter, regressor, images, mode: str, flips: bool = False):
-    """N_S's mask on fixed networks: (B, H, W, 1) float32 probabilities (also of bfloat16 N_S).
+    """N_S's mask on fixed networks: (B, H, W, 1) float32 probabilities (`segmenter_outputs`)."""
+    return segmenter_outputs(segmenter, regressor, images, mode, flips)["mask"]
+
+
+def segmenter_outputs(segmenter, regressor, images, mode: str, flips: bool = False) -> dict:
+    """N_S's mask and tilt field on fixed networks: {"mask": (B, H, W, 1) float32
+    probabilities (also of bfloat16 N_S), "tilt": (B, H, W, 2) float32, or None without
+    the tilt head}.
 
     An idle ROIE gate (α = 0) is skipped: the same mask in one pass. With `flips`, the
     probabilities are the mean of the image's and of its left-right mirror's (mirrored
@@ -90,11 +130,16 @@ def mask_probabilities(segmenter, regressor, images, mode: str, flips: bool = Fa
     """
     if flips:
         images = ops.concatenate([images, ops.flip(images, axis=2)], axis=0)
-    mask = ops.cast(segment(segmenter, regressor, images, mode, skip_idle_gate=True)["mask"], "float32")
+    out = segment(segmenter, regressor, images, mode, skip_idle_gate=True)
+    mask = ops.cast(out["mask"], "float32")
+    tilt = ops.cast(out["tilt"], "float32") if "tilt" in out else None
     if not flips:
-        return mask
+        return {"mask": mask, "tilt": tilt}
     direct, mirrored = ops.split(mask, 2, axis=0)
-    return (direct + ops.flip(mirrored, axis=2)) / 2.0
+    if tilt is not None:
+        tilt_direct, tilt_mirrored = ops.split(tilt, 2, axis=0)
+        tilt = (tilt_direct + mirror_tilt(tilt_mirrored)) / 2.0
+    return {"mask": (direct + ops.flip(mirrored, axis=2)) / 2.0, "tilt": tilt}
 
 
 def choose_route(setting: str, recorded: dict | None) -> str:
@@ -105,10 +150,12 @@ def choose_route(setting: str, recorded: dict | None) -> str:
         setting: `inference.angles`.
         recorded: the contents of routes.json ({"validation_smape": {route: %}}), or None.
     """
+    if setting == "centre_line":
+        return "geometric"
     if setting in ROUTES:
         return setting
     if setting != "auto":
-        raise ValueError(f"inference.angles must be 'regressor', 'geometric' or 'auto', got {setting!r}")
+        raise ValueError(f"inference.angles must be 'regressor', 'geometric' ('centre_line'), 'vertebrae' or 'auto', got {setting!r}")
     scores = (recorded or {}).get("validation_smape", {})
     usable = {route: scores[route] for route in ROUTES if isinstance(scores.get(route), (int, float)) and scores[route] == scores[route]}
     if not usable:

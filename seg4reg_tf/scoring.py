@@ -65,14 +65,17 @@ def predict_records(segmenter, regressor, records, config, batch_size: int = 8, 
 
     Returns:
         {"angles" (N, 3) degrees of `route`, "angles_regressor", "angles_geometric",
-        "angles_geometric_truth" (the readout on the true masks) (N, 3) degrees (NaN where
-        no spine was found), "landmarks" (N, 68, 2) original pixels, "masks" (N, H, W)
+        "angles_geometric_truth" (the readout on the true masks), "angles_vertebrae" (N, 3)
+        degrees (NaN where no spine was found, or all NaN without N_S's tilt head),
+        "landmarks" (N, 68, 2) original pixels (the centre line's pseudo vertebrae),
+        "vertebra_landmarks" (N, 68, 2) the vertebra route's, "masks" (N, H, W)
         probabilities, "cams" (N, h, w) in [0, 1], "images" (N, H, W) model inputs in
         [0, 1], "truth_angles" (N, 3) degrees, "truth_masks" (N, H, W) in {0, 1}}.
     """
     dataset = pipeline.make_dataset(records, config.data, training=False, batch_size=batch_size)
     letterboxes = record_letterboxes(records, config)
-    keys = ("angles", "angles_regressor", "angles_geometric", "angles_geometric_truth", "landmarks", "masks", "cams", "images", "truth_masks")
+    keys = ("angles", "angles_regressor", "angles_geometric", "angles_geometric_truth", "angles_vertebrae", "landmarks",
+            "vertebra_landmarks", "masks", "cams", "images", "truth_masks")
     outputs = {key: [] for key in keys}
     start = 0
     for batch in dataset:
@@ -84,7 +87,9 @@ def predict_records(segmenter, regressor, records, config, batch_size: int = 8, 
         outputs["angles_regressor"].append(np.asarray(out["cobb_angles_regressor"], np.float64))
         outputs["angles_geometric"].append(np.asarray(out["cobb_angles_geometric"], np.float64))
         outputs["angles_geometric_truth"].append(truth["cobb_angles"].numpy().astype(np.float64))
+        outputs["angles_vertebrae"].append(np.asarray(out["cobb_angles_vertebrae"], np.float64))
         outputs["landmarks"].append(np.asarray(out["landmarks"]))
+        outputs["vertebra_landmarks"].append(np.asarray(out["vertebra_landmarks"]))
         outputs["masks"].append(np.asarray(out["mask"]))
         outputs["cams"].append(np.asarray(out["cam"]))
         outputs["images"].append(batch["image"].numpy()[..., 0])
@@ -92,6 +97,23 @@ def predict_records(segmenter, regressor, records, config, batch_size: int = 8, 
     return {key: np.concatenate(value) for key, value in outputs.items()} | {
         "truth_angles": np.stack([record.angles for record in records])
     }
+
+
+def has_route(angles) -> bool:
+    """Whether a route answered at all: (N, 3) degrees not all NaN (the vertebra route is
+    all NaN when N_S has no tilt head)."""
+    return bool(np.isfinite(angles).any())
+
+
+def route_scores(truth, out, mean, with_regressor: bool = True) -> dict:
+    """{route: validation SMAPE %, or None where the route does not answer} of a
+    `predict_records` output, for `inference.choose_route`."""
+    scores = {
+        "regressor": angle_figures(truth, out["angles_regressor"], mean)["smape"] if with_regressor else None,
+        "geometric": angle_figures(truth, out["angles_geometric"], mean)["smape"],
+        "vertebrae": angle_figures(truth, out["angles_vertebrae"], mean)["smape"] if has_route(out["angles_vertebrae"]) else None,
+    }
+    return scores
 
 
 def angle_figures(truth, predicted, fallback=None) -> dict:
@@ -198,6 +220,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
             f"system (route: {route})": angle_figures(truth, final["angles"], mean),
             "N_R": angle_figures(truth, final["angles_regressor"], mean),
             "readout on N_S masks": angle_figures(truth, final["angles_geometric"], mean),
+            **({"vertebra route": angle_figures(truth, final["angles_vertebrae"], mean)} if has_route(final["angles_vertebrae"]) else {}),
             "readout on true masks": angle_figures(truth, final["angles_geometric_truth"], mean),
             "baseline (training-mean angles)": angle_figures(truth, baseline, mean),
         },
@@ -221,9 +244,10 @@ def phase_rows(workdir, config, runs: Runs, mean, choose: bool = False) -> dict:
             per phase.
 
     Returns:
-        {phase: {"dice", "jaccard" %, "readout", "regressor" SMAPE % (None before phase
-        reg), "system" SMAPE % (None when undecidable), "route"}} for every phase whose
-        folder holds the network it trains.
+        {phase: {"dice", "jaccard" %, "readout", "regressor", "vertebrae" SMAPE % (None
+        before phase reg, or without the tilt head), "system" SMAPE % (None when
+        undecidable), "route"}} for every phase whose folder holds the network it trains.
+        Before phase reg the route is the better of the two readouts.
     """
     rows = {}
     for phase in PHASES:
@@ -234,21 +258,22 @@ def phase_rows(workdir, config, runs: Runs, mean, choose: bool = False) -> dict:
         out = runs.get(sources["segmenter"], sources["regressor"])
         truth = out["truth_angles"]
         scores = segmentation_figures(out["truth_masks"], out["masks"])
-        readout = angle_figures(truth, out["angles_geometric"], mean)["smape"]
-        regressor = angle_figures(truth, out["angles_regressor"], mean)["smape"] if sources["regressor"] is not None else None
-        setting = config.inference.angles if sources["regressor"] is not None else "geometric"
+        smape = route_scores(truth, out, mean, with_regressor=sources["regressor"] is not None)
+        setting = config.inference.angles
         route = None
-        if setting != "auto":
-            route = setting
+        if sources["regressor"] is None:
+            route = inference.choose_route("auto", {"validation_smape": smape})
+        elif setting != "auto":
+            route = inference.choose_route(setting, None)
         elif choose:
-            route = inference.choose_route("auto", {"validation_smape": {"regressor": regressor, "geometric": readout}})
-        system = {"geometric": readout, "regressor": regressor, None: None}[route]
-        rows[phase] = {"dice": scores["dice"], "jaccard": scores["jaccard"], "readout": readout, "regressor": regressor, "system": system, "route": route}
+            route = inference.choose_route("auto", {"validation_smape": smape})
+        rows[phase] = {"dice": scores["dice"], "jaccard": scores["jaccard"], "readout": smape["geometric"], "regressor": smape["regressor"],
+                       "vertebrae": smape["vertebrae"], "system": None if route is None else smape[route], "route": route}
     return rows
 
 
 def record_routes(workdir, config, sources, segmenter, regressor, batch_size: int = 8) -> dict:
-    """Scores N_R and the geometric readout on the validation split and writes
+    """Scores the three routes on the validation split and writes
     `<workdir>/routes.json`: {"validation_smape": {route: %}, "choice", "images",
     "networks"}; the choice is what `inference.angles: auto` answers with."""
     training, validation, _ = resolve_records(config)
@@ -257,8 +282,7 @@ def record_routes(workdir, config, sources, segmenter, regressor, batch_size: in
         mean = np.stack([record.angles for record in training]).mean(axis=0)
         out = predict_records(segmenter, regressor, validation, config, batch_size)
         truth = out["truth_angles"]
-        scores = {"regressor": angle_figures(truth, out["angles_regressor"], mean)["smape"],
-                  "geometric": angle_figures(truth, out["angles_geometric"], mean)["smape"]}
+        scores = route_scores(truth, out, mean)
     recorded = {"validation_smape": scores, "images": len(validation), "networks": inference.network_stamps(sources)}
     recorded["choice"] = inference.choose_route("auto", recorded)
     files.atomic_write(pathlib.Path(workdir) / inference.ROUTES_FILE, json.dumps(recorded, indent=2).encode("utf-8"))
@@ -270,6 +294,6 @@ def route_for_workdir(workdir, config, sources, segmenter, regressor) -> tuple[s
     routes.json record behind an "auto" choice (written now when missing or stale)."""
     recorded = inference.read_routes(workdir, sources)
     if config.inference.angles == "auto" and recorded is None:
-        _LOG.info("scoring N_R and the geometric readout on the validation split of %s (inference.angles: auto) ...", workdir)
+        _LOG.info("scoring the three routes on the validation split of %s (inference.angles: auto) ...", workdir)
         recorded = record_routes(workdir, config, sources, segmenter, regressor)
     return inference.choose_route(config.inference.angles, recorded), recorded

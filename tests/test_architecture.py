@@ -68,7 +68,7 @@ def test_no_import_circles():
 # its own layer or lower ones only; the three roles do not import one another, except that
 # the ablation (evaluation) runs training.
 COMMANDS = {"train", "pretrain", "evaluate", "visualize", "export", "predict", "serving_client"}
-SHARED = {"geometric_readout", "workdir", "inference", "scoring"}
+SHARED = {"geometric_readout", "vertebra_readout", "workdir", "inference", "scoring"}
 ROLES = ("training", "evaluation", "serving")
 ALLOWED_ROLE_IMPORTS = {("evaluation", "training")}
 

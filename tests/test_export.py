@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from seg4reg_tf import export, serving_client
 from seg4reg_tf.data import pipeline
-from seg4reg_tf.inference import mask_probabilities, predict_images
+from seg4reg_tf.inference import mask_probabilities, predict_images, segmenter_outputs
 from seg4reg_tf.models.segment import segment
 from seg4reg_tf.serving import client, saved_model, system
 from seg4reg_tf.workdir import final_networks
@@ -76,7 +76,8 @@ def test_saved_model_cli_shows_both_signatures(exported):
     tensor = shown[shown.index("signature_def['predict_tensor']"):shown.index("signature_def['serving_default']")]
     assert "dtype: DT_STRING" in serving and "shape: (-1)" in serving
     assert "shape: (-1, 64, 32, 1)" in tensor
-    for output in ("cobb_angles", "cobb_angles_regressor", "cobb_angles_geometric", "landmarks", "end_vertebrae", "spine_found", "mask", "cam"):
+    for output in ("cobb_angles", "cobb_angles_regressor", "cobb_angles_geometric", "landmarks", "end_vertebrae", "spine_found", "mask", "cam",
+                   "cobb_angles_vertebrae", "vertebra_landmarks", "vertebra_end_vertebrae", "vertebra_confidence"):
         assert f"outputs['{output}']" in serving and f"outputs['{output}']" in tensor
     assert "outputs['letterbox']" in serving
 
@@ -88,7 +89,7 @@ def test_export_records_the_routes_and_answers_with_the_chosen_one(exported):
     recorded = json.loads((exported["workdir"] / "routes.json").read_text())
     scores = recorded["validation_smape"]
     assert info["angles"]["setting"] == "auto" and info["angles"]["validation_smape"] == scores
-    assert set(scores) == {"regressor", "geometric"} and all(np.isfinite(list(scores.values())))
+    assert set(scores) == {"regressor", "geometric", "vertebrae"} and all(np.isfinite(list(scores.values())))
     assert info["angles"]["route"] == recorded["choice"] == min(scores, key=scores.get)
     image = np.random.default_rng(3).random((1, 64, 32, 1)).astype(np.float32)
     out = exported["loaded"].signatures["predict_tensor"](images=tf.constant(image))
@@ -108,6 +109,11 @@ def test_segmenter_flips_average_the_mask_with_the_mirror_images(exported, synth
     np.testing.assert_allclose(flipped, by_hand, atol=1e-5)
     np.testing.assert_allclose(mask_probabilities(segmenter, regressor, images, mode).numpy(), plain, atol=1e-6)
     assert np.abs(plain - plain[:, :, ::-1]).max() > 1e-3  # N_S itself is not left-right symmetric
+    # the tilt field of the mirror image is mirrored back with its tilts negated
+    tilt = segment(segmenter, regressor, images, mode)["tilt"].numpy()
+    mirrored_tilt = segment(segmenter, regressor, mirror, mode)["tilt"].numpy()[:, :, ::-1] * np.array([1.0, -1.0])
+    drawn = segmenter_outputs(segmenter, regressor, images, mode, flips=True)
+    np.testing.assert_allclose(drawn["tilt"].numpy(), (tilt + mirrored_tilt) / 2, atol=1e-5)
     np.testing.assert_allclose(mask_probabilities(segmenter, regressor, mirror, mode, flips=True).numpy(), flipped[:, :, ::-1], atol=1e-5)
     config = dataclasses.replace(exported["config"], inference=dataclasses.replace(exported["config"].inference, segmenter_flips=True))
     out = predict_images(segmenter, regressor, images, config, exported["route"])
@@ -150,8 +156,11 @@ def test_reloaded_export_gives_the_in_memory_angles(exported, synthetic_root):
         expected = in_memory(exported, encoded)
         np.testing.assert_allclose(out["cobb_angles"][i].numpy(), expected["cobb_angles"], atol=1e-3)
         np.testing.assert_allclose(out["mask"][i].numpy(), expected["mask"], atol=1e-4)
-        for key in ("cobb_angles_regressor", "cobb_angles_geometric", "end_vertebrae", "spine_found"):
+        for key in ("cobb_angles_regressor", "cobb_angles_geometric", "end_vertebrae", "spine_found",
+                    "cobb_angles_vertebrae", "vertebra_end_vertebrae", "vertebra_confidence"):
             np.testing.assert_allclose(out[key][i].numpy(), expected[key], atol=1e-3)  # NaN equals NaN here
+        if expected["spine_found"]:
+            assert np.isfinite(out["cobb_angles_vertebrae"][i].numpy()).all() and np.isfinite(out["vertebra_landmarks"][i].numpy()).all()
     # the letterbox output maps the original onto the model frame: width-limited here
     height, width = tf.io.decode_jpeg(images[0]).shape[:2]
     scale = out["letterbox"][0, 0].numpy()

@@ -4,6 +4,9 @@ ROIE-gated.
 image (B, H, W, 1) in [0, 1] → ImageNet-scale preprocessing → dilated ResNet (stride 8,
 2048 channels for ResNet-50) = f_m → [ROIE gate with the regressor's CAM, Eq. 2] → dilated pyramid →
 1×1 classifier → bilinear upsampling ×8 → `mask_logits` and `mask` (sigmoid), (B, H, W, 1).
+With `segmenter.tilt_weight` > 0 (beyond the paper) a second head beside the classifier
+draws the vertebra tilt field (`tilt_field`): 3×3 conv-BN-ReLU → 1×1 conv → the same
+upsampling → `tilt` (B, H, W, 2), (cos 2θ, sin 2θ) per pixel.
 With `segmenter.decoder: low_level` (beyond the paper) a decoder joins the pyramid's output
 with the backbone's stride-4 features before the classifier, which then upsamples ×4.
 
@@ -21,13 +24,17 @@ from keras import layers
 
 from seg4reg_tf.config import Config
 from seg4reg_tf.layers import DilatedPyramid, LowLevelDecoder, ROIEGate
+from seg4reg_tf.layers.pyramid import apply_stack, conv_bn_relu
 from seg4reg_tf.models.backbone import dilated_resnet
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE
+from seg4reg_tf.tilt_field import TILT_CHANNELS
 
 # ImageNet mean of ResNet's caffe preprocessing, averaged over B, G, R (0–255 scale).
 _IMAGENET_GRAY_MEAN = 114.8
 # stride of the backbone features `segmenter.decoder: low_level` joins (its first stage's)
 LOW_LEVEL_STRIDE = 4
+# channels of the tilt head's hidden convolution
+TILT_HIDDEN = 64
 # `segmenter.weights` ending so names a trained N_S to start from (`<workdir>/seg/segmenter.keras`).
 TRAINED_SEGMENTER_SUFFIX = ".keras"
 
@@ -44,7 +51,7 @@ def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bo
     Returns:
         A model taking {"image": (B, H, W, 1)} (plus "cam": (B, H/32, W/32, 1) in [0, 1]
         with the gate) and returning {"mask": (B, H, W, 1) probabilities,
-        "mask_logits": (B, H, W, 1)}.
+        "mask_logits": (B, H, W, 1)}, and "tilt" (B, H, W, 2) with `tilt_weight` > 0.
     """
     height, width = config.data.image_height, config.data.image_width
     settings = config.segmenter
@@ -73,10 +80,30 @@ def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bo
     upsampling = LOW_LEVEL_STRIDE if decoded else settings.output_stride
     logits = layers.UpSampling2D(upsampling, interpolation="bilinear", name="mask_logits")(logits)
     mask = layers.Activation("sigmoid", name="mask")(logits)
-    model = keras.Model(inputs, {"mask": mask, "mask_logits": logits}, name=name)
+    outputs = {"mask": mask, "mask_logits": logits}
+    if settings.tilt_weight > 0:
+        outputs["tilt"] = tilt_head(x, upsampling, synchronized, settings.batch_norm_momentum)
+    model = keras.Model(inputs, outputs, name=name)
     if from_segmenter:
         start_from_trained_segmenter(model, settings.weights)
     return model
+
+
+def has_tilt_head(segmenter: keras.Model) -> bool:
+    """Whether N_S draws the tilt field (`segmenter.tilt_weight` > 0 when built)."""
+    return any(layer.name == "tilt" for layer in segmenter.layers)
+
+
+def tilt_layers(synchronized: bool, momentum: float) -> list:
+    """The tilt head's layers, named `tilt_hidden_*`, `tilt_classifier`."""
+    return conv_bn_relu(TILT_HIDDEN, 3, "tilt_hidden", momentum, synchronized) + [layers.Conv2D(TILT_CHANNELS, 1, name="tilt_classifier")]
+
+
+def tilt_head(x, upsampling: int, synchronized: bool, momentum: float):
+    """The tilt field from the classifier's input features: (B, h, w, C) → (B, H, W, 2)."""
+    for layer in tilt_layers(synchronized, momentum):
+        x = layer(x)
+    return layers.UpSampling2D(upsampling, interpolation="bilinear", name="tilt")(x)
 
 
 def start_from_trained_segmenter(segmenter: keras.Model, path: str) -> None:
@@ -136,7 +163,8 @@ def decode_features(segmenter: keras.Model, features, cam=None) -> dict:
         cam: (B, h, w, 1) for a gated N_S, else None.
 
     Returns:
-        {"mask": (B, H, W, 1) probabilities, "mask_logits": (B, H, W, 1)}.
+        {"mask": (B, H, W, 1) probabilities, "mask_logits": (B, H, W, 1)}, and "tilt"
+        (B, H, W, 2) when N_S has the tilt head.
     """
     features, low_level = features if isinstance(features, (list, tuple)) else (features, None)
     if cam is not None:
@@ -146,4 +174,8 @@ def decode_features(segmenter: keras.Model, features, cam=None) -> dict:
         x = segmenter.get_layer("decoder")([x, low_level], training=False)
     logits = segmenter.get_layer("classifier")(x)
     logits = segmenter.get_layer("mask_logits")(logits)
-    return {"mask": segmenter.get_layer("mask")(logits), "mask_logits": logits}
+    out = {"mask": segmenter.get_layer("mask")(logits), "mask_logits": logits}
+    if has_tilt_head(segmenter):
+        hidden = [segmenter.get_layer(name) for name in ("tilt_hidden_conv", "tilt_hidden_bn", "tilt_hidden_relu", "tilt_classifier")]
+        out["tilt"] = segmenter.get_layer("tilt")(apply_stack(hidden, x, False))
+    return out

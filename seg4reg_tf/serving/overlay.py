@@ -13,9 +13,11 @@ import cv2
 import numpy as np
 
 from seg4reg_tf import files
+from seg4reg_tf.geometry import OUTLINE_ORDER, VERTEBRA_NAMES
 
 MASK_COLOUR = (60, 220, 60)  # BGR green: the predicted spine outline
 ENDPLATE_COLOUR = (0, 215, 255)  # BGR amber: the end plates of the largest curve
+VERTEBRA_COLOUR = (255, 200, 0)  # BGR sky blue: the vertebrae the vertebra route fitted
 CAM_OPACITY = 0.35
 
 
@@ -37,7 +39,7 @@ def model_to_display(letterbox, display_scale: float) -> np.ndarray:
     )
 
 
-def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024, min_height: int = 512, largest_curve=None) -> np.ndarray:
+def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024, min_height: int = 512, largest_curve=None, vertebrae=None) -> np.ndarray:
     """Draws one overlay.
 
     Args:
@@ -51,6 +53,8 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
         largest_curve: None, or (landmarks (68, 2) original pixels, (upper, lower) end
             vertebra indices, angle in degrees) of the readout: drawn the way a clinician
             marks a Cobb measurement (see `draw_cobb_lines`).
+        vertebrae: None, or (68, 2) corners of the 17 vertebrae the vertebra route fitted,
+            original pixels: each drawn as its outline.
 
     Returns:
         (rows, columns, 3) uint8 BGR image.
@@ -70,9 +74,19 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
     canvas = cv2.addWeighted(canvas, 1.0 - CAM_OPACITY, heat, CAM_OPACITY, 0.0)
     contours, _ = cv2.findContours((mask_display > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(canvas, contours, -1, MASK_COLOUR, max(1, size[0] // 300))
+    if vertebrae is not None:
+        draw_vertebrae(canvas, vertebrae, display_scale)
     if largest_curve is not None:
         draw_cobb_lines(canvas, *largest_curve, display_scale)
     return _with_caption(canvas, lines)
+
+
+def draw_vertebrae(canvas: np.ndarray, landmarks, display_scale: float) -> None:
+    """Draws the outlines of 17 vertebrae ((68, 2) corners, original pixels; TL, TR, BL, BR
+    each) on the display image, in place."""
+    corners = (np.asarray(landmarks, np.float64).reshape(17, 4, 2) + 0.5) * display_scale - 0.5
+    outlines = [np.round(quad[list(OUTLINE_ORDER)]).astype(np.int32) for quad in corners]
+    cv2.polylines(canvas, outlines, True, VERTEBRA_COLOUR, max(1, canvas.shape[1] // 400), cv2.LINE_AA)
 
 
 def draw_cobb_lines(canvas: np.ndarray, landmarks, ends, angle: float, display_scale: float) -> None:
@@ -99,6 +113,9 @@ def draw_cobb_lines(canvas: np.ndarray, landmarks, ends, angle: float, display_s
     x = int(min(max(text_at[0], 0), canvas.shape[1] - 60))
     y = int(min(max(text_at[1], 14), canvas.shape[0] - 2))
     cv2.putText(canvas, f"{angle:.1f} deg", (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4 + thickness * 0.15, ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
+    for index, corner in ((upper, corners[upper, 1]), (lower, corners[lower, 3])):  # the end vertebrae's names, on their right
+        at = (int(min(corner[0] + 4 * thickness, canvas.shape[1] - 30)), int(min(max(corner[1], 12), canvas.shape[0] - 2)))
+        cv2.putText(canvas, VERTEBRA_NAMES[index], at, cv2.FONT_HERSHEY_SIMPLEX, 0.35 + thickness * 0.1, ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
 
 
 def _with_caption(canvas: np.ndarray, lines: list[str]) -> np.ndarray:

@@ -23,6 +23,7 @@ from seg4reg_tf.data.aasce import ANGLE_COLUMNS
 ANGLE_FIELDS = tuple(f"cobb_{name}_deg" for name in ANGLE_COLUMNS)
 REGRESSOR_FIELDS = tuple(f"regressor_{name}_deg" for name in ANGLE_COLUMNS)
 GEOMETRIC_FIELDS = tuple(f"geometric_{name}_deg" for name in ANGLE_COLUMNS)
+VERTEBRAE_FIELDS = tuple(f"vertebrae_{name}_deg" for name in ANGLE_COLUMNS)
 END_VERTEBRAE_FIELDS = tuple(f"end_vertebrae_{name}" for name in ANGLE_COLUMNS)
 SPREAD_FIELDS = tuple(f"spread_{name}_deg" for name in ANGLE_COLUMNS)
 # status: "ok", "spine not found" (angles left blank: the image shows no spine N_S finds),
@@ -30,7 +31,7 @@ SPREAD_FIELDS = tuple(f"spread_{name}_deg" for name in ANGLE_COLUMNS)
 STATUS_NO_SPINE = "spine not found"
 FIELDS = (
     "file", "status", "error", "format", *ANGLE_FIELDS, "route", "curve_type", "severity",
-    *REGRESSOR_FIELDS, *GEOMETRIC_FIELDS, *END_VERTEBRAE_FIELDS, "route_disagreement_deg", "routes_disagree",
+    *REGRESSOR_FIELDS, *GEOMETRIC_FIELDS, *VERTEBRAE_FIELDS, *END_VERTEBRAE_FIELDS, "route_disagreement_deg", "routes_disagree",
     *SPREAD_FIELDS, "views", "low_confidence", "pixel_spacing_row_mm", "pixel_spacing_column_mm",
     "height", "width", "overlay",
 )  # fmt: skip

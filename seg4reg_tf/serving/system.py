@@ -49,7 +49,7 @@ class LoadedSystem:
         source: where the networks came from, for the report.
         run: (V, H, W, 1) float32 in [0, 1] → the outputs of `inference.predict_images`
             (landmarks in the model frame), as NumPy.
-        route: which route `cobb_angles` repeats ("regressor" or "geometric").
+        route: which route `cobb_angles` repeats ("regressor", "geometric" or "vertebrae").
         max_pixels: pixel limit applied before decoding (the export's).
     """
     config: Config
@@ -178,8 +178,13 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
     angles, spread = tta.aggregate(outputs["cobb_angles"])
     by_regressor, _ = tta.aggregate(outputs["cobb_angles_regressor"])
     geometric, _ = tta.aggregate(outputs["cobb_angles_geometric"])
+    by_vertebrae, _ = tta.aggregate(outputs["cobb_angles_vertebrae"])
     mask, cam = outputs["mask"][0], outputs["cam"][0]
-    disagreement = float(np.max(np.abs(geometric - by_regressor))) if found else float("nan")
+    # the vertebra route's fitted vertebrae and end vertebrae when it answers, else the centre line's
+    vertebra_route = model.route == "vertebrae"
+    read = by_vertebrae if vertebra_route else geometric
+    corners_key, ends_key = ("vertebra_landmarks", "vertebra_end_vertebrae") if vertebra_route else ("landmarks", "end_vertebrae")
+    disagreement = float(np.max(np.abs(read - by_regressor))) if found else float("nan")
     row = {
         "file": radiograph.path,
         "status": "ok" if found else report.STATUS_NO_SPINE,
@@ -190,7 +195,8 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
         "severity": curve.severity(float(angles[0])) if found and np.isfinite(angles[0]) else None,
         **{field: _finite_or_none(value) for field, value in zip(report.REGRESSOR_FIELDS, by_regressor)},
         **{field: _finite_or_none(value) for field, value in zip(report.GEOMETRIC_FIELDS, geometric)},
-        **dict(zip(report.END_VERTEBRAE_FIELDS, end_vertebrae_names(outputs["end_vertebrae"][0]))),
+        **{field: _finite_or_none(value) for field, value in zip(report.VERTEBRAE_FIELDS, by_vertebrae)},
+        **dict(zip(report.END_VERTEBRAE_FIELDS, end_vertebrae_names(outputs[ends_key][0]))),
         "route_disagreement_deg": _finite_or_none(disagreement),
         "routes_disagree": bool(disagreement > model.config.readout.disagreement_degrees) if found else None,
         "views": len(chosen),
@@ -213,13 +219,14 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
             ]
         else:
             lines = ["no Cobb angle", "spine not found"]
-        largest = None
+        largest, fitted = None, None
         if found:
             # landmarks of the identity view, model frame → original pixels
-            frame = outputs["landmarks"][:1]
+            frame = outputs[corners_key][:1]
             points = geometric_readout.to_original(frame, letterbox[None], model.config.data.image_height)[0][0].numpy()
-            largest = (points, outputs["end_vertebrae"][0][0], float(geometric[0]))
-        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, lines, largest_curve=largest)
+            largest = (points, outputs[ends_key][0][0], float(read[0]))
+            fitted = points if vertebra_route else None
+        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, lines, largest_curve=largest, vertebrae=fitted)
         overlay.write_png(overlay_path, picture)
         row["overlay"] = str(overlay_path)
     return row

@@ -34,6 +34,7 @@ from seg4reg_tf.dense_supervision import vertebra_loss
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import mask_branch_inputs, regressor_inputs
 from seg4reg_tf.models.segment import segment
+from seg4reg_tf.tilt_field import tilt_loss
 from seg4reg_tf.workdir import PHASES
 
 
@@ -65,13 +66,17 @@ class PhaseTrainer(keras.Model):
         angles = ops.where(found, ops.where(found, reading["cobb_angles"], 0.0) / scale, self.mean_angles[None])
         return ops.stop_gradient(angles)
 
-    def segmentation_loss(self, mask, logits):
+    def segmentation_loss(self, batch, out):
         """Eq. 1 with the config's weights (`segmenter.ce_weight`, `positive_class_weight`,
-        `boundary_weight`, `boundary_width`): (B, H, W, 1) true mask and logits → scalar."""
+        `boundary_weight`, `boundary_width`) on the true mask and N_S's `mask_logits`, plus
+        `tilt_weight` × the tilt field's loss when N_S has the tilt head → scalar."""
         settings = self.config.segmenter
-        return losses.segmentation_loss(
-            mask, logits, settings.ce_weight, settings.positive_class_weight, settings.boundary_weight, settings.boundary_width
+        loss = losses.segmentation_loss(
+            batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight, settings.boundary_weight, settings.boundary_width
         )
+        if "tilt" in out:
+            loss += settings.tilt_weight * tilt_loss(batch["landmarks"], batch["mask"], out["tilt"])
+        return loss
 
     def track(self, *names):
         for name in names:
@@ -135,7 +140,7 @@ class SegmentationPhase(PhaseTrainer):
     def compute(self, batch, training: bool):
         out = segment(self.segmenter, self.regressor, batch["image"], self.mode, training)
         out = {key: ops.cast(value, "float32") for key, value in out.items()}  # bfloat16 N_S
-        loss = self.segmentation_loss(batch["mask"], out["mask_logits"])
+        loss = self.segmentation_loss(batch, out)
         reading = read_spine(ops.stop_gradient(out["mask"])[..., 0], self.config.readout)
         return loss, {}, {**out, "angles": self.readout_angles(reading)}
 
@@ -247,7 +252,7 @@ class ConsistencyPhase(PhaseTrainer):
         expected = ops.stop_gradient(ops.where(both[:, None], target["cobb_angles"], 0.0) / scale)
         per_image = ops.mean(ops.abs(predicted - expected), axis=-1)
         consistency = ops.sum(per_image) / ops.maximum(ops.sum(ops.cast(both, "float32")), 1.0)
-        anchor = self.segmentation_loss(batch["mask"], out["mask_logits"])
+        anchor = self.segmentation_loss(batch, out)
         return consistency + anchor, {}, {**out, "angles": self.readout_angles(reading)}
 
 
