@@ -2,6 +2,7 @@
 failures in a folder, the report files and overlays."""
 
 import csv
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -324,3 +325,33 @@ def test_apply_threads_sets_the_pools_before_tensorflow_starts():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["1", "1", "False"]  # pools fixed once TensorFlow has started
+
+
+@pytest.mark.slow
+def test_the_vertebra_route_fills_the_row_and_draws_the_fitted_vertebrae(workdir_model, synthetic_root, tmp_path):
+    """A system answering with the vertebra route (the `exported` fixture's N_S has the tilt
+    head): its angles in the row, its end vertebrae named, its 17 vertebrae on the overlay."""
+    from seg4reg_tf.serving import overlay
+
+    def by_vertebrae(images):
+        out = workdir_model.run(images)
+        return {**out, "cobb_angles": out["cobb_angles_vertebrae"]}
+
+    vertebral = dataclasses.replace(workdir_model, run=by_vertebrae, route="vertebrae")
+    path = sorted((pathlib.Path(synthetic_root) / "data" / "test").glob("*.jpg"))[0]
+    radiograph = radiographs.read_radiograph(str(path))
+    row = system.predict_radiograph(vertebral, radiograph, PredictConfig(), tmp_path / "v.png")
+    centre_line = system.predict_radiograph(workdir_model, radiograph, PredictConfig(), tmp_path / "c.png")
+    assert row["status"] == "ok" and row["route"] == "vertebrae"
+    assert [row[field] for field in report.ANGLE_FIELDS] == [row[field] for field in report.VERTEBRAE_FIELDS]
+    assert all(row[field] is not None for field in report.VERTEBRAE_FIELDS)
+    outputs = workdir_model.run(workdir_model.decode(radiograph.encoded, str(path))[0][None].numpy())
+    assert [row[field] for field in report.END_VERTEBRAE_FIELDS] == system.end_vertebrae_names(outputs["vertebra_end_vertebrae"][0])
+
+    def sky_blue(picture):
+        blue, green, red = (picture[..., channel].astype(int) for channel in range(3))
+        return int(((blue > 200) & (green > 150) & (red < 80)).sum())
+
+    assert overlay.VERTEBRA_COLOUR == (255, 200, 0)
+    # the CAM's colour map may hold such pixels too: the outlines add to them
+    assert sky_blue(cv2.imread(str(tmp_path / "v.png"))) > sky_blue(cv2.imread(str(tmp_path / "c.png"))) + 100
