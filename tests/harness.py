@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from seg4reg_tf.config import config_from_dict, load_config
+from seg4reg_tf.data import synthetic
 from seg4reg_tf.models import build_regressor, build_segmenter
 from seg4reg_tf.workdir import write_networks
 
@@ -112,3 +113,16 @@ def encode_png(array) -> bytes:
 
 def encode_jpeg(array, quality=95) -> bytes:
     return cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+
+
+def drawn_spines(count: int, seed: int, split: str):
+    """(count, 68, 2) spines drawn by the synthetic generator, in original pixels, and their
+    image sizes (count, 2) (height, width); spine i depends only on (seed, split, i)."""
+    generator = synthetic.SyntheticConfig()
+    points, sizes = [], []
+    for index in range(count):
+        rng = synthetic.image_rng(seed, split, index)
+        height, width = synthetic.draw_image_size(rng, generator)
+        points.append(synthetic.draw_spine(rng, height, width, generator).landmarks)
+        sizes.append((height, width))
+    return np.stack(points).astype(np.float64), np.array(sizes)

@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from seg4reg_tf import cobb_graph, geometry, metrics
 from seg4reg_tf.config import DataConfig, ReadoutConfig, config_from_dict
-from seg4reg_tf.data import synthetic
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.training.pretraining import draw_masks
+from tests.harness import drawn_spines
 from tests.readout_reference import readout as reference_readout
 
 SETTINGS = ReadoutConfig()
@@ -20,14 +20,8 @@ SETTINGS = ReadoutConfig()
 
 def synthetic_landmarks(count: int, seed: int = 3):
     """(count, 68, 2) drawn spines in original pixels and their image heights."""
-    generator = synthetic.SyntheticConfig()
-    points, heights = [], []
-    for index in range(count):
-        rng = synthetic.image_rng(seed, "readout-test", index)
-        height, width = synthetic.draw_image_size(rng, generator)
-        points.append(synthetic.draw_spine(rng, height, width, generator).landmarks)
-        heights.append(height)
-    return np.stack(points).astype(np.float64), np.array(heights, np.float64)
+    points, sizes = drawn_spines(count, seed, "readout-test")
+    return points, sizes[:, 0].astype(np.float64)
 
 
 @pytest.fixture(scope="module")

@@ -342,6 +342,7 @@ def test_the_vertebra_route_fills_the_row_and_draws_the_fitted_vertebrae(workdir
     radiograph = radiographs.read_radiograph(str(path))
     row = system.predict_radiograph(vertebral, radiograph, PredictConfig(), tmp_path / "v.png")
     centre_line = system.predict_radiograph(workdir_model, radiograph, PredictConfig(), tmp_path / "c.png")
+    assert centre_line["route"] == workdir_model.route and centre_line["overlay"] == str(tmp_path / "c.png")
     assert row["status"] == "ok" and row["route"] == "vertebrae"
     assert [row[field] for field in report.ANGLE_FIELDS] == [row[field] for field in report.VERTEBRAE_FIELDS]
     assert all(row[field] is not None for field in report.VERTEBRAE_FIELDS)
@@ -355,3 +356,29 @@ def test_the_vertebra_route_fills_the_row_and_draws_the_fitted_vertebrae(workdir
     assert overlay.VERTEBRA_COLOUR == (255, 200, 0)
     # the CAM's colour map may hold such pixels too: the outlines add to them
     assert sky_blue(cv2.imread(str(tmp_path / "v.png"))) > sky_blue(cv2.imread(str(tmp_path / "c.png"))) + 100
+
+
+def test_overlay_draws_the_other_curves_once_each():
+    from seg4reg_tf.data import synthetic
+    from seg4reg_tf.serving import overlay
+
+    rng = synthetic.image_rng(0, "overlay-test", 0)
+    spine = synthetic.draw_spine(rng, 600, 300, synthetic.SyntheticConfig())
+    pixels = np.full((600, 300), 0.5, np.float32)
+    mask, cam = np.zeros((64, 32), np.float32), np.zeros((2, 1), np.float32)
+    letterbox = (64 / 600, 0.0, (32 - 300 * 64 / 600) / 2)
+
+    def amber_pixels(picture):
+        blue, green, red = (picture[..., channel].astype(int) for channel in range(3))
+        return int(((blue < 80) & (green > 150) & (red > 180)).sum())
+
+    largest = (spine.landmarks, (3, 10), 30.0)
+    alone = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest))
+    repeated = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest, other_curves=[((3, 10), 30.0), ((-1, -1), 0.0)]))
+    more = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest, other_curves=[((0, 3), 12.0), ((10, 16), 15.0)]))
+    assert repeated == alone and more > alone + 200
+    # the lower end plate of L5 (the third curve's lower end) is marked
+    bottom = (spine.landmarks[66] + spine.landmarks[67]) / 2
+    x, y = np.round(bottom).astype(int)
+    picture = overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest, other_curves=[((10, 16), 15.0)])
+    assert amber_pixels(picture[-600:][y - 2 : y + 3, x - 2 : x + 3]) > 0

@@ -10,10 +10,11 @@ import tensorflow as tf
 
 from seg4reg_tf import geometry
 from seg4reg_tf.config import ReadoutConfig
-from seg4reg_tf.data import synthetic, transforms
+from seg4reg_tf.data import transforms
 from seg4reg_tf.geometric_readout import trace_spine
 from seg4reg_tf.tilt_field import mirror_tilt, row_tilt_targets, tilt_loss
 from seg4reg_tf.vertebra_readout import WEIGHT_FLOOR, read_vertebrae, vertebra_frames
+from tests.harness import drawn_spines as generated_spines
 
 SETTINGS = ReadoutConfig()
 HEIGHT, WIDTH = 256, 128
@@ -22,15 +23,8 @@ HEIGHT, WIDTH = 256, 128
 def drawn_spines(count: int, seed: int = 5):
     """count exact drawn spines at 256×128: masks (N, H, W) float32, landmarks (N, 68, 2)
     in the model frame, true Cobb angles (N, 3) of those landmarks, true tilt fields (N, H, W, 2)."""
-    generator = synthetic.SyntheticConfig()
-    points, sizes = [], []
-    for index in range(count):
-        rng = synthetic.image_rng(seed, "vertebra-test", index)
-        height, width = synthetic.draw_image_size(rng, generator)
-        points.append(synthetic.draw_spine(rng, height, width, generator).landmarks)
-        sizes.append((height, width))
-    sizes = np.array(sizes)
-    landmarks = transforms.letterbox_landmarks(np.stack(points), sizes[:, 0], sizes[:, 1], HEIGHT, WIDTH).numpy()
+    points, sizes = generated_spines(count, seed, "vertebra-test")
+    landmarks = transforms.letterbox_landmarks(points, sizes[:, 0], sizes[:, 1], HEIGHT, WIDTH).numpy()
     masks = np.stack([geometry.landmarks_to_mask(p, HEIGHT, WIDTH) for p in landmarks])[..., None]
     angles = geometry.cobb_angles(landmarks.astype(np.float64), HEIGHT)
     field = np.tile(row_tilt_targets(landmarks.astype(np.float32), HEIGHT, WIDTH).numpy()[:, :, None], (1, 1, WIDTH, 1))

@@ -39,7 +39,8 @@ def model_to_display(letterbox, display_scale: float) -> np.ndarray:
     )
 
 
-def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024, min_height: int = 512, largest_curve=None, vertebrae=None) -> np.ndarray:
+def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024, min_height: int = 512, largest_curve=None, vertebrae=None,
+           other_curves=()) -> np.ndarray:
     """Draws one overlay.
 
     Args:
@@ -55,6 +56,8 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
             marks a Cobb measurement (see `draw_cobb_lines`).
         vertebrae: None, or (68, 2) corners of the 17 vertebrae the vertebra route fitted,
             original pixels: each drawn as its outline.
+        other_curves: ((upper, lower), angle) of the second and third angles, drawn like the
+            largest on its landmarks (skipped where their end vertebrae repeat one drawn).
 
     Returns:
         (rows, columns, 3) uint8 BGR image.
@@ -78,6 +81,12 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
         draw_vertebrae(canvas, vertebrae, display_scale)
     if largest_curve is not None:
         draw_cobb_lines(canvas, *largest_curve, display_scale)
+        drawn = {tuple(int(v) for v in largest_curve[1])}
+        for ends, angle in other_curves:
+            key = tuple(int(v) for v in ends)
+            if key not in drawn and min(key) >= 0 and key[0] != key[1]:
+                draw_cobb_lines(canvas, largest_curve[0], ends, angle, display_scale)
+                drawn.add(key)
     return _with_caption(canvas, lines)
 
 

@@ -219,14 +219,15 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
             ]
         else:
             lines = ["no Cobb angle", "spine not found"]
-        largest, fitted = None, None
+        largest, fitted, others = None, None, ()
         if found:
             # landmarks of the identity view, model frame → original pixels
             frame = outputs[corners_key][:1]
             points = geometric_readout.to_original(frame, letterbox[None], model.config.data.image_height)[0][0].numpy()
             largest = (points, outputs[ends_key][0][0], float(read[0]))
             fitted = points if vertebra_route else None
-        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, lines, largest_curve=largest, vertebrae=fitted)
+            others = [(outputs[ends_key][0][i], float(read[i])) for i in (1, 2) if np.isfinite(read[i])]
+        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, lines, largest_curve=largest, vertebrae=fitted, other_curves=others)
         overlay.write_png(overlay_path, picture)
         row["overlay"] = str(overlay_path)
     return row
