@@ -183,3 +183,19 @@ def test_merged_broken_and_missing_bodies_still_answer_and_lower_the_confidence_
     centres = out["landmarks"].numpy()[2].reshape(17, 4, 2).mean(axis=1)
     unsure = int(np.argmin(confidence[2]))
     assert y0 - 8 <= centres[unsure, 1] <= y1 + 8 and confidence[2, unsure] < 0.5
+
+
+def test_auto_chooses_the_best_of_three_routes_and_centre_line_names_the_geometric_one():
+    from seg4reg_tf.config import config_from_dict
+    from seg4reg_tf.inference import choose_route
+
+    assert choose_route("auto", {"validation_smape": {"regressor": 14.6, "geometric": 10.3, "vertebrae": 9.7}}) == "vertebrae"
+    assert choose_route("auto", {"validation_smape": {"regressor": 14.6, "geometric": 10.3, "vertebrae": None}}) == "geometric"
+    assert choose_route("auto", {"validation_smape": {"regressor": 9.0, "geometric": 10.3, "vertebrae": float("nan")}}) == "regressor"
+    assert choose_route("auto", None) == "regressor"
+    assert choose_route("centre_line", None) == "geometric" and choose_route("vertebrae", None) == "vertebrae"
+    assert config_from_dict({"inference": {"angles": "centre_line"}}).inference.angles == "centre_line"
+    with pytest.raises(ValueError, match="tilt_gain"):
+        config_from_dict({"readout": {"tilt_gain": 3.0}})
+    with pytest.raises(ValueError, match="tilt_weight"):
+        config_from_dict({"segmenter": {"tilt_weight": -1.0}})
