@@ -293,26 +293,34 @@ def test_end_vertebrae_are_named_t1_to_l5():
     assert system.end_vertebrae_names([[-1, -1]] * 3) == ["", "", ""]
 
 
-def test_overlay_draws_the_end_plates_of_the_largest_curve():
+def overlay_scene():
+    """A drawn spine on a 600×300 gray radiograph, an empty mask and CAM at 64×32, and the
+    letterbox between them: (landmarks, pixels, mask, cam, letterbox)."""
     from seg4reg_tf.data import synthetic
-    from seg4reg_tf.serving import overlay
 
     rng = synthetic.image_rng(0, "overlay-test", 0)
     spine = synthetic.draw_spine(rng, 600, 300, synthetic.SyntheticConfig())
     pixels = np.full((600, 300), 0.5, np.float32)
     mask, cam = np.zeros((64, 32), np.float32), np.zeros((2, 1), np.float32)
-    letterbox = (64 / 600, 0.0, (32 - 300 * 64 / 600) / 2)
+    return spine.landmarks, pixels, mask, cam, (64 / 600, 0.0, (32 - 300 * 64 / 600) / 2)
+
+
+def amber_pixels(picture):  # anti-aliased lines blend into the background
+    blue, green, red = (picture[..., channel].astype(int) for channel in range(3))
+    return int(((blue < 80) & (green > 150) & (red > 180)).sum())
+
+
+def test_overlay_draws_the_end_plates_of_the_largest_curve():
+    from seg4reg_tf.serving import overlay
+
+    landmarks, pixels, mask, cam, letterbox = overlay_scene()
     assert overlay.ENDPLATE_COLOUR == (0, 215, 255)  # BGR amber
 
-    def amber_pixels(picture):  # anti-aliased lines blend into the background
-        blue, green, red = (picture[..., channel].astype(int) for channel in range(3))
-        return int(((blue < 80) & (green > 150) & (red > 180)).sum())
-
     plain = overlay.render(pixels, mask, cam, letterbox, ["x"])
-    marked = overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=(spine.landmarks, (3, 10), 30.0))
+    marked = overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=(landmarks, (3, 10), 30.0))
     assert amber_pixels(plain) == 0 and amber_pixels(marked) > 200  # two lines across a 300-pixel width
     # the upper line passes through the upper end plate's middle (displayed at 600 rows: scale 1)
-    top = (spine.landmarks[12] + spine.landmarks[13]) / 2
+    top = (landmarks[12] + landmarks[13]) / 2
     x, y = np.round(top).astype(int)
     band = marked[-600:][y - 2 : y + 3, x - 2 : x + 3]
     assert amber_pixels(band) > 0
@@ -359,26 +367,16 @@ def test_the_vertebra_route_fills_the_row_and_draws_the_fitted_vertebrae(workdir
 
 
 def test_overlay_draws_the_other_curves_once_each():
-    from seg4reg_tf.data import synthetic
     from seg4reg_tf.serving import overlay
 
-    rng = synthetic.image_rng(0, "overlay-test", 0)
-    spine = synthetic.draw_spine(rng, 600, 300, synthetic.SyntheticConfig())
-    pixels = np.full((600, 300), 0.5, np.float32)
-    mask, cam = np.zeros((64, 32), np.float32), np.zeros((2, 1), np.float32)
-    letterbox = (64 / 600, 0.0, (32 - 300 * 64 / 600) / 2)
-
-    def amber_pixels(picture):
-        blue, green, red = (picture[..., channel].astype(int) for channel in range(3))
-        return int(((blue < 80) & (green > 150) & (red > 180)).sum())
-
-    largest = (spine.landmarks, (3, 10), 30.0)
+    landmarks, pixels, mask, cam, letterbox = overlay_scene()
+    largest = (landmarks, (3, 10), 30.0)
     alone = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest))
     repeated = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest, other_curves=[((3, 10), 30.0), ((-1, -1), 0.0)]))
     more = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest, other_curves=[((0, 3), 12.0), ((10, 16), 15.0)]))
     assert repeated == alone and more > alone + 200
     # the lower end plate of L5 (the third curve's lower end) is marked
-    bottom = (spine.landmarks[66] + spine.landmarks[67]) / 2
+    bottom = (landmarks[66] + landmarks[67]) / 2
     x, y = np.round(bottom).astype(int)
     picture = overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest, other_curves=[((10, 16), 15.0)])
     assert amber_pixels(picture[-600:][y - 2 : y + 3, x - 2 : x + 3]) > 0
