@@ -547,6 +547,10 @@ class InferenceConfig:
     angles: Literal["regressor", "geometric", "centre_line", "vertebrae", "auto"] = "auto"
     segmenter_flips: bool = False
 
+    def __post_init__(self) -> None:
+        if self.angles == "centre_line":  # one name inside: the outputs say `geometric`
+            object.__setattr__(self, "angles", "geometric")
+
 
 def _check_range(settings: Any, names: tuple[str, ...], low: float, high: float, low_open: bool, high_open: bool) -> None:
     """Raises ValueError unless each named field is finite and within (or on) the bounds."""

@@ -150,12 +150,10 @@ def choose_route(setting: str, recorded: dict | None) -> str:
         setting: `inference.angles`.
         recorded: the contents of routes.json ({"validation_smape": {route: %}}), or None.
     """
-    if setting == "centre_line":
-        return "geometric"
     if setting in ROUTES:
         return setting
     if setting != "auto":
-        raise ValueError(f"inference.angles must be 'regressor', 'geometric' ('centre_line'), 'vertebrae' or 'auto', got {setting!r}")
+        raise ValueError(f"inference.angles must be 'regressor', 'geometric', 'vertebrae' or 'auto', got {setting!r}")
     scores = (recorded or {}).get("validation_smape", {})
     usable = {route: scores[route] for route in ROUTES if isinstance(scores.get(route), (int, float)) and scores[route] == scores[route]}
     if not usable:

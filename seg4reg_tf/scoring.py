@@ -108,12 +108,11 @@ def has_route(angles) -> bool:
 def route_scores(truth, out, mean, with_regressor: bool = True) -> dict:
     """{route: validation SMAPE %, or None where the route does not answer} of a
     `predict_records` output, for `inference.choose_route`."""
-    scores = {
+    return {
         "regressor": angle_figures(truth, out["angles_regressor"], mean)["smape"] if with_regressor else None,
         "geometric": angle_figures(truth, out["angles_geometric"], mean)["smape"],
         "vertebrae": angle_figures(truth, out["angles_vertebrae"], mean)["smape"] if has_route(out["angles_vertebrae"]) else None,
     }
-    return scores
 
 
 def angle_figures(truth, predicted, fallback=None) -> dict:
