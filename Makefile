@@ -9,10 +9,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,batch]"
 	touch $@
 
-## install: create .venv and install seg4reg_tf with its test extras
+## install: create .venv and install seg4reg_tf with its test and batch (Apache Beam) extras
 install: $(VENV)/.installed
 
 ## test: run the test suite (real-data tests run when SEG4REG_AASCE_ROOT is set)

@@ -34,6 +34,9 @@ setup(
         "tensorflow-serving-api>=2.21,<2.22",
     ],
     extras_require={
+        # Batch scoring of archives on Apache Beam (`python -m seg4reg_tf.batch`): Beam's
+        # RunInference, its file systems and its runners (DirectRunner, Dataflow, Flink, Spark).
+        "batch": ["apache-beam>=2.77,<3"],
         # pytest-xdist: `make test` runs two workers (tracing and eager steps are largely
         # single-threaded, so two workers on two cores finish sooner than one).
         # pytest below 9.2: with 9.2, pytest-xdist 3.8's --dist loadgroup groups nothing (its

@@ -19,6 +19,14 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     return args
 
 
+def parse_known(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """`parse`, leaving the arguments `parser` does not know (e.g. a Beam runner's options)."""
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs and debug messages")
+    args, rest = parser.parse_known_args(argv)
+    configure_logging(args.verbose)
+    return args, rest
+
+
 def configure_logging(verbose: bool = False) -> None:
     """Shows the package's log records on standard output (no-op if logging is configured)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stdout)

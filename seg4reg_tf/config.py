@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
+from seg4reg_tf.files import atomic_write
+
 SEGMENTER_BACKBONES = ("resnet50", "resnet34", "resnet18")
 SEGMENTER_DECODERS = ("none", "low_level")
 
@@ -646,9 +648,9 @@ def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:
 
 
 def save_config(config: Config, path: str | os.PathLike[str]) -> None:
-    """Writes `config` as YAML that `load_config` reads back to an equal `Config`."""
-    with open(path, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+    """Writes `config` as YAML that `load_config` reads back to an equal `Config`, atomically
+    (another worker may be reading it)."""
+    atomic_write(path, yaml.safe_dump(config.to_dict(), sort_keys=False).encode("utf-8"))
 
 
 def _build(base: Any, values: Any, source: str, prefix: str) -> Any:

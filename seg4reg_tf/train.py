@@ -18,6 +18,7 @@ import sys
 from seg4reg_tf import cli
 from seg4reg_tf.config import DEMO_CONFIG, REPO_CONFIGS, config_from_dict, load_config, save_config
 from seg4reg_tf.training.run import check_weight_files, make_strategy, record_routes, report, train_phase
+from seg4reg_tf.training.workers import is_chief
 from seg4reg_tf.workdir import PHASES, is_done, phase_dir
 
 
@@ -42,13 +43,15 @@ def main(argv: list[str] | None = None) -> int:
 
         config = config_from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "root": args.data}}, source=str(config_path))
     workdir = pathlib.Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    strategy = make_strategy(args.strategy, args.cpu_replicas)
+    chief = is_chief(strategy)  # only the chief writes the workdir (training.workers)
     saved = workdir / "config.yaml"
     if saved.exists() and load_config(saved) != config:
         print(f"error: {workdir} was trained with another configuration ({saved}); use a new --workdir", file=sys.stderr)
         return 2
-    save_config(config, saved)
-    strategy = make_strategy(args.strategy, args.cpu_replicas)
+    if chief:
+        workdir.mkdir(parents=True, exist_ok=True)
+        save_config(config, saved)
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     verbose = 1 if sys.stdout.isatty() else 2
     phases = list(PHASES) if args.phase == "all" else [args.phase]
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return cli.fail(error)
     if len(lines) > 1:
         print("\nvalidation per phase:\n  " + "\n  ".join(lines))
-    recorded = record_routes(workdir)
+    recorded = record_routes(workdir) if chief else None
     if recorded is not None:
         scores = recorded["validation_smape"]
         shown = ", ".join(f"{route} {value:.2f}%" if value is not None else f"{route} -" for route, value in scores.items())

@@ -157,7 +157,7 @@ def test_replaced_image_of_another_size_is_named(damaged):
         pipeline.make_dataset(damaged, SMALL, training=False, batch_size=2)
 
 
-def test_mirrored_strategy_on_two_logical_cpus(synthetic_root):
+def test_a_strategy_splits_each_global_batch_across_its_replicas(synthetic_root):
     # Logical devices must be configured before TensorFlow starts: run in a fresh process.
     script = textwrap.dedent(
         f"""
@@ -167,15 +167,18 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_root):
         from seg4reg_tf.config import DataConfig
         from seg4reg_tf.data import pipeline
         from seg4reg_tf.data.aasce import read_split
+        from seg4reg_tf.training.loop import distribute
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         records = read_split({str(synthetic_root)!r}, "training")
         config = DataConfig(image_height=64, image_width=32)
-        dataset = pipeline.distribute_dataset(strategy, records, config, True, 4)
-        batches = list(dataset)
-        sizes = [t.shape[0] for t in strategy.experimental_local_results(batches[0]["image"])]
-        print("RESULT", strategy.num_replicas_in_sync, len(batches), sizes)
+        batches = list(distribute(strategy, pipeline.make_dataset(records, config, True, 4)))
+        parts = strategy.experimental_local_results(batches[0]["image"])
+        # the replicas' halves are the single device's batch: the same images, augmented alike
+        whole = next(iter(pipeline.make_dataset(records, config, True, 4)))["image"]
+        same = bool(tf.reduce_all(tf.concat(parts, axis=0) == whole))
+        print("RESULT", strategy.num_replicas_in_sync, len(batches), [t.shape[0] for t in parts], same)
         """
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "RESULT 2 1 [2, 2]" in result.stdout
+    assert "RESULT 2 1 [2, 2] True" in result.stdout

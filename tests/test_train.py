@@ -127,6 +127,7 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from seg4reg_tf.training import phases, run
+        from seg4reg_tf.training.loop import Loop
         from seg4reg_tf.config import load_config, config_from_dict
         from seg4reg_tf.data import pipeline
         from seg4reg_tf.data.aasce import read_split
@@ -147,7 +148,8 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
                 trainer = phases.make_trainer("seg", build_segmenter(config, synchronized=True), None, config)
                 trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=eager)
             data = tf.data.Dataset.from_tensors(batch)
-            return trainer.fit(data, epochs=1, verbose=0).history["loss"][0]
+            loop = Loop(trainer, None if strategy is tf.distribute.get_strategy() else strategy, eager)  # training.loop under a strategy
+            return loop.fit(data, epochs=1, verbose=0).history["loss"][0]
 
         single = first_loss(tf.distribute.get_strategy(), True)
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -165,7 +167,8 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root, 
                 trainer = phases.make_trainer("reg", build_segmenter(reg_config), regressor, reg_config)
                 trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=eager)
             data = tf.data.Dataset.from_tensors(batch)
-            return trainer.fit(data, epochs=1, verbose=0).history["loss"][0]
+            loop = Loop(trainer, None if strategy is tf.distribute.get_strategy() else strategy, eager)
+            return loop.fit(data, epochs=1, verbose=0).history["loss"][0]
 
         print("REG", json.dumps([first_reg_loss(tf.distribute.get_strategy(), True, False),
                                  first_reg_loss(mirrored, False, True), first_reg_loss(mirrored, False, False)]))

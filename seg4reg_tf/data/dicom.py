@@ -16,6 +16,7 @@ installed (the message says which package to install).
 from __future__ import annotations
 
 import dataclasses
+import io
 import pathlib
 
 import cv2
@@ -88,13 +89,14 @@ def _to_unit_range(dataset, stored: np.ndarray, path) -> np.ndarray:
     return np.clip((values - low) / (high - low), 0.0, 1.0)
 
 
-def read_dicom(path, max_pixels: int | None = None) -> DicomImage:
+def read_dicom(path, max_pixels: int | None = None, data: bytes | None = None) -> DicomImage:
     """Reads one single-frame DICOM radiograph.
 
     Args:
-        path: a DICOM Part 10 file.
+        path: a DICOM Part 10 file (with `data`: its name, for messages).
         max_pixels: largest Rows × Columns admitted, checked with the other size bounds of
             `admission.check_bounds` before the pixel data is decoded; None for no limit.
+        data: the file's bytes, already read (e.g. from a Beam file system); None reads `path`.
 
     Returns:
         A `DicomImage` with pixels (H, W) float32 in [0, 1].
@@ -106,19 +108,19 @@ def read_dicom(path, max_pixels: int | None = None) -> DicomImage:
             the file.
     """
     try:
-        return _read_dicom(pathlib.Path(path), max_pixels)
+        return _read_dicom(pathlib.Path(path), max_pixels, data)
     except (FileNotFoundError, ValueError):
         raise
     except Exception as error:  # pydicom parses lazily and raises many types on damaged files
         raise ValueError(f"{path}: damaged DICOM file ({type(error).__name__}: {error})") from error
 
 
-def _read_dicom(path: pathlib.Path, max_pixels: int | None) -> DicomImage:
+def _read_dicom(path: pathlib.Path, max_pixels: int | None, data: bytes | None = None) -> DicomImage:
     """`read_dicom` without the final translation of pydicom's errors."""
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise FileNotFoundError(f"{path}: no such DICOM file")
     try:
-        dataset = pydicom.dcmread(path)
+        dataset = pydicom.dcmread(path if data is None else io.BytesIO(data))
     except InvalidDicomError as error:
         raise ValueError(f"{path}: not a DICOM file ({error})") from error
     except (EOFError, OSError) as error:

@@ -162,7 +162,6 @@ def make_dataset(
     batch_size: int,
     *,
     seed: int | None = None,
-    shard: tuple[int, int] | None = None,
     drop_remainder: bool | None = None,
 ) -> tf.data.Dataset:
     """Builds the input pipeline for one set of records.
@@ -171,9 +170,8 @@ def make_dataset(
         records: the records to serve (e.g. one side of `split_records`).
         config: sizes, augmentation, cache and CLAHE settings.
         training: shuffle each epoch and augment; otherwise record order, no augmentation.
-        batch_size: samples per batch (per replica under a strategy).
+        batch_size: samples per batch (the global batch under a strategy: `training.loop` splits it).
         seed: shuffle and augmentation seed; defaults to `config.seed`.
-        shard: (number of pipelines, this pipeline's index) for multi-worker input.
         drop_remainder: drop a last partial batch; defaults to `training` (a partial batch
             leaves a replica empty under MirroredStrategy).
 
@@ -198,8 +196,6 @@ def make_dataset(
         "angles": transforms.scale_angles(angles, config.angle_scale_degrees).numpy(),
     }
     dataset = tf.data.Dataset.from_tensor_slices(elements)
-    if shard is not None:
-        dataset = dataset.shard(*shard)
     dataset = dataset.map(_loader(config), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = _cache(dataset, records, config, "train" if training else "eval")
     if training:
@@ -215,40 +211,3 @@ def make_dataset(
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
-
-def distribute_dataset(
-    strategy: tf.distribute.Strategy,
-    records: Sequence[Record],
-    config: DataConfig,
-    training: bool,
-    global_batch_size: int,
-):
-    """The pipeline under a `tf.distribute` strategy, one input pipeline per worker.
-
-    Each worker reads its shard of the records and batches `global_batch_size /
-    num_replicas_in_sync` samples per replica; partial batches are dropped so no replica
-    ever receives an empty one.
-
-    Returns:
-        A `tf.distribute.DistributedDataset`.
-    """
-    replicas = strategy.num_replicas_in_sync
-    if global_batch_size % replicas:
-        raise ValueError(
-            f"global batch size {global_batch_size} is not divisible by {replicas} replicas"
-        )
-
-    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        shard = None
-        if context.num_input_pipelines > 1:
-            shard = (context.num_input_pipelines, context.input_pipeline_id)
-        return make_dataset(
-            records,
-            config,
-            training,
-            context.get_per_replica_batch_size(global_batch_size),
-            shard=shard,
-            drop_remainder=True,
-        )
-
-    return strategy.distribute_datasets_from_function(dataset_fn)

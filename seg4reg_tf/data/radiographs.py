@@ -115,11 +115,20 @@ def read_radiograph(path: str, max_pixels: int | None = None) -> Radiograph:
             refuses; the message names the file.
         OSError: the file cannot be read.
     """
-    data = pathlib.Path(path).read_bytes()
+    return radiograph_from_bytes(pathlib.Path(path).read_bytes(), path, max_pixels)
+
+
+def radiograph_from_bytes(data: bytes, path: str, max_pixels: int | None = None) -> Radiograph:
+    """`read_radiograph` of a file already read (e.g. from a Beam file system): the same
+    admission and decoding; `path` names the file in the row and in messages.
+
+    Raises:
+        ValueError: as `read_radiograph`.
+    """
     if not data:
         raise ValueError(f"{path}: empty file")
     if admission.file_format(data) == "DICOM":
-        image = dicom.read_dicom(path, max_pixels)  # its size bounds checked before decoding
+        image = dicom.read_dicom(path, max_pixels, data)  # its size bounds checked before decoding
         _check_contrast(image.pixels, path)
         encoded = dicom.to_png16(image.pixels)
         return Radiograph(path, encoded, image.pixels.astype(np.float32), "DICOM", image.pixel_spacing_mm)

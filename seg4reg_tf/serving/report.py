@@ -37,6 +37,14 @@ FIELDS = (
 )  # fmt: skip
 
 
+def csv_line(row: dict) -> bytes:
+    """One row as a line of predictions.csv (columns `FIELDS`, blanks for absent fields),
+    newline included."""
+    buffer = io.StringIO()
+    csv.DictWriter(buffer, FIELDS, extrasaction="raise").writerow({key: _plain(row.get(key)) for key in FIELDS})
+    return buffer.getvalue().encode("utf-8")
+
+
 def error_row(path: str, message: str) -> dict:
     """The row of an input that could not be predicted."""
     return {"file": path, "status": "error", "error": message}
@@ -67,15 +75,9 @@ class ReportWriter:
         self.out.mkdir(parents=True, exist_ok=True)
         self.header = header
         self.rows: list[dict] = []
-        files.atomic_write(self.csv_path, self._csv_line(dict(zip(FIELDS, FIELDS))))
+        files.atomic_write(self.csv_path, csv_line(dict(zip(FIELDS, FIELDS))))
         files.atomic_write(self.lines_path, (json.dumps({"header": header}) + "\n").encode("utf-8"))
         self._write_json()
-
-    @staticmethod
-    def _csv_line(row: dict) -> bytes:
-        buffer = io.StringIO()
-        csv.DictWriter(buffer, FIELDS, extrasaction="raise").writerow({key: _plain(row.get(key)) for key in FIELDS})
-        return buffer.getvalue().encode("utf-8")
 
     def _write_json(self) -> None:
         files.atomic_write(self.json_path, json_document(self.header, self.rows))
@@ -90,7 +92,7 @@ class ReportWriter:
         unknown = set(row) - set(FIELDS)
         if unknown:
             raise ValueError(f"unknown report fields {sorted(unknown)}; expected some of {FIELDS}")
-        line = self._csv_line(row)
+        line = csv_line(row)
         full = {key: row.get(key) for key in FIELDS}
         _append(self.csv_path, line)
         _append(self.lines_path, (json.dumps(full) + "\n").encode("utf-8"))

@@ -134,15 +134,26 @@ def apply_threads(intra_op: int, inter_op: int) -> bool:
     return True
 
 
-def load_saved_model(path: str) -> LoadedSystem:
-    """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature,
-    with the thread settings the export recorded."""
+def read_export(path: str) -> tuple[pathlib.Path, dict, Config]:
+    """(version folder, its assets.extra/seg4reg.json, the training config in it), without
+    loading the networks.
+
+    Raises:
+        FileNotFoundError: no SavedModel at `path`, or one that seg4reg_tf.export did not write.
+        ValueError: its seg4reg.json holds no valid config.
+    """
     version = resolve_saved_model(path)
     info_path = version / "assets.extra" / "seg4reg.json"
     if not info_path.is_file():
-        raise FileNotFoundError(f"{info_path} not found: {version} was not written by seg4reg_tf.export")
+        raise FileNotFoundError(f"{info_path} not found: {version} is not a seg4reg export (written by python -m seg4reg_tf.export)")
     info = json.loads(info_path.read_text())
-    config = config_from_dict(info["config"], source=str(info_path))
+    return version, info, config_from_dict(info["config"], source=str(info_path))
+
+
+def load_saved_model(path: str) -> LoadedSystem:
+    """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature,
+    with the thread settings the export recorded."""
+    version, info, config = read_export(path)
     apply_threads(config.export.intra_op_threads, config.export.inter_op_threads)
     loaded = tf.saved_model.load(str(version))
     signature = loaded.signatures["predict_tensor"]

@@ -27,6 +27,7 @@ the settings and the validation figures next to the mean-angle baseline.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -43,6 +44,7 @@ from seg4reg_tf.config import PRETRAINABLE, Config, DataConfig
 from seg4reg_tf.data import synthetic, transforms
 from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models import build_regressor, copy_weights_by_name, start_at_mean_angles
+from seg4reg_tf.training.loop import Loop
 from seg4reg_tf.training.phases import RegressionPhase, learning_rate
 
 _LOG = logging.getLogger(__name__)
@@ -80,7 +82,9 @@ def draw_masks(count: int, start: int, seed: int, data: DataConfig) -> tuple[np.
     return masks[..., None], np.stack(angles).astype(np.float32)
 
 
-def mask_dataset(masks: np.ndarray, angles: np.ndarray, data: DataConfig, batch_size: int, training: bool, seed: int = 0):
+def mask_dataset(
+    masks: np.ndarray, angles: np.ndarray, data: DataConfig, batch_size: int, training: bool, seed: int = 0, drop_remainder: bool | None = None
+):
     """Batches of {"image", "mask", "angles"} for `training.phases.RegressionPhase` on ground truth.
 
     Args:
@@ -90,6 +94,8 @@ def mask_dataset(masks: np.ndarray, angles: np.ndarray, data: DataConfig, batch_
         batch_size: masks per batch.
         training: shuffle each epoch and augment (drops the last partial batch).
         seed: shuffle and augmentation seed.
+        drop_remainder: drop a last partial batch; defaults to `training` (under a
+            strategy, validation drops it too).
 
     Returns:
         A tf.data.Dataset; "image" is the mask as float32 (warped bilinearly when training;
@@ -99,7 +105,7 @@ def mask_dataset(masks: np.ndarray, angles: np.ndarray, data: DataConfig, batch_
     dataset = tf.data.Dataset.from_tensor_slices({"mask": masks, "angles": scaled})
     if training:
         dataset = dataset.shuffle(len(masks), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+    dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
     dataset = dataset.map(lambda batch: {**batch, "image": tf.cast(batch["mask"], tf.float32)}, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -162,7 +168,7 @@ def save_trunk(regressor, path: str | os.PathLike[str], backbone: str) -> None:
 
 
 def pretrain(
-    config: Config, out: str | os.PathLike[str], verbose: int = 2, log_dir: str | None = None, run_eagerly: bool = False
+    config: Config, out: str | os.PathLike[str], verbose: int = 2, log_dir: str | None = None, run_eagerly: bool = False, strategy=None
 ) -> dict:
     """Draws the masks, trains N_R on them, writes the trunk to `out` and a summary beside it.
 
@@ -172,6 +178,7 @@ def pretrain(
         verbose: Keras progress output (0, 1 bar, 2 a line per epoch).
         log_dir: TensorBoard folder, or None.
         run_eagerly: no tf.function (tiny runs, where tracing dominates).
+        strategy: a `tf.distribute` strategy to train under (`training.loop`), or None.
 
     Returns:
         The summary (also written to `<out without .weights.h5>.json`): settings, seconds,
@@ -183,17 +190,19 @@ def pretrain(
     masks, angles = draw_masks(settings.count, 0, settings.seed, data)
     val_masks, val_angles = draw_masks(settings.validation_count, settings.count, settings.seed, data)
     _LOG.info("drew %d + %d spine masks in %.0f s", settings.count, settings.validation_count, time.perf_counter() - started)
-    regressor = build_regressor(run)
-    mean = angles.mean(axis=0)
-    start_at_mean_angles(regressor, mean / data.angle_scale_degrees, run.regressor.head_start)
-    trainer = RegressionPhase(None, regressor, run, name="pretrain")
-    step_size = learning_rate(settings, settings.count)
-    trainer.compile(optimizer=keras.optimizers.Adam(step_size, weight_decay=settings.weight_decay or None), run_eagerly=run_eagerly)
+    distributed = strategy is not None and strategy.num_replicas_in_sync > 1
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        regressor = build_regressor(run, synchronized=distributed)
+        mean = angles.mean(axis=0)
+        start_at_mean_angles(regressor, mean / data.angle_scale_degrees, run.regressor.head_start)
+        trainer = RegressionPhase(None, regressor, run, name="pretrain")
+        step_size = learning_rate(settings, settings.count)
+        trainer.compile(optimizer=keras.optimizers.Adam(step_size, weight_decay=settings.weight_decay or None), run_eagerly=run_eagerly)
     callbacks = [keras.callbacks.TensorBoard(log_dir)] if log_dir else []
-    history = trainer.fit(
+    history = Loop(trainer, strategy, run_eagerly).fit(
         mask_dataset(masks, angles, data, settings.batch_size, training=True, seed=settings.seed),
-        validation_data=mask_dataset(val_masks, val_angles, data, settings.batch_size, training=False),
-        epochs=settings.epochs, callbacks=callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles itself
+        validation_data=mask_dataset(val_masks, val_angles, data, settings.batch_size, training=False, drop_remainder=distributed),
+        epochs=settings.epochs, callbacks=callbacks, verbose=verbose,
     )
     save_trunk(regressor, out, run.regressor.backbone)
     summary = {

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import time
 
 import keras
@@ -31,6 +32,8 @@ from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles, synchronize_batch_norm
 from seg4reg_tf.models.precision import resolve_precision, set_precision
+from seg4reg_tf.training import workers
+from seg4reg_tf.training.loop import Loop
 from seg4reg_tf.training.phases import learning_rate, make_trainer
 from seg4reg_tf.training.pretraining import pretrain, summary_path
 from seg4reg_tf.workdir import (
@@ -106,9 +109,10 @@ def with_pretrained_trunk(config: Config, workdir: pathlib.Path) -> Config:
     return dataclasses.replace(config, regressor=dataclasses.replace(config.regressor, weights=str(pretrained_trunk_path(workdir))))
 
 
-def ensure_pretrained_trunk(config: Config, workdir: pathlib.Path, verbose: int = 2) -> dict | None:
+def ensure_pretrained_trunk(config: Config, workdir: pathlib.Path, verbose: int = 2, strategy=None) -> dict | None:
     """With `regressor.weights: pretrain`, pretrains N_R's trunk on synthetic masks into the
-    workdir unless it is there already (`training.pretraining.pretrain`).
+    workdir unless it is there already (`training.pretraining.pretrain`, under `strategy`;
+    only the chief writes the workdir).
 
     Returns:
         The pretraining summary (read back when the trunk exists), or None for other configs.
@@ -118,7 +122,10 @@ def ensure_pretrained_trunk(config: Config, workdir: pathlib.Path, verbose: int 
     path = pretrained_trunk_path(workdir)
     if path.is_file() and summary_path(path).is_file():
         return json.loads(summary_path(path).read_text())
-    return pretrain(config, path, verbose=verbose)
+    with workers.write_folder(path.parent, strategy) as out:
+        summary = pretrain(config, out / path.name, verbose=verbose, strategy=strategy)
+        workers.barrier(strategy)
+    return {**summary, "weights": str(path)}
 
 
 class _BestValue:
@@ -152,31 +159,37 @@ class _BestValue:
         return json.loads(self.path.read_text())["epoch"] if self.path.exists() else None
 
 
-def score_start(trainer, validation_data, folder: pathlib.Path, best: _BestValue) -> None:
+def score_start(loop, validation_data, folder: pathlib.Path, best: _BestValue) -> None:
     """`keep_start_unless_beaten`: scores the trainer's starting networks on the validation
     monitor and writes them as the best epoch so far (epoch 0), so that the phase keeps them
     unless an epoch beats that score. Does nothing once a best value exists (a resumed run)."""
     if best.load() is not None:
         return
-    scores = trainer.evaluate(validation_data, verbose=0, return_dict=True)
-    trainer.save_weights(folder / "best.weights.h5")
+    scores = loop.evaluate(validation_data)
+    loop.trainer.save_weights(folder / "best.weights.h5")
     best.record(0, scores[best.monitor[len("val_"):]])
 
 
-def resume_state(trainer, folder: pathlib.Path):
+def resume_state(trainer, folder: pathlib.Path, out: pathlib.Path | None = None):
     """(initial epoch, callback saving the state after every epoch).
 
     The state is a `tf.train.Checkpoint` of the trainer's networks, the optimizer (Adam's
     moments and step count included) and the number of finished epochs, so a killed run
     continues where its last finished epoch left it.
+
+    Args:
+        folder: the phase folder whose `backup/` a restart resumes from.
+        out: where this worker writes its backups (default `folder`; another worker than
+            the chief writes to a temporary folder, `training.workers`).
     """
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     trainer.optimizer.build(trainer.trainable_variables)
     checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer, epoch=epoch)
-    manager = tf.train.CheckpointManager(checkpoint, str(folder / "backup"), max_to_keep=1)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        _LOG.info("resuming from %s after epoch %d", manager.latest_checkpoint, int(epoch.numpy()))
+    latest = tf.train.latest_checkpoint(str(folder / "backup"))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        _LOG.info("resuming from %s after epoch %d", latest, int(epoch.numpy()))
+    manager = tf.train.CheckpointManager(checkpoint, str((out or folder) / "backup"), max_to_keep=1)
 
     class SaveState(keras.callbacks.Callback):
         def on_epoch_end(self, finished, logs=None):
@@ -220,12 +233,24 @@ def train_phase(
     extra_callbacks=(),
     run_eagerly: bool = False,
 ) -> dict:
-    """Runs (or resumes) one phase and returns its summary (also written to summary.json)."""
+    """Runs (or resumes) one phase and returns its summary (also written to summary.json).
+
+    Under a strategy the phase runs through `training.loop`; with several workers only the
+    chief writes the workdir, and every worker returns once the chief has written
+    (`training.workers`).
+    """
     check_predecessors(workdir, phase, config)
     folder = phase_dir(workdir, phase)
-    folder.mkdir(parents=True, exist_ok=True)
+    with workers.write_folder(folder, strategy) as out:
+        summary = _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbose, extra_callbacks, run_eagerly)
+        workers.barrier(strategy)
+    return summary
+
+
+def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbose, extra_callbacks, run_eagerly) -> dict:
+    """`train_phase`, reading the workdir and `folder`, writing to `out`."""
     settings = getattr(config, phase)
-    pretraining = ensure_pretrained_trunk(config, workdir, verbose) if phase == "reg" else None
+    pretraining = ensure_pretrained_trunk(config, workdir, verbose, strategy) if phase == "reg" else None
     training, validation, root = resolve_records(config)
     distributed = strategy is not None and strategy.num_replicas_in_sync > 1
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -241,7 +266,12 @@ def train_phase(
         trainer = make_trainer(phase, segmenter, regressor, config, mean)
         optimizer = keras.optimizers.Adam(learning_rate(settings, len(training)), weight_decay=settings.weight_decay or None)
         trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
-        initial_epoch, save_state = resume_state(trainer, folder)
+        initial_epoch, save_state = resume_state(trainer, folder, out)
+    loop = Loop(trainer, strategy, run_eagerly)
+    if out != folder and initial_epoch > 0:  # another worker, resumed: the chief's best so far
+        for name in ("best.json", "best.weights.h5"):
+            if (folder / name).exists():
+                shutil.copy2(folder / name, out / name)
     train_data = pipeline.make_dataset(training, config.data, training=True, batch_size=settings.batch_size)
     validation_data = None
     if validation:
@@ -249,33 +279,33 @@ def train_phase(
     monitor, mode = phase_monitor(phase, config)
     if validation_data is None:
         monitor = monitor[len("val_"):]
-    best = _BestValue(folder / "best.json", monitor, mode)
+    best = _BestValue(out / "best.json", monitor, mode)
     if settings.keep_start_unless_beaten and validation_data is not None and initial_epoch == 0:
-        score_start(trainer, validation_data, folder, best)  # the config ensures a validation split
+        score_start(loop, validation_data, out, best)  # the config ensures a validation split
     callbacks = [
         save_state,
         keras.callbacks.ModelCheckpoint(
-            str(folder / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True,
+            str(out / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True,
             save_weights_only=True, initial_value_threshold=best.load(),
         ),
         best.callback,
-        keras.callbacks.TensorBoard(str(folder / "logs")),
-        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),  # all epochs across resumes
+        keras.callbacks.TensorBoard(str(out / "logs")),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),  # all epochs across resumes
         *extra_callbacks,
     ]
     started = time.perf_counter()
-    history = trainer.fit(
+    history = loop.fit(
         train_data, validation_data=validation_data, epochs=settings.epochs, initial_epoch=initial_epoch,
-        callbacks=callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles itself
+        callbacks=callbacks, verbose=verbose,
     )
-    if (folder / "best.weights.h5").exists():
-        trainer.load_weights(folder / "best.weights.h5")
+    if (out / "best.weights.h5").exists():
+        trainer.load_weights(out / "best.weights.h5")
     if precision != "float32":
         set_precision(segmenter, "float32")
-        trainer.test_function = None  # the final figures are float32 ones
+        loop.reset()  # the final figures are float32 ones
     trained = regressor if PHASE_TABLE[phase].trains == "regressor" else segmenter
-    trained.save(produced_path(workdir, phase))
-    final = trainer.evaluate(validation_data, verbose=0, return_dict=True) if validation_data is not None else {}
+    trained.save(out / produced_path(workdir, phase).name)
+    final = loop.evaluate(validation_data) if validation_data is not None else {}
     summary = {
         "phase": phase,
         "data": root,
@@ -293,7 +323,7 @@ def train_phase(
     }
     if pretraining is not None:
         summary["pretraining"] = pretraining
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
