@@ -15,22 +15,14 @@ import json
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
+from seg4reg_tf.training.workers import loopback_cluster  # noqa: E402
 
 
 def run(config: pathlib.Path, workdir: pathlib.Path, workers: int) -> tuple[float, float]:
@@ -39,11 +31,9 @@ def run(config: pathlib.Path, workdir: pathlib.Path, workers: int) -> tuple[floa
     if workers == 1:
         outputs = [subprocess.run(command, capture_output=True, text=True, check=True).stdout]
     else:
-        ports = free_ports(workers)
         processes = []
-        for index in range(workers):
-            cluster = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
-            env = {**os.environ, "TF_CONFIG": json.dumps(cluster)}
+        for task in loopback_cluster(workers):
+            env = {**os.environ, "TF_CONFIG": json.dumps(task)}
             processes.append(subprocess.Popen([*command, "--strategy", "multiworker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
         outputs = [process.communicate()[0] for process in processes]
         if any(process.returncode for process in processes):
@@ -58,7 +48,6 @@ def main() -> int:
     parser.add_argument("--config", default=str(ROOT / "configs" / "smoke.yaml"))
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     from seg4reg_tf.config import config_from_dict, load_config, save_config
 
     values = load_config(args.config).to_dict()

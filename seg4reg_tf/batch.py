@@ -51,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     existing = sorted(out.glob("predictions-*")) + sorted(out.glob("refused-*"))
     if existing and not args.overwrite:
         return cli.fail(FileExistsError(f"{existing[0]} already exists; choose another --out or pass --overwrite"))
-    for path in existing:
-        path.unlink()
     matched = FileSystems.match([args.pattern])[0].metadata_list
     if not matched:
         return cli.fail(FileNotFoundError(f"{args.pattern}: no file matches"))
@@ -64,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:  # Beam's argparse has printed what it refused
         return 2
     header = batch_inference.run_header(str(version), settings)
+    for path in existing:  # replaced only once the run can start
+        path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "run.json", json.dumps({**header, "pattern": args.pattern, "files": len(matched)}, indent=2).encode())
     import apache_beam as beam

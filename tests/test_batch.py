@@ -73,9 +73,12 @@ def test_batch_gives_predicts_rows_and_a_refusal_naming_each_bad_file(exported, 
     run = json.loads((out / "run.json").read_text())
     assert run["files"] == len(good) + len(bad) and run["model"]["saved_model"] == str(exported["path"])
     assert f"{len(good)} scored, {len(bad)} refused" in capsys.readouterr().out
-    # A second run into the same folder is refused; with --overwrite it replaces the results.
+    # A second run into the same folder is refused; with --overwrite, a run that cannot start
+    # (nothing matches) leaves the results as they were.
+    before = sorted(path.read_bytes() for path in out.iterdir())
     assert batch.main(args) == 2
-    assert batch.main([*args, "--overwrite"]) == 1 and len(read_lines(out, "predictions")) == len(good)
+    assert batch.main([*args[:2], str(tmp_path / "nothing" / "*.jpg"), *args[3:], "--overwrite"]) == 2
+    assert sorted(path.read_bytes() for path in out.iterdir()) == before
 
 
 def test_batch_refuses_a_savedmodel_that_is_not_a_seg4reg_export_and_a_pattern_matching_nothing(exported, tmp_path, capsys):

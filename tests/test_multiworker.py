@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import types
 import numpy as np
 import pytest
 
-from seg4reg_tf.training.workers import scratch_folder, write_folder
+from seg4reg_tf.training.workers import loopback_cluster, scratch_folder, write_folder
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
@@ -58,21 +57,9 @@ def workers_scratch(folder: pathlib.Path) -> pathlib.Path:
     return scratch_folder(folder, resolver)
 
 
-def free_ports(count: int) -> list[int]:
-    """Loopback ports that were free a moment ago."""
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
-def launch(index: int, ports: list[int], args: list[str], log: pathlib.Path) -> subprocess.Popen:
-    """Worker `index` of a cluster on `ports`, its output in `log`."""
-    cluster = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
-    env = {**os.environ, "TF_CONFIG": json.dumps(cluster)}
+def launch(index: int, cluster: list[dict], args: list[str], log: pathlib.Path) -> subprocess.Popen:
+    """Worker `index` of `cluster` (`workers.loopback_cluster`), its output in `log`."""
+    env = {**os.environ, "TF_CONFIG": json.dumps(cluster[index])}
     return subprocess.Popen([sys.executable, "-c", WORKER, *args], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
@@ -95,9 +82,9 @@ def test_two_workers_train_as_one_device_write_only_the_chiefs_workdir_and_resum
     # The single device, beside the pair's first run.
     single = subprocess.Popen([sys.executable, "-c", WORKER, str(CONFIGS), str(synthetic_root), str(tmp_path / "single"), "1", str(tmp_path / "single")],
                               env={key: value for key, value in os.environ.items() if key != "TF_CONFIG"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ports = free_ports(2)
+    cluster = loopback_cluster(2)
     logs = [tmp_path / f"run1-{index}.log" for index in range(2)]
-    pair = [launch(index, ports, args(index), logs[index]) for index in range(2)]
+    pair = [launch(index, cluster, args(index), logs[index]) for index in range(2)]
     # Kill worker 1 once the chief has backed up an epoch; its peer then waits on a
     # collective that never completes, so it is stopped too.
     backup = workdir / "seg" / "backup" / "checkpoint"
@@ -117,9 +104,9 @@ def test_two_workers_train_as_one_device_write_only_the_chiefs_workdir_and_resum
     assert first[0] == first[1] == pytest.approx(reference, rel=1e-4)
 
     # The restarted pair resumes from the chief's backup: its first epoch is not the first.
-    ports = free_ports(2)
+    cluster = loopback_cluster(2)
     logs = [tmp_path / f"run2-{index}.log" for index in range(2)]
-    pair = [launch(index, ports, args(index), logs[index]) for index in range(2)]
+    pair = [launch(index, cluster, args(index), logs[index]) for index in range(2)]
     wait(pair, logs)
     started = [line for line in logs[0].read_text().splitlines() if line.startswith("Epoch ")]
     assert started and started[0] != f"Epoch 1/{epochs}", started

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import pathlib
 import shutil
+import socket
 import tempfile
 
 import tensorflow as tf
@@ -78,3 +79,15 @@ def barrier(strategy=None) -> None:
         return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce("sum", tf.ones(())))
 
     together()
+
+
+def loopback_cluster(count: int) -> list[dict]:
+    """TF_CONFIG of each of `count` workers of a cluster on this machine: ports of 127.0.0.1
+    that were free a moment ago (for tests, benches, and trying the strategy out)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    addresses = [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return [{"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}} for index in range(count)]
