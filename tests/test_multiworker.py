@@ -123,11 +123,16 @@ def test_two_workers_train_as_one_device_write_only_the_chiefs_workdir_and_resum
 
 
 class FakeStrategy:
-    """What `training.workers` reads of a strategy: its cluster resolver."""
+    """What `training.workers` uses of a strategy: its cluster resolver, and `run` (counted:
+    the barrier's collective)."""
 
     def __init__(self, task_type: str, task_id: int, jobs: dict):
         spec = types.SimpleNamespace(as_dict=lambda: jobs)
         self.cluster_resolver = types.SimpleNamespace(task_type=task_type, task_id=task_id, cluster_spec=lambda: spec)
+        self.runs = 0
+
+    def run(self, function):
+        self.runs += 1
 
 
 @pytest.mark.parametrize(
@@ -142,8 +147,10 @@ def test_only_the_chief_writes_the_phase_folder_and_the_others_delete_their_scra
         (out / "segmenter.keras").write_text("x")
         assert (out == folder) == chief
     assert (folder / "segmenter.keras").exists() == chief
+    assert strategy.runs == 1, "a block that ends normally ends with a barrier"
     if not chief:
         assert not out.exists() and not folder.exists()
     with pytest.raises(RuntimeError), write_folder(folder, strategy) as out:  # deleted after an error too
         raise RuntimeError
     assert out.exists() == chief
+    assert strategy.runs == 1, "no barrier after an error (the others would wait forever)"

@@ -18,8 +18,21 @@ Without a strategy, `fit` and `evaluate` are Keras' own.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
+
+
+def splits_batches(strategy) -> bool:
+    """Whether `strategy` spreads each batch over several replicas (then BatchNorm must be
+    synchronised and partial batches dropped)."""
+    return strategy is not None and strategy.num_replicas_in_sync > 1
+
+
+def scope(strategy):
+    """`strategy.scope()`, or a context that does nothing without a strategy."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def distribute(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
@@ -63,7 +76,7 @@ class Loop:
     def __init__(self, trainer: keras.Model, strategy=None, run_eagerly: bool = False):
         self.trainer, self.strategy, self.run_eagerly = trainer, strategy, run_eagerly
         if strategy is not None and trainer.optimizer is not None and not trainer.optimizer.built:
-            with strategy.scope():  # no variable may be created inside the traced step
+            with scope(strategy):  # no variable may be created inside the traced step
                 trainer.optimizer.build(trainer.trainable_variables)
         self.reset()
 

@@ -27,7 +27,6 @@ the settings and the validation figures next to the mean-angle baseline.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -44,7 +43,7 @@ from seg4reg_tf.config import PRETRAINABLE, Config, DataConfig
 from seg4reg_tf.data import synthetic, transforms
 from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models import build_regressor, copy_weights_by_name, start_at_mean_angles
-from seg4reg_tf.training.loop import Loop
+from seg4reg_tf.training import loop
 from seg4reg_tf.training.phases import RegressionPhase, learning_rate
 
 _LOG = logging.getLogger(__name__)
@@ -190,8 +189,8 @@ def pretrain(
     masks, angles = draw_masks(settings.count, 0, settings.seed, data)
     val_masks, val_angles = draw_masks(settings.validation_count, settings.count, settings.seed, data)
     _LOG.info("drew %d + %d spine masks in %.0f s", settings.count, settings.validation_count, time.perf_counter() - started)
-    distributed = strategy is not None and strategy.num_replicas_in_sync > 1
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+    distributed = loop.splits_batches(strategy)
+    with loop.scope(strategy):
         regressor = build_regressor(run, synchronized=distributed)
         mean = angles.mean(axis=0)
         start_at_mean_angles(regressor, mean / data.angle_scale_degrees, run.regressor.head_start)
@@ -199,7 +198,7 @@ def pretrain(
         step_size = learning_rate(settings, settings.count)
         trainer.compile(optimizer=keras.optimizers.Adam(step_size, weight_decay=settings.weight_decay or None), run_eagerly=run_eagerly)
     callbacks = [keras.callbacks.TensorBoard(log_dir)] if log_dir else []
-    history = Loop(trainer, strategy, run_eagerly).fit(
+    history = loop.Loop(trainer, strategy, run_eagerly).fit(
         mask_dataset(masks, angles, data, settings.batch_size, training=True, seed=settings.seed),
         validation_data=mask_dataset(val_masks, val_angles, data, settings.batch_size, training=False, drop_remainder=distributed),
         epochs=settings.epochs, callbacks=callbacks, verbose=verbose,

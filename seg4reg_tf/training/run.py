@@ -12,7 +12,6 @@ The command is `python -m seg4reg_tf.train`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -33,7 +32,7 @@ from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles, synchronize_batch_norm
 from seg4reg_tf.models.precision import resolve_precision, set_precision
 from seg4reg_tf.training import workers
-from seg4reg_tf.training.loop import Loop
+from seg4reg_tf.training.loop import Loop, scope, splits_batches
 from seg4reg_tf.training.phases import learning_rate, make_trainer
 from seg4reg_tf.training.pretraining import pretrain, summary_path
 from seg4reg_tf.workdir import (
@@ -124,7 +123,6 @@ def ensure_pretrained_trunk(config: Config, workdir: pathlib.Path, verbose: int 
         return json.loads(summary_path(path).read_text())
     with workers.write_folder(path.parent, strategy) as out:
         summary = pretrain(config, out / path.name, verbose=verbose, strategy=strategy)
-        workers.barrier(strategy)
     return {**summary, "weights": str(path)}
 
 
@@ -243,7 +241,6 @@ def train_phase(
     folder = phase_dir(workdir, phase)
     with workers.write_folder(folder, strategy) as out:
         summary = _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbose, extra_callbacks, run_eagerly)
-        workers.barrier(strategy)
     return summary
 
 
@@ -252,9 +249,8 @@ def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbo
     settings = getattr(config, phase)
     pretraining = ensure_pretrained_trunk(config, workdir, verbose, strategy) if phase == "reg" else None
     training, validation, root = resolve_records(config)
-    distributed = strategy is not None and strategy.num_replicas_in_sync > 1
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
+    distributed = splits_batches(strategy)
+    with scope(strategy):
         segmenter, regressor = load_networks(workdir, phase, config, synchronized=distributed)
         mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
         if phase == "reg":

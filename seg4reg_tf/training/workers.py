@@ -6,7 +6,7 @@ workers). The chief (task "chief", or worker 0 when the cluster names no chief) 
 workdir; the other workers write the same files to a temporary folder that they delete.
 Every worker reads the chief's workdir: the predecessors' networks and, on a restart, the
 phase's last backup. `barrier` keeps a worker from reading what the chief has not
-finished writing.
+finished writing: each `write_folder` block ends with one.
 """
 
 from __future__ import annotations
@@ -53,17 +53,21 @@ def scratch_folder(folder: pathlib.Path, strategy) -> pathlib.Path:
 
 @contextlib.contextmanager
 def write_folder(folder: pathlib.Path, strategy=None):
-    """The folder this worker writes a phase's files to: `folder` on the chief, else its
-    `scratch_folder`, emptied on entry and deleted on leaving the block (even after an error)."""
+    """The folder this worker writes a block's files to: `folder` on the chief, else its
+    `scratch_folder`, emptied on entry and deleted on leaving the block (even after an error).
+    A block that ends normally ends with a `barrier`: once it returns on any worker, the
+    chief has written everything the block writes."""
     if is_chief(strategy):
         folder.mkdir(parents=True, exist_ok=True)
         yield folder
+        barrier(strategy)
         return
     scratch = scratch_folder(folder, strategy)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     try:
         yield scratch
+        barrier(strategy)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
