@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data import synthetic
+from seg4reg_tf.geometry import VERTEBRA_NAMES
 from seg4reg_tf.models import build_regressor, build_segmenter
 from seg4reg_tf.workdir import write_networks
 
@@ -126,3 +127,22 @@ def drawn_spines(count: int, seed: int, split: str):
         points.append(synthetic.draw_spine(rng, height, width, generator).landmarks)
         sizes.append((height, width))
     return np.stack(points).astype(np.float64), np.array(sizes)
+
+
+def drawn_spine(pivots: dict[str, float], width: float = 40.0, height: float = 24.0, gap: float = 8.0) -> np.ndarray:
+    """(68, 2) corners (TL, TR, BL, BR) of a spine whose tilts (degrees, y down) are
+    `pivots` at the named vertebrae, linear between them and constant beyond: each vertebra
+    is a rectangle turned by its tilt, below the previous one along the spine's axis, which
+    is perpendicular to the mean tilt of the two (for the clinical reading's tests)."""
+    known = sorted((VERTEBRA_NAMES.index(name), tilt) for name, tilt in pivots.items())
+    tilts = np.radians(np.interp(np.arange(17), [k for k, _ in known], [t for _, t in known]))
+    centre = np.array([300.0, 100.0])
+    corners = []
+    for i, tilt in enumerate(tilts):
+        if i:
+            mean = (tilts[i - 1] + tilt) / 2
+            centre = centre + (height + gap) * np.array([-np.sin(mean), np.cos(mean)])
+        across = width / 2 * np.array([np.cos(tilt), np.sin(tilt)])
+        down = height / 2 * np.array([-np.sin(tilt), np.cos(tilt)])
+        corners += [centre - across - down, centre + across - down, centre - across + down, centre + across + down]
+    return np.array(corners)

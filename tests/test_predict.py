@@ -17,7 +17,7 @@ from seg4reg_tf import curve, predict
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
 from seg4reg_tf.serving import report, system, tta
-from tests.harness import write_dicom
+from tests.harness import drawn_spine, write_dicom
 
 # --- severity and curve type ----------------------------------------------------------------
 
@@ -317,7 +317,7 @@ def test_overlay_draws_the_end_plates_of_the_largest_curve():
     assert overlay.ENDPLATE_COLOUR == (0, 215, 255)  # BGR amber
 
     plain = overlay.render(pixels, mask, cam, letterbox, ["x"])
-    marked = overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=(landmarks, (3, 10), 30.0))
+    marked = overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[((3, 10), "MT 30.0 deg")])
     assert amber_pixels(plain) == 0 and amber_pixels(marked) > 200  # two lines across a 300-pixel width
     # the upper line passes through the upper end plate's middle (displayed at 600 rows: scale 1)
     top = (landmarks[12] + landmarks[13]) / 2
@@ -366,17 +366,68 @@ def test_the_vertebra_route_fills_the_row_and_draws_the_fitted_vertebrae(workdir
     assert sky_blue(cv2.imread(str(tmp_path / "v.png"))) > sky_blue(cv2.imread(str(tmp_path / "c.png"))) + 100
 
 
-def test_overlay_draws_the_other_curves_once_each():
+def test_overlay_draws_each_curve_once():
     from seg4reg_tf.serving import overlay
 
     landmarks, pixels, mask, cam, letterbox = overlay_scene()
-    largest = (landmarks, (3, 10), 30.0)
-    alone = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest))
-    repeated = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest, other_curves=[((3, 10), 30.0), ((-1, -1), 0.0)]))
-    more = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest, other_curves=[((0, 3), 12.0), ((10, 16), 15.0)]))
+    largest = ((3, 10), "MT 30.0 deg")
+    alone = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[largest]))
+    repeated = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[largest, ((3, 10), "MT 30.0 deg"), ((-1, -1), "")]))
+    more = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[largest, ((0, 3), "PT 12.0 deg"), ((10, 16), "TL/L 15.0 deg")]))
     assert repeated == alone and more > alone + 200
     # the lower end plate of L5 (the third curve's lower end) is marked
     bottom = (landmarks[66] + landmarks[67]) / 2
     x, y = np.round(bottom).astype(int)
-    picture = overlay.render(pixels, mask, cam, letterbox, ["x"], largest_curve=largest, other_curves=[((10, 16), 15.0)])
+    picture = overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[largest, ((10, 16), "TL/L 15.0 deg")])
     assert amber_pixels(picture[-600:][y - 2 : y + 3, x - 2 : x + 3]) > 0
+    assert amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], curves=[largest])) == 0  # no landmarks, nothing drawn
+
+
+def drawn_system(landmarks, height=768, width=640):
+    """A system whose route answers with the given (68, 2) vertebra corners (model frame =
+    original pixels: the radiographs are `height` × `width`) and their AASCE angles."""
+    from seg4reg_tf.config import config_from_dict
+    from seg4reg_tf.geometry import cobb_angles
+
+    angles = cobb_angles(landmarks[None], float(height)).astype(np.float32)
+    ends = np.array([[[5, 11], [0, 5], [11, 16]]], np.int32)
+
+    def run(images):
+        views = len(images)
+        mask = np.zeros((views, height, width), np.float32)
+        return {"spine_found": np.ones(views, bool), "cobb_angles": np.repeat(angles, views, 0),
+                **{f"cobb_angles_{route}": np.repeat(angles, views, 0) for route in ("regressor", "geometric", "vertebrae")},
+                "mask": mask, "cam": np.zeros((views, height // 32, width // 32), np.float32),
+                **{key: np.repeat(landmarks[None].astype(np.float32), views, 0) for key in ("landmarks", "vertebra_landmarks")},
+                **{key: np.repeat(ends, views, 0) for key in ("end_vertebrae", "vertebra_end_vertebrae")}}  # fmt: skip
+
+    config = config_from_dict({"data": {"image_height": height, "image_width": width}})
+    return system.LoadedSystem(config, {"drawn": True}, run, height * width, route="vertebrae")
+
+
+def test_the_row_carries_the_clinical_reading(tmp_path):
+    """A triple curve drawn at known levels (see test_clinical_reading): the region columns,
+    the major curve, the Lenke type and the side convention; from a DICOM whose
+    PatientOrientation says its rows run toward the patient's right, the sides swap."""
+    landmarks = drawn_spine({"T1": 15, "T6": -15, "T12": 25, "L5": -15})
+    model = drawn_system(landmarks)
+    stored = np.random.default_rng(0).integers(0, 4096, (768, 640))
+    png = tmp_path / "spine.png"
+    cv2.imwrite(str(png), (stored // 16).astype(np.uint8))
+    row = system.predict_radiograph(model, radiographs.read_radiograph(str(png)), PredictConfig(), tmp_path / "o.png")
+    assert (row["curve_pt_levels"], row["curve_mt_levels"], row["curve_tll_levels"]) == ("T1–T6", "T6–T12", "T12–L5")
+    assert (row["curve_pt_apex"], row["curve_mt_apex"], row["curve_tll_apex"]) == ("T3–T4", "T9", "L2–L3")
+    assert row["curve_mt_deg"] == pytest.approx(40.0) and row["curve_pt_deg"] == pytest.approx(30.0)
+    assert (row["curve_pt_convexity"], row["curve_mt_convexity"], row["curve_tll_convexity"]) == ("right", "left", "right")
+    assert row["major_curve"] == "MT" and row["lenke_type_provisional"] == 4 and row["curve_mt_severity"] == "moderate"
+    assert "standard display" in row["convexity_convention"] and "provisional" in row["lenke_note"]
+    assert [c["region"] for c in row["curves"]] == ["PT", "MT", "TL/L"]
+    assert row["notice"] == report.NOTICE and "not a medical device" in report.NOTICE
+    assert cv2.imread(row["overlay"]) is not None
+
+    dicom_path = write_dicom(tmp_path / "spine.dcm", stored, PatientOrientation=["R", "F"])
+    mirrored = system.predict_radiograph(model, radiographs.read_radiograph(str(dicom_path)), PredictConfig())
+    assert (mirrored["curve_pt_convexity"], mirrored["curve_mt_convexity"]) == ("left", "right")
+    assert "PatientOrientation" in mirrored["convexity_convention"]
+    line = report.csv_line(mirrored).decode()
+    assert "T6–T12" in line and report.NOTICE in line

@@ -38,11 +38,17 @@ class DicomImage:
             ImagerPixelSpacing, or None when the file has neither.
         photometric: the file's PhotometricInterpretation.
         bits_stored: the file's BitsStored.
+        patient_orientation: PatientOrientation (0020,0020), e.g. ("L", "F"): the patient
+            directions of the rows and columns; None when the file has none.
+        dataset: the file as pydicom read it (its UIDs and patient module, for the DICOM
+            outputs that reference it).
     """
     pixels: np.ndarray
     pixel_spacing_mm: tuple[float, float] | None
     photometric: str
     bits_stored: int
+    patient_orientation: tuple[str, ...] | None = None
+    dataset: pydicom.Dataset | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def _stored_range(dataset) -> tuple[float, float]:
@@ -157,7 +163,8 @@ def _read_dicom(path: pathlib.Path, max_pixels: int | None, data: bytes | None =
         pixels = 1.0 - pixels
     spacing = getattr(dataset, "PixelSpacing", None) or getattr(dataset, "ImagerPixelSpacing", None)
     spacing = (float(spacing[0]), float(spacing[1])) if spacing else None
-    return DicomImage(pixels.astype(np.float32), spacing, photometric, int(dataset.BitsStored))
+    orientation = tuple(str(value) for value in getattr(dataset, "PatientOrientation", None) or ()) or None
+    return DicomImage(pixels.astype(np.float32), spacing, photometric, int(dataset.BitsStored), orientation, dataset)
 
 
 def to_png16(pixels: np.ndarray) -> bytes:

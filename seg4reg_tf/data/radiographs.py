@@ -35,6 +35,8 @@ class Radiograph:
         pixels: (H, W) float32 in [0, 1], the image as displayed (for overlays).
         file_format: "JPEG", "PNG" or "DICOM".
         pixel_spacing_mm: (row, column) spacing from DICOM, else None.
+        patient_orientation: DICOM PatientOrientation, else None (`clinical_reading`).
+        dicom: the DICOM file as read (`dicom.DicomImage`), else None.
     """
 
     path: str
@@ -42,6 +44,8 @@ class Radiograph:
     pixels: np.ndarray
     file_format: str
     pixel_spacing_mm: tuple[float, float] | None = None
+    patient_orientation: tuple[str, ...] | None = None
+    dicom: dicom.DicomImage | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def _in_folder(folder: pathlib.Path) -> list[str]:
@@ -131,7 +135,7 @@ def radiograph_from_bytes(data: bytes, path: str, max_pixels: int | None = None)
         image = dicom.read_dicom(path, max_pixels, data)  # its size bounds checked before decoding
         _check_contrast(image.pixels, path)
         encoded = dicom.to_png16(image.pixels)
-        return Radiograph(path, encoded, image.pixels.astype(np.float32), "DICOM", image.pixel_spacing_mm)
+        return Radiograph(path, encoded, image.pixels.astype(np.float32), "DICOM", image.pixel_spacing_mm, image.patient_orientation, image)
     if admission.file_format(data) is None:
         raise ValueError(f"{path}: not a JPEG, PNG or DICOM file (starts with {data[:8]!r})")
     admitted = admission.admit(data, data, path, max_pixels)

@@ -16,7 +16,7 @@ from seg4reg_tf import files
 from seg4reg_tf.geometry import OUTLINE_ORDER, VERTEBRA_NAMES
 
 MASK_COLOUR = (60, 220, 60)  # BGR green: the predicted spine outline
-ENDPLATE_COLOUR = (0, 215, 255)  # BGR amber: the end plates of the largest curve
+ENDPLATE_COLOUR = (0, 215, 255)  # BGR amber: the end plates of each curve
 VERTEBRA_COLOUR = (255, 200, 0)  # BGR sky blue: the vertebrae the vertebra route fitted
 CAM_OPACITY = 0.35
 
@@ -39,8 +39,8 @@ def model_to_display(letterbox, display_scale: float) -> np.ndarray:
     )
 
 
-def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024, min_height: int = 512, largest_curve=None, vertebrae=None,
-           other_curves=()) -> np.ndarray:
+def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024, min_height: int = 512, landmarks=None, curves=(),
+           vertebrae=None) -> np.ndarray:
     """Draws one overlay.
 
     Args:
@@ -51,13 +51,14 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
         lines: text written on a band above the image (ASCII: OpenCV's fonts have no "°").
         max_height, min_height: the radiograph is drawn this many rows high at most / at
             least (small images are enlarged so the caption stays readable).
-        largest_curve: None, or (landmarks (68, 2) original pixels, (upper, lower) end
-            vertebra indices, angle in degrees) of the readout: drawn the way a clinician
-            marks a Cobb measurement (see `draw_cobb_lines`).
+        landmarks: None, or (68, 2) corners of the answering route's 17 vertebrae, original
+            pixels, on which `curves` are drawn.
+        curves: ((upper, lower) end vertebra indices, label) per curve, e.g. ((5, 11),
+            "MT 40.0 deg"): drawn the way a clinician marks a Cobb measurement (see
+            `draw_cobb_lines`); a curve whose end vertebrae repeat one drawn, or are unknown
+            (−1), is skipped.
         vertebrae: None, or (68, 2) corners of the 17 vertebrae the vertebra route fitted,
             original pixels: each drawn as its outline.
-        other_curves: ((upper, lower), angle) of the second and third angles, drawn like the
-            largest on its landmarks (skipped where their end vertebrae repeat one drawn).
 
     Returns:
         (rows, columns, 3) uint8 BGR image.
@@ -79,14 +80,12 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
     cv2.drawContours(canvas, contours, -1, MASK_COLOUR, max(1, size[0] // 300))
     if vertebrae is not None:
         draw_vertebrae(canvas, vertebrae, display_scale)
-    if largest_curve is not None:
-        draw_cobb_lines(canvas, *largest_curve, display_scale)
-        drawn = {tuple(int(v) for v in largest_curve[1])}
-        for ends, angle in other_curves:
-            key = tuple(int(v) for v in ends)
-            if key not in drawn and min(key) >= 0 and key[0] != key[1]:
-                draw_cobb_lines(canvas, largest_curve[0], ends, angle, display_scale)
-                drawn.add(key)
+    drawn = set()
+    for ends, label in curves if landmarks is not None else ():
+        key = tuple(int(v) for v in ends)
+        if key not in drawn and min(key) >= 0 and key[0] != key[1]:
+            draw_cobb_lines(canvas, landmarks, ends, label, display_scale)
+            drawn.add(key)
     return _with_caption(canvas, lines)
 
 
@@ -98,15 +97,16 @@ def draw_vertebrae(canvas: np.ndarray, landmarks, display_scale: float) -> None:
     cv2.polylines(canvas, outlines, True, VERTEBRA_COLOUR, max(1, canvas.shape[1] // 400), cv2.LINE_AA)
 
 
-def draw_cobb_lines(canvas: np.ndarray, landmarks, ends, angle: float, display_scale: float) -> None:
+def draw_cobb_lines(canvas: np.ndarray, landmarks, ends, label: str, display_scale: float) -> None:
     """Draws the upper end plate of the upper end vertebra and the lower end plate of the
-    lower one, each extended to both sides, and the angle between them, in place.
+    lower one, each extended to both sides, the curve's label and the end vertebrae's
+    names, in place.
 
     Args:
         canvas: (rows, columns, 3) uint8 BGR display image.
         landmarks: (68, 2) corners in original pixels (TL, TR, BL, BR per vertebra).
         ends: (upper, lower) vertebra indices 0–16.
-        angle: degrees, written beside the lower line.
+        label: ASCII text written beside the lower line, e.g. "MT 40.0 deg".
         display_scale: display pixels per original pixel.
     """
     corners = (np.asarray(landmarks, np.float64).reshape(17, 4, 2) + 0.5) * display_scale - 0.5
@@ -118,10 +118,13 @@ def draw_cobb_lines(canvas: np.ndarray, landmarks, ends, angle: float, display_s
         middle = (start + end) / 2
         a, b = middle - direction * reach, middle + direction * reach
         cv2.line(canvas, tuple(int(round(v)) for v in a), tuple(int(round(v)) for v in b), ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
-    text_at = corners[lower, 3] + np.array([6.0 * thickness, -4.0 * thickness])
-    x = int(min(max(text_at[0], 0), canvas.shape[1] - 60))
+    # the label left of the lower end vertebra (its name goes on the right)
+    scale = 0.4 + thickness * 0.15
+    (text_width, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    text_at = corners[lower, 2] - np.array([text_width + 6.0 * thickness, 4.0 * thickness])
+    x = int(min(max(text_at[0], 0), canvas.shape[1] - text_width))
     y = int(min(max(text_at[1], 14), canvas.shape[0] - 2))
-    cv2.putText(canvas, f"{angle:.1f} deg", (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4 + thickness * 0.15, ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
+    cv2.putText(canvas, label, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
     for index, corner in ((upper, corners[upper, 1]), (lower, corners[lower, 3])):  # the end vertebrae's names, on their right
         at = (int(min(corner[0] + 4 * thickness, canvas.shape[1] - 30)), int(min(max(corner[1], 12), canvas.shape[0] - 2)))
         cv2.putText(canvas, VERTEBRA_NAMES[index], at, cv2.FONT_HERSHEY_SIMPLEX, 0.35 + thickness * 0.1, ENDPLATE_COLOUR, thickness, cv2.LINE_AA)

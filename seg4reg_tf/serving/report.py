@@ -29,12 +29,36 @@ SPREAD_FIELDS = tuple(f"spread_{name}_deg" for name in ANGLE_COLUMNS)
 # status: "ok", "spine not found" (angles left blank: the image shows no spine N_S finds),
 # or "error" (the file could not be read or predicted; `error` says why).
 STATUS_NO_SPINE = "spine not found"
+# the clinical reading (`clinical_reading`): the largest curve of each region, in columns;
+# the JSON row also lists every curve under "curves"
+CURVE_REGIONS = {"PT": "pt", "MT": "mt", "TL/L": "tll"}
+CURVE_PARTS = ("deg", "levels", "apex", "convexity", "severity")
+CURVE_FIELDS = tuple(f"curve_{key}_{part}" for key in CURVE_REGIONS.values() for part in CURVE_PARTS)
+# on every row, on the JSON report and on every overlay
+NOTICE = "Research software, not a medical device: not for diagnosis or treatment decisions."
 FIELDS = (
     "file", "status", "error", "format", *ANGLE_FIELDS, "route", "curve_type", "severity",
+    "major_curve", "lenke_type_provisional", *CURVE_FIELDS, "convexity_convention",
     *REGRESSOR_FIELDS, *GEOMETRIC_FIELDS, *VERTEBRAE_FIELDS, *END_VERTEBRAE_FIELDS, "route_disagreement_deg", "routes_disagree",
     *SPREAD_FIELDS, "views", "low_confidence", "pixel_spacing_row_mm", "pixel_spacing_column_mm",
-    "height", "width", "overlay",
+    "height", "width", "overlay", "notice",
 )  # fmt: skip
+
+
+def curve_columns(reading: dict) -> dict:
+    """The report columns of a `clinical_reading.read_spine` reading: per region, its
+    largest curve's Cobb angle, levels ("T6–T12"), apex, convexity and severity (blank where
+    the region has no curve), and the major curve, Lenke type and side convention."""
+    columns = {"major_curve": reading["major_curve"], "lenke_type_provisional": reading["lenke_type_provisional"],
+               "convexity_convention": reading["convexity_convention"]}  # fmt: skip
+    for region, key in CURVE_REGIONS.items():
+        mine = [curve for curve in reading["curves"] if curve["region"] == region]
+        if mine:
+            largest = max(mine, key=lambda curve: curve["cobb_deg"])
+            levels = f"{largest['upper_end_vertebra']}–{largest['lower_end_vertebra']}"
+            values = (float(largest["cobb_deg"]), levels, largest["apex"], largest["convexity"], largest["severity"])
+            columns.update(zip((f"curve_{key}_{part}" for part in CURVE_PARTS), values))
+    return columns
 
 
 def csv_line(row: dict) -> bytes:
@@ -47,7 +71,7 @@ def csv_line(row: dict) -> bytes:
 
 def error_row(path: str, message: str) -> dict:
     """The row of an input that could not be predicted."""
-    return {"file": path, "status": "error", "error": message}
+    return {"file": path, "status": "error", "error": message, "notice": NOTICE}
 
 
 class ReportWriter:
@@ -112,7 +136,7 @@ def _append(path: pathlib.Path, data: bytes) -> None:
 
 def json_document(header: dict, rows: list[dict]) -> bytes:
     """predictions.json: the header, the summary and every row."""
-    return json.dumps({**header, "summary": summary(rows), "images": rows}, indent=2).encode("utf-8")
+    return json.dumps({"notice": NOTICE, **header, "summary": summary(rows), "images": rows}, indent=2).encode("utf-8")
 
 
 def recover(out: str | os.PathLike[str]) -> int | None:

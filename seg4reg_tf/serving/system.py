@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seg4reg_tf import curve, geometric_readout
+from seg4reg_tf import clinical_reading, curve, geometric_readout
 from seg4reg_tf.config import Config, config_from_dict
 from seg4reg_tf.data import radiographs
 from seg4reg_tf.geometry import VERTEBRA_NAMES
@@ -171,6 +171,27 @@ def end_vertebrae_names(ends) -> list[str]:
     return [f"{VERTEBRA_NAMES[upper]}–{VERTEBRA_NAMES[lower]}" if upper >= 0 else "" for upper, lower in np.asarray(ends)]
 
 
+def overlay_curves(reading: dict, ends, angles) -> list[tuple[tuple[int, int], str]]:
+    """What the overlay marks: each named curve of a `clinical_reading` reading, e.g.
+    ((5, 11), "MT 40.0 deg"); on a spine without a curve of 10° or more, the largest AASCE
+    angle on its end vertebrae ((3, 2) `ends`, (3,) `angles` degrees) instead."""
+    if reading["curves"]:
+        return [((VERTEBRA_NAMES.index(c["upper_end_vertebra"]), VERTEBRA_NAMES.index(c["lower_end_vertebra"])),
+                 f"{c['region']} {c['cobb_deg']:.1f} deg") for c in reading["curves"]]  # fmt: skip
+    return [(tuple(int(v) for v in ends[0]), f"{float(angles[0]):.1f} deg")] if np.isfinite(angles[0]) else []
+
+
+def curves_caption(reading: dict) -> str:
+    """One ASCII caption line of a reading, e.g. "PT 30.0 T1-T6, MT 40.0 T6-T12 (major);
+    Lenke 2 (provisional)"."""
+    if not reading["curves"]:
+        return "no curve of 10 deg or more"
+    named = ", ".join(f"{c['region']} {c['cobb_deg']:.1f} {c['upper_end_vertebra']}-{c['lower_end_vertebra']}" + (" (major)" if c["major"] else "")
+                      for c in reading["curves"])  # fmt: skip
+    lenke = reading["lenke_type_provisional"]
+    return named + (f"; Lenke {lenke} (provisional)" if lenke else "; no Lenke type")
+
+
 def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
@@ -196,6 +217,12 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
     read = by_vertebrae if vertebra_route else geometric
     corners_key, ends_key = ("vertebra_landmarks", "vertebra_end_vertebrae") if vertebra_route else ("landmarks", "end_vertebrae")
     disagreement = float(np.max(np.abs(read - by_regressor))) if found else float("nan")
+    points, reading = None, None
+    if found:
+        # the route's 17 vertebrae in the identity view, model frame → original pixels
+        frame = outputs[corners_key][:1]
+        points = geometric_readout.to_original(frame, letterbox[None], model.config.data.image_height)[0][0].numpy()
+        reading = clinical_reading.read_spine(points, radiograph.patient_orientation)
     row = {
         "file": radiograph.path,
         "status": "ok" if found else report.STATUS_NO_SPINE,
@@ -204,6 +231,7 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
         "route": model.route,
         "curve_type": curve.curve_type(mask),
         "severity": curve.severity(float(angles[0])) if found and np.isfinite(angles[0]) else None,
+        **(report.curve_columns(reading) if reading else {}),
         **{field: _finite_or_none(value) for field, value in zip(report.REGRESSOR_FIELDS, by_regressor)},
         **{field: _finite_or_none(value) for field, value in zip(report.GEOMETRIC_FIELDS, geometric)},
         **{field: _finite_or_none(value) for field, value in zip(report.VERTEBRAE_FIELDS, by_vertebrae)},
@@ -213,7 +241,10 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
         "views": len(chosen),
         "height": int(radiograph.pixels.shape[0]),
         "width": int(radiograph.pixels.shape[1]),
+        "notice": report.NOTICE,
     }
+    if reading:
+        row.update({"curves": reading["curves"], "lenke_note": reading["lenke_note"], "severity_bands": reading["severity_bands"]})
     if len(chosen) > 1:
         row.update({field: _finite_or_none(value) for field, value in zip(report.SPREAD_FIELDS, spread)})
         row["low_confidence"] = bool(spread.max() > settings.low_confidence_spread_degrees) if found else None
@@ -227,18 +258,13 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
                 + (f", spread {spread.max():.1f} deg" if len(chosen) > 1 else "")
                 + (", LOW CONFIDENCE" if row.get("low_confidence") else "")
                 + (", ROUTES DISAGREE" if row.get("routes_disagree") else ""),
+                curves_caption(reading),
             ]
         else:
             lines = ["no Cobb angle", "spine not found"]
-        largest, fitted, others = None, None, ()
-        if found:
-            # landmarks of the identity view, model frame → original pixels
-            frame = outputs[corners_key][:1]
-            points = geometric_readout.to_original(frame, letterbox[None], model.config.data.image_height)[0][0].numpy()
-            largest = (points, outputs[ends_key][0][0], float(read[0]))
-            fitted = points if vertebra_route else None
-            others = [(outputs[ends_key][0][i], float(read[i])) for i in (1, 2) if np.isfinite(read[i])]
-        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, lines, largest_curve=largest, vertebrae=fitted, other_curves=others)
+        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, [*lines, report.NOTICE], landmarks=points,
+                                 curves=overlay_curves(reading, outputs[ends_key][0], read) if found else (),
+                                 vertebrae=points if vertebra_route else None)  # fmt: skip
         overlay.write_png(overlay_path, picture)
         row["overlay"] = str(overlay_path)
     return row
