@@ -30,6 +30,11 @@ setup(
         "matplotlib>=3.8",
         # DICOM radiographs (seg4reg_tf.data.dicom).
         "pydicom>=3,<4",
+        # DICOM SR (TID 1500) and SEG results of DICOM inputs (seg4reg_tf.serving.dicom_results):
+        # the maintained builder of standard-conformant SR and SEG objects on pydicom.
+        "highdicom>=0.28,<0.29",
+        # The PACS round trip over DICOMweb, QIDO-RS / WADO-RS / STOW-RS (seg4reg_tf.serving.pacs).
+        "dicomweb-client>=0.61,<0.62",
         # gRPC client of TF Serving's PredictionService (seg4reg_tf.serving_client).
         "tensorflow-serving-api>=2.21,<2.22",
     ],

@@ -2,6 +2,7 @@
 
     python -m seg4reg_tf.predict --workdir workdirs/demo  xrays/ more/*.dcm  --out report/
     python -m seg4reg_tf.predict --saved-model exports/seg4reg/1  xrays/  --out report/ --tta --overlays
+    python -m seg4reg_tf.predict --saved-model exports/seg4reg  --dicomweb http://pacs:8042/dicom-web --study UID --out report/
 
 Inputs are files, folders (recursive) and glob patterns of JPEG, PNG (8/16-bit) and DICOM.
 What each row holds: `serving.system`. A file that cannot be read or predicted becomes an
@@ -18,7 +19,7 @@ import sys
 
 from seg4reg_tf import cli
 from seg4reg_tf.data import radiographs
-from seg4reg_tf.serving import report
+from seg4reg_tf.serving import pacs, report
 from seg4reg_tf.serving.system import load_saved_model, load_workdir, predict_files
 
 
@@ -27,9 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--workdir", help="training workdir (uses its last N_S and N_R)")
     source.add_argument("--saved-model", help="exported SavedModel: a version folder, or the model folder (highest version)")
-    parser.add_argument("inputs", nargs="+", help="files, folders (recursive) or glob patterns of JPEG, PNG and DICOM")
+    parser.add_argument("inputs", nargs="*", help="files, folders (recursive) or glob patterns of JPEG, PNG and DICOM")
     parser.add_argument("--out", required=True, help="output folder for predictions.csv / .json (and overlays/)")
     parser.add_argument("--overlays", action="store_true", help="write OUT/overlays/<file>.png: mask, CAM and angles")
+    parser.add_argument("--dicom-out", help="for DICOM inputs: write DIR/<file>.sr.dcm (the curves, DICOM SR) and .seg.dcm (the spine, DICOM SEG)")
+    parser.add_argument("--dicomweb", metavar="URL", help="a PACS's DICOMweb root: predict the radiographs of --study and store their SR and SEG back "
+                        "(credentials from SEG4REG_DICOMWEB_* variables, docs/clinical.md)")
+    parser.add_argument("--study", help="with --dicomweb: the Study Instance UID")
+    parser.add_argument("--series", help="with --dicomweb: only this Series Instance UID")
+    parser.add_argument("--dicomweb-timeout", type=float, default=30.0, help="seconds to wait for each DICOMweb answer (default 30)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="test-time augmentation (default: the config's predict.tta)")
     parser.add_argument("--segmenter-flips", action=argparse.BooleanOptionalAction, default=None,
                         help="with --workdir: N_S's test-time flips (default: the config's inference.segmenter_flips; a SavedModel has its export's)")
@@ -37,11 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = cli.parse(parser, argv)
+    if args.dicomweb and (not args.study or args.inputs):
+        parser.error("--dicomweb needs --study and takes no input files")
+    if not args.dicomweb and (args.study or args.series or not args.inputs):
+        parser.error("give input files, or --dicomweb URL --study UID")
     if args.saved_model and args.segmenter_flips is not None:
         parser.error("--segmenter-flips needs --workdir: a SavedModel runs the choice made at export (export --segmenter-flips)")
 
-    paths, missing = radiographs.find_inputs(args.inputs)
+    paths, missing = radiographs.find_inputs(args.inputs) if args.inputs else ([], [])
     try:
+        client = pacs.connect(args.dicomweb, timeout=args.dicomweb_timeout) if args.dicomweb else None
         model = load_workdir(args.workdir, args.segmenter_flips) if args.workdir else load_saved_model(args.saved_model)
         settings = model.config.predict
         if args.tta is not None:
@@ -55,8 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     for argument, message in missing:
         writer.add(report.error_row(argument, message))
     overlay_dir = pathlib.Path(args.out) / "overlays" if args.overlays else None
+    dicom_dir = args.dicom_out or (str(pathlib.Path(args.out) / "dicom") if client else None)
     try:
-        rows = predict_files(model, paths, writer, settings, overlay_dir, verbose=not args.quiet)
+        if client:
+            rows = pacs.round_trip(model, client, args.study, args.series, settings, writer, dicom_dir, overlay_dir)
+        else:
+            rows = predict_files(model, paths, writer, settings, overlay_dir, verbose=not args.quiet, dicom_dir=dicom_dir)
+    except pacs.PacsError as error:
+        return cli.fail(error)
     finally:
         writer.close()
     for row in rows:
@@ -66,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {writer.csv_path} and {writer.json_path}")
     if overlay_dir is not None:
         print(f"overlays: {overlay_dir}")
+    for row in rows:
+        if row.get("dicom_refused"):
+            print(f"no DICOM results: {row['dicom_refused']}", file=sys.stderr)
     return 1 if any(row["status"] == "error" for row in rows) else 0
 
 

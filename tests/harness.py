@@ -97,6 +97,34 @@ def write_dicom(path, stored: np.ndarray, photometric="MONOCHROME2", bits=12, sy
     return path
 
 
+def write_dx(path, stored: np.ndarray, **elements):
+    """Writes a DX radiograph (Digital X-Ray Image Storage - For Presentation) with the
+    patient, study and series attributes a PACS holds; `elements` add or replace any (None
+    removes one). Returns `path`."""
+    from pydicom.uid import DigitalXRayImageStorageForPresentation, generate_uid
+
+    study = {
+        "SOPClassUID": DigitalXRayImageStorageForPresentation, "PatientID": "SEG4REG-TEST-1", "PatientName": "Test^Spine",
+        "PatientBirthDate": "20100101", "PatientSex": "F", "StudyInstanceUID": generate_uid(), "SeriesInstanceUID": generate_uid(),
+        "StudyDate": "20260101", "StudyTime": "120000", "StudyID": "1", "AccessionNumber": "ACC1", "ReferringPhysicianName": "",
+        "SeriesNumber": 1, "InstanceNumber": 1, "PatientOrientation": ["L", "F"], "ImagerPixelSpacing": [0.2, 0.2],
+        "ImageType": ["ORIGINAL", "PRIMARY"], "Manufacturer": "test", "PresentationIntentType": "FOR PRESENTATION",
+        "ViewPosition": "AP", "BodyPartExamined": "SPINE",
+    }  # fmt: skip
+    study.update(elements)
+    path = write_dicom(path, stored, **{key: value for key, value in study.items() if value is not None})
+    if any(value is None for value in elements.values()) or "SOPClassUID" in study:
+        import pydicom
+
+        dataset = pydicom.dcmread(path)
+        dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+        for key, value in elements.items():
+            if value is None and key in dataset:
+                delattr(dataset, key)
+        dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
 def in_dataset(function, *args):
     """Runs `function(*args)` as a tf.data map (graph mode) and returns the result."""
     dataset = tf.data.Dataset.from_tensors(tuple(tf.convert_to_tensor(a) for a in args))
@@ -146,3 +174,26 @@ def drawn_spine(pivots: dict[str, float], width: float = 40.0, height: float = 2
         down = height / 2 * np.array([-np.sin(tilt), np.cos(tilt)])
         corners += [centre - across - down, centre + across - down, centre - across + down, centre + across + down]
     return np.array(corners)
+
+
+def drawn_system(landmarks, height=768, width=640, mask=None, found=True):
+    """A loaded system whose route answers with the given (68, 2) vertebra corners and
+    their AASCE angles, and N_S's `mask` ((height, width) probabilities, default empty).
+    The model frame is the original (radiographs of `height` × `width`, letterbox scale 1)."""
+    from seg4reg_tf.geometry import cobb_angles
+    from seg4reg_tf.serving import system
+
+    angles = cobb_angles(landmarks[None], float(height)).astype(np.float32)
+    ends = np.array([[[5, 11], [0, 5], [11, 16]]], np.int32)
+
+    def run(images):
+        views = len(images)
+        masks = np.repeat((np.zeros((height, width)) if mask is None else mask)[None].astype(np.float32), views, 0)
+        return {"spine_found": np.full(views, found), "cobb_angles": np.repeat(angles, views, 0),
+                **{f"cobb_angles_{route}": np.repeat(angles, views, 0) for route in ("regressor", "geometric", "vertebrae")},
+                "mask": masks, "cam": np.zeros((views, height // 32, width // 32), np.float32),
+                **{key: np.repeat(landmarks[None].astype(np.float32), views, 0) for key in ("landmarks", "vertebra_landmarks")},
+                **{key: np.repeat(ends, views, 0) for key in ("end_vertebrae", "vertebra_end_vertebrae")}}  # fmt: skip
+
+    config = config_from_dict({"data": {"image_height": height, "image_width": width}})
+    return system.LoadedSystem(config, {"drawn": True}, run, height * width, route="vertebrae")

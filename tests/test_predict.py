@@ -17,7 +17,7 @@ from seg4reg_tf import curve, predict
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
 from seg4reg_tf.serving import report, system, tta
-from tests.harness import drawn_spine, write_dicom
+from tests.harness import drawn_spine, drawn_system, write_dicom
 
 # --- severity and curve type ----------------------------------------------------------------
 
@@ -381,28 +381,6 @@ def test_overlay_draws_each_curve_once():
     picture = overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[largest, ((10, 16), "TL/L 15.0 deg")])
     assert amber_pixels(picture[-600:][y - 2 : y + 3, x - 2 : x + 3]) > 0
     assert amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], curves=[largest])) == 0  # no landmarks, nothing drawn
-
-
-def drawn_system(landmarks, height=768, width=640):
-    """A system whose route answers with the given (68, 2) vertebra corners (model frame =
-    original pixels: the radiographs are `height` × `width`) and their AASCE angles."""
-    from seg4reg_tf.config import config_from_dict
-    from seg4reg_tf.geometry import cobb_angles
-
-    angles = cobb_angles(landmarks[None], float(height)).astype(np.float32)
-    ends = np.array([[[5, 11], [0, 5], [11, 16]]], np.int32)
-
-    def run(images):
-        views = len(images)
-        mask = np.zeros((views, height, width), np.float32)
-        return {"spine_found": np.ones(views, bool), "cobb_angles": np.repeat(angles, views, 0),
-                **{f"cobb_angles_{route}": np.repeat(angles, views, 0) for route in ("regressor", "geometric", "vertebrae")},
-                "mask": mask, "cam": np.zeros((views, height // 32, width // 32), np.float32),
-                **{key: np.repeat(landmarks[None].astype(np.float32), views, 0) for key in ("landmarks", "vertebra_landmarks")},
-                **{key: np.repeat(ends, views, 0) for key in ("end_vertebrae", "vertebra_end_vertebrae")}}  # fmt: skip
-
-    config = config_from_dict({"data": {"image_height": height, "image_width": width}})
-    return system.LoadedSystem(config, {"drawn": True}, run, height * width, route="vertebrae")
 
 
 def test_the_row_carries_the_clinical_reading(tmp_path):

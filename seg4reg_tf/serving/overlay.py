@@ -39,6 +39,13 @@ def model_to_display(letterbox, display_scale: float) -> np.ndarray:
     )
 
 
+def to_display(image, letterbox, display_scale: float, size: tuple[int, int]) -> np.ndarray:
+    """A model-frame map (h, w) → the display grid (size = (columns, rows)), bilinear;
+    display_scale 1 with the original's size gives the original's own pixel grid."""
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(np.asarray(image, np.float32), model_to_display(letterbox, display_scale), size, flags=flags)
+
+
 def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 1024, min_height: int = 512, landmarks=None, curves=(),
            vertebrae=None) -> np.ndarray:
     """Draws one overlay.
@@ -68,12 +75,10 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
     size = (max(1, round(width * display_scale)), max(1, round(height * display_scale)))
     gray = cv2.resize(np.asarray(pixels, np.float32), size, interpolation=cv2.INTER_AREA)
     canvas = cv2.cvtColor(np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-    to_model = model_to_display(letterbox, display_scale)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     mask_h, mask_w = np.asarray(mask).shape
     cam_full = cv2.resize(np.asarray(cam, np.float32), (mask_w, mask_h), interpolation=cv2.INTER_LINEAR)
-    cam_display = cv2.warpAffine(cam_full, to_model, size, flags=flags)
-    mask_display = cv2.warpAffine(np.asarray(mask, np.float32), to_model, size, flags=flags)
+    cam_display = to_display(cam_full, letterbox, display_scale, size)
+    mask_display = to_display(mask, letterbox, display_scale, size)
     heat = cv2.applyColorMap(np.round(np.clip(cam_display, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
     canvas = cv2.addWeighted(canvas, 1.0 - CAM_OPACITY, heat, CAM_OPACITY, 0.0)
     contours, _ = cv2.findContours((mask_display > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)

@@ -41,8 +41,11 @@ FIELDS = (
     "major_curve", "lenke_type_provisional", *CURVE_FIELDS, "convexity_convention",
     *REGRESSOR_FIELDS, *GEOMETRIC_FIELDS, *VERTEBRAE_FIELDS, *END_VERTEBRAE_FIELDS, "route_disagreement_deg", "routes_disagree",
     *SPREAD_FIELDS, "views", "low_confidence", "pixel_spacing_row_mm", "pixel_spacing_column_mm",
-    "height", "width", "overlay", "notice",
+    "height", "width", "overlay", "dicom_sr", "dicom_seg", "dicom_refused", "stored_in_pacs", "notice",
 )  # fmt: skip
+
+# in predictions.json only: every curve of the clinical reading, and the rules it used
+JSON_ONLY_FIELDS = ("curves", "lenke_note", "severity_bands")
 
 
 def curve_columns(reading: dict) -> dict:
@@ -113,11 +116,11 @@ class ReportWriter:
 
     def add(self, row: dict) -> None:
         """Records one finished row in both files before returning."""
-        unknown = set(row) - set(FIELDS)
+        unknown = set(row) - set(FIELDS) - set(JSON_ONLY_FIELDS)
         if unknown:
             raise ValueError(f"unknown report fields {sorted(unknown)}; expected some of {FIELDS}")
         line = csv_line(row)
-        full = {key: row.get(key) for key in FIELDS}
+        full = {key: row.get(key) for key in FIELDS} | {key: row[key] for key in JSON_ONLY_FIELDS if key in row}
         _append(self.csv_path, line)
         _append(self.lines_path, (json.dumps(full) + "\n").encode("utf-8"))
         self.rows.append(full)

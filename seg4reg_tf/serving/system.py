@@ -34,7 +34,7 @@ from seg4reg_tf.data import radiographs
 from seg4reg_tf.geometry import VERTEBRA_NAMES
 from seg4reg_tf.inference import predict_images
 from seg4reg_tf.scoring import route_for_workdir
-from seg4reg_tf.serving import overlay, report, saved_model, tta
+from seg4reg_tf.serving import dicom_results, overlay, report, saved_model, tta
 from seg4reg_tf.workdir import final_networks
 
 CAPTION_CURVE = {"C": "C curve", "S": "S curve", "straight": "straight spine", "unknown": "spine not found"}
@@ -196,9 +196,11 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: pathlib.Path | None = None) -> dict:
+def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: pathlib.Path | None = None,
+                       dicom_target: pathlib.Path | None = None) -> dict:
     """One radiograph → its report row (see `report.FIELDS`); writes its overlay when
-    `overlay_path` is given.
+    `overlay_path` is given, and its DICOM SR and SEG as `dicom_target`.sr.dcm / .seg.dcm
+    when that is given (`dicom_outputs`).
 
     Raises:
         ValueError: the image is rejected by the preprocessing.
@@ -267,19 +269,44 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
                                  vertebrae=points if vertebra_route else None)  # fmt: skip
         overlay.write_png(overlay_path, picture)
         row["overlay"] = str(overlay_path)
+    if dicom_target is not None:
+        row.update(dicom_outputs(radiograph, reading, mask, letterbox, model.route, dicom_target))
     return row
 
 
-def predict_files(model: LoadedSystem, paths: list[str], writer: report.ReportWriter, settings, overlay_dir=None, verbose=True) -> list[dict]:
-    """Predicts each file, adding its row (or its error) to `writer` as soon as it is done."""
+def dicom_outputs(radiograph, reading: dict | None, mask, letterbox, route: str, target: pathlib.Path) -> dict:
+    """Writes the SR and SEG of a DICOM input (`dicom_results`) and returns their row fields:
+    {"dicom_sr": path, "dicom_seg": path}, or {"dicom_refused": why} for a JPEG or PNG (no
+    study to reference), a spine not found, or a DICOM without the UIDs to reference."""
+    if radiograph.dicom is None:
+        return {"dicom_refused": f"{radiograph.path}: a {radiograph.file_format} file has no DICOM study to reference: no SR or SEG written"}
+    if reading is None:
+        return {"dicom_refused": f"{radiograph.path}: spine not found: no SR or SEG written"}
+    source = radiograph.dicom.dataset
+    try:
+        dicom_results.check_source(source, radiograph.path)
+    except ValueError as error:
+        return {"dicom_refused": str(error)}
+    height, width = radiograph.pixels.shape
+    spine = overlay.to_display(mask, letterbox, 1.0, (width, height)) > 0.5
+    return dicom_results.write_results(source, reading, spine, route, target.parent, target.name)
+
+
+def predict_files(model: LoadedSystem, paths: list[str], writer: report.ReportWriter, settings, overlay_dir=None, verbose=True,
+                  dicom_dir=None) -> list[dict]:
+    """Predicts each file, adding its row (or its error) to `writer` as soon as it is done;
+    overlays go to `overlay_dir`, DICOM SR and SEG to `dicom_dir` (each None for none)."""
     bar = keras.utils.Progbar(len(paths), unit_name="image") if verbose and paths else None
     used: set[str] = set()
+    used_dicom: set[str] = set()
     for done, path in enumerate(paths, start=1):
-        target = None
+        target = dicom_target = None
         if overlay_dir is not None:
             target = overlay_dir / _unique_name(pathlib.Path(path).name + ".png", used)
+        if dicom_dir is not None:
+            dicom_target = pathlib.Path(dicom_dir) / _unique_name(pathlib.Path(path).name + ".dcm", used_dicom).removesuffix(".dcm")
         try:
-            row = predict_radiograph(model, radiographs.read_radiograph(path, model.max_pixels), settings, target)
+            row = predict_radiograph(model, radiographs.read_radiograph(path, model.max_pixels), settings, target, dicom_target)
         except (ValueError, OSError) as error:
             row = report.error_row(path, str(error))
         writer.add(row)
