@@ -12,6 +12,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["seg4reg_tf", "seg4reg_tf.*"]),
+    # the viewer's page, read by seg4reg_tf/serving/viewer_app.py
+    package_data={"seg4reg_tf.serving": ["viewer_page.html"]},
     python_requires=">=3.10,<3.14",
     install_requires=[
         # The networks, tf.data pipeline and SavedModel export.
@@ -35,6 +37,10 @@ setup(
         "highdicom>=0.28,<0.29",
         # The PACS round trip over DICOMweb, QIDO-RS / WADO-RS / STOW-RS (seg4reg_tf.serving.pacs).
         "dicomweb-client>=0.61,<0.62",
+        # The viewer page (seg4reg_tf.viewer): Flask for its routes and request limits, served
+        # by waitress, a pure-Python multi-threaded WSGI server fit for use beyond development.
+        "flask>=3.1,<4",
+        "waitress>=3,<4",
         # gRPC client of TF Serving's PredictionService (seg4reg_tf.serving_client).
         "tensorflow-serving-api>=2.21,<2.22",
     ],
@@ -47,7 +53,8 @@ setup(
         # pytest below 9.2: with 9.2, pytest-xdist 3.8's --dist loadgroup groups nothing (its
         # issue #1386), and tests/conftest.py refuses to run rather than build the shared
         # fixtures on both workers.
-        # hypothesis: the fuzz properties; pillow: the EXIF-orientation reference; ruff: make lint.
-        "test": ["pytest>=8,<9.2", "pytest-xdist>=3.5", "hypothesis>=6.100", "pillow>=10", "ruff>=0.6"],
+        # hypothesis: the fuzz properties; pillow: the EXIF-orientation reference; ruff: make lint;
+        # playwright: drives Debian's chromium (installed by .ci/run) through the viewer page.
+        "test": ["pytest>=8,<9.2", "pytest-xdist>=3.5", "hypothesis>=6.100", "pillow>=10", "ruff>=0.6", "playwright>=1.60,<2"],
     },
 )

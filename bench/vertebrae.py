@@ -13,8 +13,9 @@ Records are split as training splits them (`data.validation_fraction`, `data.see
 - with a trained N_S: the centre line on its masks, the vertebra route on its masks with
   the true tilt field (positions alone), and on its masks and its own tilt field (the system).
 
-With `--fit-gain` it first fits `readout.tilt_gain` on the training part (never on the
-validation split): the least-squares slope of the tilts N_S draws against the true field's
+With `--flips`, N_S's mask and tilt field are the means over the X-ray and its mirror image
+(`inference.segmenter_flips`). With `--fit-gain` it first fits `readout.tilt_gain` on the
+training part (never on the validation split): the least-squares slope of the tilts N_S draws against the true field's
 at the same positions, through the origin; the gain is its inverse, used in the rows below.
 
 Per row: SMAPE, MAE per column, largest angle within 5°, and the RMS over vertebrae and
@@ -39,6 +40,7 @@ from seg4reg_tf.config import load_config  # noqa: E402
 from seg4reg_tf.data import pipeline  # noqa: E402
 from seg4reg_tf.data.records import resolve_records  # noqa: E402
 from seg4reg_tf.geometric_readout import read_spine, trace_spine  # noqa: E402
+from seg4reg_tf.inference import segmenter_outputs  # noqa: E402
 from seg4reg_tf.models.pspnet import build_segmenter  # noqa: E402
 from seg4reg_tf.tilt_field import row_tilt_targets  # noqa: E402
 from seg4reg_tf.training.phases import make_trainer  # noqa: E402
@@ -75,18 +77,23 @@ def segmenter_from(args, config):
     return None
 
 
-def fit_gain(segmenter, records, config) -> float:
+def drawn(segmenter, images, flips: bool) -> tuple:
+    """N_S's (B, H, W) mask and (B, H, W, 2) tilt field, with or without test-time flips."""
+    out = segmenter_outputs(segmenter, None, images, "mask", flips)
+    return tf.cast(out["mask"][..., 0], tf.float32), tf.cast(out["tilt"], tf.float32)
+
+
+def fit_gain(segmenter, records, config, flips: bool = False) -> float:
     """`readout.tilt_gain` fitted on `records`: 1 / the slope through the origin of N_S's
     tilts against the true field's at the positions the centre line gives."""
     height, width = config.data.image_height, config.data.image_width
 
     @tf.function
     def tilts(image, landmarks):
-        out = segmenter({"image": image}, training=False)
-        mask = tf.cast(out["mask"][..., 0], tf.float32)
+        mask, tilt = drawn(segmenter, image, flips)
         frames = vertebra_frames(trace_spine(mask, config.readout)[0])
         true_tilt = tf.tile(row_tilt_targets(landmarks, height, width)[:, :, None], [1, 1, width, 1])
-        return read_tilts(tf.cast(out["tilt"], tf.float32), mask, frames)[0], read_tilts(true_tilt, mask, frames)[0]
+        return read_tilts(tilt, mask, frames)[0], read_tilts(true_tilt, mask, frames)[0]
 
     drawn, true = [], []
     for batch in pipeline.make_dataset(records, config.data, training=False, batch_size=8):
@@ -105,12 +112,13 @@ def main():
     parser.add_argument("--segmenter", help="a trained ungated N_S (.keras) with the tilt head")
     parser.add_argument("--weights", help="or a weights file of the config's N_S (e.g. <workdir>/seg/best.weights.h5)")
     parser.add_argument("--fit-gain", action="store_true", help="fit readout.tilt_gain on the training part first")
+    parser.add_argument("--flips", action="store_true", help="N_S's test-time flips (inference.segmenter_flips): mask and tilt field averaged with the mirror image's")
     args = parser.parse_args()
     config = load_config(args.config)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=args.data))
     training, validation, _ = resolve_records(config)
     if args.fit_gain:
-        gain = fit_gain(segmenter_from(args, config), training, config)
+        gain = fit_gain(segmenter_from(args, config), training, config, args.flips)
         print(f"readout.tilt_gain fitted on the training part ({len(training)} images): {gain:.3f}")
         config = dataclasses.replace(config, readout=dataclasses.replace(config.readout, tilt_gain=round(gain, 3)))
     mean = np.stack([record.angles for record in training]).mean(axis=0)
@@ -134,15 +142,15 @@ def main():
         centre, vertebrae = readings(true_mask, true_tilt, letterbox)
         outputs = {"centre line, true masks": centre, "vertebrae, true masks and true tilts": vertebrae}
         if segmenter is not None:
-            out = segmenter({"image": batch["image"]}, training=False)
-            mask = tf.cast(out["mask"][..., 0], tf.float32)
+            mask, tilt = drawn(segmenter, batch["image"], args.flips)
             centre, positions = readings(mask, true_tilt, letterbox)
             outputs["centre line, N_S masks"] = centre
             outputs["vertebrae, N_S masks, true tilts"] = positions
-            outputs["vertebrae, N_S masks and N_S tilts"] = readings(mask, tf.cast(out["tilt"], tf.float32), letterbox)[1]
+            outputs["vertebrae, N_S masks and N_S tilts"] = readings(mask, tilt, letterbox)[1]
         for label, reading in outputs.items():
             rows.setdefault(label, []).append((reading["cobb_angles"].numpy(), reading["landmarks"].numpy()))
-    print(f"validation split: {len(validation)} images, {height}×{width}, readout.tilt_gain {config.readout.tilt_gain}\n")
+    print(f"validation split: {len(validation)} images, {height}×{width}, readout.tilt_gain {config.readout.tilt_gain}"
+          + (", N_S with test-time flips" if args.flips else "") + "\n")
     print("| route | SMAPE (%) | MAE per column (°) | largest within 5° (%) | tilt RMS (°) | tilt median abs (°) | not found |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for label, parts in rows.items():

@@ -23,6 +23,7 @@ import json
 import logging
 import pathlib
 import re
+import urllib.parse
 
 import keras
 import numpy as np
@@ -34,7 +35,7 @@ from seg4reg_tf.data import radiographs
 from seg4reg_tf.geometry import VERTEBRA_NAMES
 from seg4reg_tf.inference import predict_images
 from seg4reg_tf.scoring import route_for_workdir
-from seg4reg_tf.serving import dicom_results, overlay, report, saved_model, tta
+from seg4reg_tf.serving import client, dicom_results, overlay, report, saved_model, tta
 from seg4reg_tf.workdir import final_networks
 
 CAPTION_CURVE = {"C": "C curve", "S": "S curve", "straight": "straight spine", "unknown": "spine not found"}
@@ -72,6 +73,47 @@ class LoadedSystem:
         except tf.errors.InvalidArgumentError as error:
             raise ValueError(_tf_message(error, name)) from None
         return images[0], letterbox[0].numpy()
+
+
+@dataclasses.dataclass
+class ServedSystem:
+    """A system TF Serving serves, called over its REST API (`serving_default` with base64
+    images, as `serving_client` calls it; one view, no TTA). Its export's seg4reg.json gives
+    the config, the route and the pixel limit; the networks are not loaded here.
+
+    Attributes:
+        config, source, max_pixels, route: as `LoadedSystem`'s.
+        host, port, model_name: TF Serving's REST address and the model's name.
+        timeout: seconds per request.
+    """
+    config: Config
+    source: dict
+    max_pixels: int
+    route: str
+    host: str
+    port: int
+    model_name: str
+    timeout: float = 60.0
+
+    def predict_encoded(self, encoded: bytes) -> dict:
+        """One encoded image → `serving_default`'s outputs, as NumPy (batch of one).
+
+        Raises:
+            client.ServingError: the request failed (the message says how).
+        """
+        return client.rest_predict(self.host, self.port, [encoded], self.model_name, self.timeout)
+
+
+def served_system(url: str, export: str, timeout: float = 60.0) -> ServedSystem:
+    """A `ServedSystem` for TF Serving's REST root `url` (http://host:port) serving the
+    export at `export` (a version folder, or the model folder and its highest version)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or not parts.port:
+        raise ValueError(f"{url}: not TF Serving's REST address (http://host:port)")
+    _, info, config = read_export(export)
+    route = info.get("angles", {}).get("route", "regressor")
+    source = {"tf_serving": url, "model": info.get("name", config.export.model_name), "version": info.get("version")}
+    return ServedSystem(config, source, int(info["max_image_pixels"]), route, parts.hostname, parts.port, source["model"], timeout)
 
 
 def _tf_message(error, name: str) -> str:
@@ -196,18 +238,46 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: pathlib.Path | None = None,
-                       dicom_target: pathlib.Path | None = None) -> dict:
-    """One radiograph → its report row (see `report.FIELDS`); writes its overlay when
-    `overlay_path` is given, and its DICOM SR and SEG as `dicom_target`.sr.dcm / .seg.dcm
-    when that is given (`dicom_outputs`).
+@dataclasses.dataclass
+class Analysis:
+    """What the system found in one radiograph: the report row and what is drawn from it.
+
+    Attributes:
+        row: the report row (`report.FIELDS`, and the JSON-only curves).
+        mask: (h, w) N_S's spine probabilities in the model frame.
+        cam: (h/32, w/32) N_R's class activation map in [0, 1].
+        letterbox: (3,) scale, offset_y, offset_x of the original in the model frame.
+        points: (68, 2) the answering route's 17 vertebrae in original pixels, or None when
+            no spine was found.
+        reading: `clinical_reading.read_spine`'s result, or None.
+        curves: what the overlay marks (`overlay_curves`).
+        lines: the overlay's caption lines.
+    """
+    row: dict
+    mask: np.ndarray
+    cam: np.ndarray
+    letterbox: np.ndarray
+    points: np.ndarray | None
+    reading: dict | None
+    curves: list
+    lines: list[str]
+
+
+def analyse(model, radiograph, settings) -> Analysis:
+    """One radiograph through the system (a `LoadedSystem` with the predict settings' TTA, or
+    a `ServedSystem`, one view) → its `Analysis`.
 
     Raises:
         ValueError: the image is rejected by the preprocessing.
+        client.ServingError: a served system's request failed.
     """
-    image, letterbox = model.decode(radiograph.encoded, radiograph.path)
-    chosen = tta.views(settings)
-    outputs = model.run(tta.augment(image, chosen))
+    if isinstance(model, ServedSystem):
+        outputs = model.predict_encoded(radiograph.encoded)
+        letterbox, chosen = outputs["letterbox"][0], [(False, 1.0)]
+    else:
+        image, letterbox = model.decode(radiograph.encoded, radiograph.path)
+        chosen = tta.views(settings)
+        outputs = model.run(tta.augment(image, chosen))
     found = bool(outputs["spine_found"][0])  # the identity view decides
     angles, spread = tta.aggregate(outputs["cobb_angles"])
     by_regressor, _ = tta.aggregate(outputs["cobb_angles_regressor"])
@@ -218,12 +288,14 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
     vertebra_route = model.route == "vertebrae"
     read = by_vertebrae if vertebra_route else geometric
     corners_key, ends_key = ("vertebra_landmarks", "vertebra_end_vertebrae") if vertebra_route else ("landmarks", "end_vertebrae")
+    ends = np.asarray(outputs[ends_key][0]).astype(np.int32)
     disagreement = float(np.max(np.abs(read - by_regressor))) if found else float("nan")
     points, reading = None, None
     if found:
-        # the route's 17 vertebrae in the identity view, model frame → original pixels
-        frame = outputs[corners_key][:1]
-        points = geometric_readout.to_original(frame, letterbox[None], model.config.data.image_height)[0][0].numpy()
+        # the route's 17 vertebrae in the identity view, in original pixels
+        points = np.asarray(outputs[corners_key][0], np.float64)
+        if not isinstance(model, ServedSystem):  # predict_tensor answers in the model frame
+            points = geometric_readout.to_original(points[None].astype(np.float32), letterbox[None], model.config.data.image_height)[0][0].numpy()
         reading = clinical_reading.read_spine(points, radiograph.patient_orientation)
     row = {
         "file": radiograph.path,
@@ -237,7 +309,7 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
         **{field: _finite_or_none(value) for field, value in zip(report.REGRESSOR_FIELDS, by_regressor)},
         **{field: _finite_or_none(value) for field, value in zip(report.GEOMETRIC_FIELDS, geometric)},
         **{field: _finite_or_none(value) for field, value in zip(report.VERTEBRAE_FIELDS, by_vertebrae)},
-        **dict(zip(report.END_VERTEBRAE_FIELDS, end_vertebrae_names(outputs[ends_key][0]))),
+        **dict(zip(report.END_VERTEBRAE_FIELDS, end_vertebrae_names(ends))),
         "route_disagreement_deg": _finite_or_none(disagreement),
         "routes_disagree": bool(disagreement > model.config.readout.disagreement_degrees) if found else None,
         "views": len(chosen),
@@ -252,25 +324,38 @@ def predict_radiograph(model: LoadedSystem, radiograph, settings, overlay_path: 
         row["low_confidence"] = bool(spread.max() > settings.low_confidence_spread_degrees) if found else None
     if radiograph.pixel_spacing_mm:
         row["pixel_spacing_row_mm"], row["pixel_spacing_column_mm"] = map(float, radiograph.pixel_spacing_mm)
+    if found:
+        lines = [
+            f"Cobb ({model.route}) " + " / ".join(f"{value:.1f}" for value in angles) + " deg",
+            f"{CAPTION_CURVE[row['curve_type']]}, {row['severity']}"
+            + (f", spread {spread.max():.1f} deg" if len(chosen) > 1 else "")
+            + (", LOW CONFIDENCE" if row.get("low_confidence") else "")
+            + (", ROUTES DISAGREE" if row.get("routes_disagree") else ""),
+            curves_caption(reading),
+        ]
+    else:
+        lines = ["no Cobb angle", "spine not found"]
+    curves = overlay_curves(reading, ends, read) if found else []
+    return Analysis(row, np.asarray(mask), np.asarray(cam), np.asarray(letterbox), points, reading, curves, [*lines, report.NOTICE])
+
+
+def predict_radiograph(model, radiograph, settings, overlay_path: pathlib.Path | None = None, dicom_target: pathlib.Path | None = None) -> dict:
+    """One radiograph → its report row (see `report.FIELDS`); writes its overlay when
+    `overlay_path` is given, and its DICOM SR and SEG as `dicom_target`.sr.dcm / .seg.dcm
+    when that is given (`dicom_outputs`).
+
+    Raises:
+        ValueError: the image is rejected by the preprocessing.
+    """
+    seen = analyse(model, radiograph, settings)
+    row = seen.row
     if overlay_path is not None:
-        if found:
-            lines = [
-                f"Cobb ({model.route}) " + " / ".join(f"{value:.1f}" for value in angles) + " deg",
-                f"{CAPTION_CURVE[row['curve_type']]}, {row['severity']}"
-                + (f", spread {spread.max():.1f} deg" if len(chosen) > 1 else "")
-                + (", LOW CONFIDENCE" if row.get("low_confidence") else "")
-                + (", ROUTES DISAGREE" if row.get("routes_disagree") else ""),
-                curves_caption(reading),
-            ]
-        else:
-            lines = ["no Cobb angle", "spine not found"]
-        picture = overlay.render(radiograph.pixels, mask, cam, letterbox, [*lines, report.NOTICE], landmarks=points,
-                                 curves=overlay_curves(reading, outputs[ends_key][0], read) if found else (),
-                                 vertebrae=points if vertebra_route else None)  # fmt: skip
+        picture = overlay.render(radiograph.pixels, seen.mask, seen.cam, seen.letterbox, seen.lines, landmarks=seen.points,
+                                 curves=seen.curves, vertebrae=seen.points if model.route == "vertebrae" else None)  # fmt: skip
         overlay.write_png(overlay_path, picture)
         row["overlay"] = str(overlay_path)
     if dicom_target is not None:
-        row.update(dicom_outputs(radiograph, reading, mask, letterbox, model.route, dicom_target))
+        row.update(dicom_outputs(radiograph, seen.reading, seen.mask, seen.letterbox, model.route, dicom_target))
     return row
 
 
