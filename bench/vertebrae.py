@@ -15,8 +15,9 @@ Records are split as training splits them (`data.validation_fraction`, `data.see
 
 With `--flips`, N_S's mask and tilt field are the means over the X-ray and its mirror image
 (`inference.segmenter_flips`). With `--fit-gain` it first fits `readout.tilt_gain` on the
-training part (never on the validation split): the least-squares slope of the tilts N_S draws against the true field's
-at the same positions, through the origin; the gain is its inverse, used in the rows below.
+training part (never on the validation split): the least-squares slope of the tilts N_S
+draws against the true field's at the same positions, through the origin; the gain is its
+inverse, used in the rows below.
 
 Per row: SMAPE, MAE per column, largest angle within 5°, and the RMS over vertebrae and
 images of the tilt error (° between each read vertebra's mid-line and the landmarks' mid-line
@@ -77,7 +78,7 @@ def segmenter_from(args, config):
     return None
 
 
-def drawn(segmenter, images, flips: bool) -> tuple:
+def maps(segmenter, images, flips: bool) -> tuple:
     """N_S's (B, H, W) mask and (B, H, W, 2) tilt field, with or without test-time flips."""
     out = segmenter_outputs(segmenter, None, images, "mask", flips)
     return tf.cast(out["mask"][..., 0], tf.float32), tf.cast(out["tilt"], tf.float32)
@@ -90,7 +91,7 @@ def fit_gain(segmenter, records, config, flips: bool = False) -> float:
 
     @tf.function
     def tilts(image, landmarks):
-        mask, tilt = drawn(segmenter, image, flips)
+        mask, tilt = maps(segmenter, image, flips)
         frames = vertebra_frames(trace_spine(mask, config.readout)[0])
         true_tilt = tf.tile(row_tilt_targets(landmarks, height, width)[:, :, None], [1, 1, width, 1])
         return read_tilts(tilt, mask, frames)[0], read_tilts(true_tilt, mask, frames)[0]
@@ -142,7 +143,7 @@ def main():
         centre, vertebrae = readings(true_mask, true_tilt, letterbox)
         outputs = {"centre line, true masks": centre, "vertebrae, true masks and true tilts": vertebrae}
         if segmenter is not None:
-            mask, tilt = drawn(segmenter, batch["image"], args.flips)
+            mask, tilt = maps(segmenter, batch["image"], args.flips)
             centre, positions = readings(mask, true_tilt, letterbox)
             outputs["centre line, N_S masks"] = centre
             outputs["vertebrae, N_S masks, true tilts"] = positions

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--saved-model", help="exported SavedModel: a version folder, or the model folder (highest version)")
     parser.add_argument("inputs", nargs="*", help="files, folders (recursive) or glob patterns of JPEG, PNG and DICOM")
     parser.add_argument("--out", required=True, help="output folder for predictions.csv / .json (and overlays/)")
-    parser.add_argument("--overlays", action="store_true", help="write OUT/overlays/<file>.png: mask, CAM and angles")
+    parser.add_argument("--overlays", action="store_true", help="write OUT/overlays/<file>.png: the spine, vertebrae, curves and angles")
+    parser.add_argument("--cam", action="store_true", help="with --overlays: also N_R's class activation map, inside the spine's outline")
     parser.add_argument("--dicom-out", help="for DICOM inputs: write DIR/<file>.sr.dcm (the curves, DICOM SR) and .seg.dcm (the spine, DICOM SEG)")
     parser.add_argument("--dicomweb", metavar="URL", help="a PACS's DICOMweb root: predict the radiographs of --study and store their SR and SEG back "
                         "(credentials from SEG4REG_DICOMWEB_* variables, docs/clinical.md)")
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if client:
             rows = pacs.round_trip(model, client, args.study, args.series, settings, writer, dicom_dir, overlay_dir)
         else:
-            rows = predict_files(model, paths, writer, settings, overlay_dir, verbose=not args.quiet, dicom_dir=dicom_dir)
+            rows = predict_files(model, paths, writer, settings, overlay_dir, verbose=not args.quiet, dicom_dir=dicom_dir, show_cam=args.cam)
     except pacs.PacsError as error:
         return cli.fail(error)
     finally:

@@ -17,7 +17,7 @@ from seg4reg_tf.serving.client import DEFAULT_PORTS, ServingError, grpc_predict,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.serving_client", description="Cobb angles from a TF Serving model server.")
-    parser.add_argument("images", nargs="+", help="JPEG or PNG files")
+    parser.add_argument("images", nargs="+", help="JPEG, PNG or DICOM files (a DICOM is sent as a lossless 16-bit PNG of its display pixels)")
     protocol = parser.add_mutually_exclusive_group(required=True)
     protocol.add_argument("--grpc", action="store_const", const="grpc", dest="protocol", help="PredictionService over gRPC (default port 8500)")
     protocol.add_argument("--rest", action="store_const", const="rest", dest="protocol", help="REST :predict (default port 8501)")

@@ -409,3 +409,30 @@ def test_the_row_carries_the_clinical_reading(tmp_path):
     assert "PatientOrientation" in mirrored["convexity_convention"]
     line = report.csv_line(mirrored).decode()
     assert "T6–T12" in line and report.NOTICE in line
+
+
+def test_the_cam_is_off_by_default_and_stays_inside_the_spine():
+    from seg4reg_tf.serving import overlay
+
+    landmarks, pixels, _, _, letterbox = overlay_scene()
+    mask = np.zeros((64, 32), np.float32)
+    mask[10:50, 12:20] = 1.0
+    cam = np.linspace(0, 1, 2 * 1, dtype=np.float32).reshape(2, 1)
+    plain = overlay.render(pixels, mask, None, letterbox, ["x"])
+    tinted = overlay.render(pixels, mask, cam, letterbox, ["x"])
+    grey = plain[-600:].astype(int)
+    assert (np.ptp(grey, axis=2) <= 1).sum() > 0.9 * grey[..., 0].size  # no heat map: grey, but the green outline
+    changed = np.any(tinted[-600:] != plain[-600:], axis=2)
+    spine = overlay.to_display(mask, letterbox, 1.0, (300, 600)) > 0.5
+    assert changed.any() and not (changed & ~spine).any()  # the heat map only inside the outline
+
+
+def test_end_plate_lines_end_at_the_image_edge():
+    from seg4reg_tf.serving import overlay
+
+    for point, direction in (((5.0, 50.0), (-1.0, 0.0)), ((290.0, 10.0), (0.6, -0.8)), ((150.0, 300.0), (0.0, 1.0))):
+        reach = overlay.inside_reach(np.array(point), np.array(direction), (600, 300, 3), 1000.0)
+        end = np.array(point) + reach * np.array(direction)
+        assert -1e-6 <= end[0] <= 299 + 1e-6 and -1e-6 <= end[1] <= 599 + 1e-6
+        assert np.isclose(end[0], 0) or np.isclose(end[0], 299) or np.isclose(end[1], 0) or np.isclose(end[1], 599)
+    assert overlay.inside_reach(np.array([150.0, 300.0]), np.array([1.0, 0.0]), (600, 300, 3), 20.0) == 20.0

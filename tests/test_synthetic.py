@@ -28,8 +28,10 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path, syn
     _, mismatch, errors = filecmp.cmpfiles(synthetic_root, again, files, shallow=False)
     assert mismatch == [] and errors == []
     other = synthetic.generate_dataset(tmp_path / "other", train=6, test=2, seed=4, config=SMALL)
-    _, mismatch, _ = filecmp.cmpfiles(synthetic_root, other, files, shallow=False)
-    assert any(name.endswith(".jpg") for name in mismatch)
+    images = [name for name in files if name.endswith(".jpg")]
+    others = [name for name in _all_files(other) if name.endswith(".jpg")]  # named apart (seed 4), in the same order
+    assert len(others) == len(images) and not set(others) & set(images)
+    assert all(open(os.path.join(synthetic_root, a), "rb").read() != open(os.path.join(other, b), "rb").read() for a, b in zip(images, others))
 
 
 def test_layout_is_aascel_and_reader_round_trips(synthetic_root):
@@ -154,3 +156,11 @@ def test_command_line_renderer(tmp_path):
     (real,) = aasce.read_split(tmp_path / "real", "training")
     np.testing.assert_array_equal(plain.landmarks, real.landmarks)
     assert not filecmp.cmp(plain.image_path, real.image_path, shallow=False)
+
+
+def test_sets_of_different_seeds_never_share_a_file_name():
+    """The demo's samples (seed 1) are other pictures than its evaluation set (seed 0): their
+    names differ, so a report row cannot be mistaken for an evaluation image's."""
+    names = {seed: {synthetic.example_name(seed, "test", index) for index in range(4)} for seed in (0, 1, 2)}
+    assert names[0] == {f"synthetic-test-{index:04d} AP.jpg" for index in range(4)}  # the embedded set keeps its names
+    assert not names[0] & names[1] and not names[1] & names[2]

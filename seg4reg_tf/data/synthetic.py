@@ -222,6 +222,14 @@ def mat_bytes(landmarks: np.ndarray) -> bytes:
     return bytes(data)
 
 
+def example_name(seed: int, split: str, index: int) -> str:
+    """The file name of one generated image: "synthetic-test-0000 AP.jpg" for seed 0 (the
+    embedded data set), "synthetic-seed1-test-0000 AP.jpg" for seed 1, so sets of different
+    seeds (the demo's samples and its evaluation images) never share a name."""
+    seeded = f"seed{seed}-" if seed else ""
+    return f"synthetic-{seeded}{split}-{index:04d} AP.jpg"
+
+
 def write_split(out: str, split: str, count: int, seed: int, config: SyntheticConfig) -> None:
     """Writes `count` images of one split into the AASCE layout under `out`."""
     image_dir = os.path.join(out, "data", split)
@@ -231,7 +239,7 @@ def write_split(out: str, split: str, count: int, seed: int, config: SyntheticCo
     names, angle_rows, landmark_rows = [], [], []
     for index in range(count):
         image, landmarks, _ = make_example(seed, split, index, config)
-        name = f"synthetic-{split}-{index:04d} AP.jpg"
+        name = example_name(seed, split, index)
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality])
         if not ok:
             raise RuntimeError(f"could not encode {name}")

@@ -1,4 +1,5 @@
-"""Prediction overlays: the X-ray with N_S's spine mask, N_R's CAM and the angles on it.
+"""Prediction overlays: the X-ray with N_S's spine outline, the vertebrae, the curves' end
+plates and the angles on it (N_R's CAM on request).
 
 The mask and CAM live in the model frame (the letterboxed input); they are mapped back onto
 the original radiograph with the letterbox transform the export reports, so the overlay is
@@ -53,7 +54,9 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
     Args:
         pixels: (H, W) float in [0, 1], the original radiograph.
         mask: (h, w) spine probabilities in the model frame.
-        cam: (h/32, w/32) class activation map in [0, 1] in the model frame.
+        cam: None (the default of predict: N_R's CAM is a few coarse bands that tell a reader
+            little), or (h/32, w/32) class activation map in [0, 1] in the model frame, drawn
+            as a heat map inside the spine's outline only (`predict --cam`).
         letterbox: (scale, offset_y, offset_x) mapping the original into the model frame.
         lines: text written on a band above the image (ASCII: OpenCV's fonts have no "°").
         max_height, min_height: the radiograph is drawn this many rows high at most / at
@@ -76,11 +79,13 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
     gray = cv2.resize(np.asarray(pixels, np.float32), size, interpolation=cv2.INTER_AREA)
     canvas = cv2.cvtColor(np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
     mask_h, mask_w = np.asarray(mask).shape
-    cam_full = cv2.resize(np.asarray(cam, np.float32), (mask_w, mask_h), interpolation=cv2.INTER_LINEAR)
-    cam_display = to_display(cam_full, letterbox, display_scale, size)
     mask_display = to_display(mask, letterbox, display_scale, size)
-    heat = cv2.applyColorMap(np.round(np.clip(cam_display, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    canvas = cv2.addWeighted(canvas, 1.0 - CAM_OPACITY, heat, CAM_OPACITY, 0.0)
+    if cam is not None:
+        cam_full = cv2.resize(np.asarray(cam, np.float32), (mask_w, mask_h), interpolation=cv2.INTER_LINEAR)
+        cam_display = to_display(cam_full, letterbox, display_scale, size)
+        heat = cv2.applyColorMap(np.round(np.clip(cam_display, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+        tinted = cv2.addWeighted(canvas, 1.0 - CAM_OPACITY, heat, CAM_OPACITY, 0.0)
+        canvas = np.where((mask_display > 0.5)[..., None], tinted, canvas)
     contours, _ = cv2.findContours((mask_display > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(canvas, contours, -1, MASK_COLOUR, max(1, size[0] // 300))
     if vertebrae is not None:
@@ -121,7 +126,7 @@ def draw_cobb_lines(canvas: np.ndarray, landmarks, ends, label: str, display_sca
     for start, end in ((corners[upper, 0], corners[upper, 1]), (corners[lower, 2], corners[lower, 3])):
         direction = (end - start) / max(np.linalg.norm(end - start), 1e-9)
         middle = (start + end) / 2
-        a, b = middle - direction * reach, middle + direction * reach
+        a, b = (middle + direction * inside_reach(middle, side * direction, canvas.shape, reach) * side for side in (-1.0, 1.0))
         cv2.line(canvas, tuple(int(round(v)) for v in a), tuple(int(round(v)) for v in b), ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
     # the label left of the lower end vertebra (its name goes on the right)
     scale = 0.4 + thickness * 0.15
@@ -129,10 +134,29 @@ def draw_cobb_lines(canvas: np.ndarray, landmarks, ends, label: str, display_sca
     text_at = corners[lower, 2] - np.array([text_width + 6.0 * thickness, 4.0 * thickness])
     x = int(min(max(text_at[0], 0), canvas.shape[1] - text_width))
     y = int(min(max(text_at[1], 14), canvas.shape[0] - 2))
-    cv2.putText(canvas, label, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
+    outlined_text(canvas, label, (x, y), scale, thickness)
     for index, corner in ((upper, corners[upper, 1]), (lower, corners[lower, 3])):  # the end vertebrae's names, on their right
         at = (int(min(corner[0] + 4 * thickness, canvas.shape[1] - 30)), int(min(max(corner[1], 12), canvas.shape[0] - 2)))
-        cv2.putText(canvas, VERTEBRA_NAMES[index], at, cv2.FONT_HERSHEY_SIMPLEX, 0.35 + thickness * 0.1, ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
+        outlined_text(canvas, VERTEBRA_NAMES[index], at, 0.35 + thickness * 0.1, thickness)
+
+
+def inside_reach(point, direction, shape, reach: float) -> float:
+    """How far (≤ `reach` pixels) one can go from `point` along the unit `direction` and stay
+    on an image of `shape` (rows, columns, ...): end-plate lines end at the image's edge."""
+    limits = []
+    for axis, size in ((0, shape[1] - 1), (1, shape[0] - 1)):
+        if direction[axis] > 1e-9:
+            limits.append((size - point[axis]) / direction[axis])
+        elif direction[axis] < -1e-9:
+            limits.append(-point[axis] / direction[axis])
+    return float(max(0.0, min([reach, *limits])))
+
+
+def outlined_text(canvas: np.ndarray, text: str, at: tuple[int, int], scale: float, thickness: int) -> None:
+    """Amber text with a black outline, readable on any background, in place."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(canvas, text, at, font, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(canvas, text, at, font, scale, ENDPLATE_COLOUR, thickness, cv2.LINE_AA)
 
 
 def _with_caption(canvas: np.ndarray, lines: list[str]) -> np.ndarray:

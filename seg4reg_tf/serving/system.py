@@ -339,10 +339,11 @@ def analyse(model, radiograph, settings) -> Analysis:
     return Analysis(row, np.asarray(mask), np.asarray(cam), np.asarray(letterbox), points, reading, curves, [*lines, report.NOTICE])
 
 
-def predict_radiograph(model, radiograph, settings, overlay_path: pathlib.Path | None = None, dicom_target: pathlib.Path | None = None) -> dict:
+def predict_radiograph(model, radiograph, settings, overlay_path: pathlib.Path | None = None, dicom_target: pathlib.Path | None = None,
+                       show_cam: bool = False) -> dict:
     """One radiograph → its report row (see `report.FIELDS`); writes its overlay when
-    `overlay_path` is given, and its DICOM SR and SEG as `dicom_target`.sr.dcm / .seg.dcm
-    when that is given (`dicom_outputs`).
+    `overlay_path` is given (with N_R's CAM when `show_cam`), and its DICOM SR and SEG as
+    `dicom_target`.sr.dcm / .seg.dcm when that is given (`dicom_outputs`).
 
     Raises:
         ValueError: the image is rejected by the preprocessing.
@@ -350,7 +351,7 @@ def predict_radiograph(model, radiograph, settings, overlay_path: pathlib.Path |
     seen = analyse(model, radiograph, settings)
     row = seen.row
     if overlay_path is not None:
-        picture = overlay.render(radiograph.pixels, seen.mask, seen.cam, seen.letterbox, seen.lines, landmarks=seen.points,
+        picture = overlay.render(radiograph.pixels, seen.mask, seen.cam if show_cam else None, seen.letterbox, seen.lines, landmarks=seen.points,
                                  curves=seen.curves, vertebrae=seen.points if model.route == "vertebrae" else None)  # fmt: skip
         overlay.write_png(overlay_path, picture)
         row["overlay"] = str(overlay_path)
@@ -378,9 +379,10 @@ def dicom_outputs(radiograph, reading: dict | None, mask, letterbox, route: str,
 
 
 def predict_files(model: LoadedSystem, paths: list[str], writer: report.ReportWriter, settings, overlay_dir=None, verbose=True,
-                  dicom_dir=None) -> list[dict]:
+                  dicom_dir=None, show_cam: bool = False) -> list[dict]:
     """Predicts each file, adding its row (or its error) to `writer` as soon as it is done;
-    overlays go to `overlay_dir`, DICOM SR and SEG to `dicom_dir` (each None for none)."""
+    overlays go to `overlay_dir` (with the CAM when `show_cam`), DICOM SR and SEG to
+    `dicom_dir` (each None for none)."""
     bar = keras.utils.Progbar(len(paths), unit_name="image") if verbose and paths else None
     used: set[str] = set()
     used_dicom: set[str] = set()
@@ -391,7 +393,7 @@ def predict_files(model: LoadedSystem, paths: list[str], writer: report.ReportWr
         if dicom_dir is not None:
             dicom_target = pathlib.Path(dicom_dir) / _unique_name(pathlib.Path(path).name + ".dcm", used_dicom).removesuffix(".dcm")
         try:
-            row = predict_radiograph(model, radiographs.read_radiograph(path, model.max_pixels), settings, target, dicom_target)
+            row = predict_radiograph(model, radiographs.read_radiograph(path, model.max_pixels), settings, target, dicom_target, show_cam)
         except (ValueError, OSError) as error:
             row = report.error_row(path, str(error))
         writer.add(row)
