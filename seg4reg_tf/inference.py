@@ -11,6 +11,10 @@ home that export, evaluate and predict import.
                          field, when N_S has the tilt head)     vertebra_landmarks,
                                                                 vertebra_end_vertebrae,
                                                                 vertebra_confidence
+                       → the curves of the answering route's  → curve_end_vertebrae,
+                         vertebrae (the centre line's for N_R)  curve_apex, curve_region,
+                                                                curve_cobb_angles,
+                                                                curve_side, major_curve
     cobb_angles = the route chosen by `inference.angles` (regressor | geometric | vertebrae | auto)
 
 "auto" is resolved once per workdir: the route with the lower validation SMAPE, recorded in
@@ -25,6 +29,7 @@ import pathlib
 
 from keras import ops
 
+from seg4reg_tf.curves_graph import find_curves
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE, regressor_inputs
 from seg4reg_tf.models.segment import segment
@@ -59,7 +64,9 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         the vertebra route's "cobb_angles_vertebrae" (B, 3), "vertebra_landmarks" (B, 68, 2)
         corners of the 17 fitted vertebrae in original pixels, "vertebra_end_vertebrae"
         (B, 3, 2) int32, "vertebra_confidence" (B, 17) in [0, 1]: NaN, −1 and 0 where no
-        spine was found or N_S has no tilt head}.
+        spine was found or N_S has no tilt head; and the named curves of the answering
+        route's vertebrae (`curves_graph.find_curves`: "curve_end_vertebrae",
+        "curve_apex", "curve_region", "curve_cobb_angles", "curve_side", "major_curve")}.
     """
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
@@ -91,6 +98,7 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         "vertebra_landmarks": vertebrae["landmarks"],
         "vertebra_end_vertebrae": vertebrae["end_vertebrae"],
         "vertebra_confidence": vertebrae["confidence"],
+        **find_curves(vertebrae["landmarks"] if route == "vertebrae" else readout["landmarks"], readout["found"]),
     }
 
 

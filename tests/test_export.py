@@ -77,7 +77,8 @@ def test_saved_model_cli_shows_both_signatures(exported):
     assert "dtype: DT_STRING" in serving and "shape: (-1)" in serving
     assert "shape: (-1, 64, 32, 1)" in tensor
     for output in ("cobb_angles", "cobb_angles_regressor", "cobb_angles_geometric", "landmarks", "end_vertebrae", "spine_found", "mask", "cam",
-                   "cobb_angles_vertebrae", "vertebra_landmarks", "vertebra_end_vertebrae", "vertebra_confidence"):
+                   "cobb_angles_vertebrae", "vertebra_landmarks", "vertebra_end_vertebrae", "vertebra_confidence",
+                   "curve_end_vertebrae", "curve_apex", "curve_region", "curve_cobb_angles", "curve_side", "major_curve"):
         assert f"outputs['{output}']" in serving and f"outputs['{output}']" in tensor
     assert "outputs['letterbox']" in serving
 
@@ -157,7 +158,8 @@ def test_reloaded_export_gives_the_in_memory_angles(exported, synthetic_root):
         np.testing.assert_allclose(out["cobb_angles"][i].numpy(), expected["cobb_angles"], atol=1e-3)
         np.testing.assert_allclose(out["mask"][i].numpy(), expected["mask"], atol=1e-4)
         for key in ("cobb_angles_regressor", "cobb_angles_geometric", "end_vertebrae", "spine_found",
-                    "cobb_angles_vertebrae", "vertebra_end_vertebrae", "vertebra_confidence"):
+                    "cobb_angles_vertebrae", "vertebra_end_vertebrae", "vertebra_confidence",
+                    "curve_end_vertebrae", "curve_apex", "curve_region", "curve_cobb_angles", "curve_side", "major_curve"):
             np.testing.assert_allclose(out[key][i].numpy(), expected[key], atol=1e-3)  # NaN equals NaN here
         if expected["spine_found"]:
             assert np.isfinite(out["cobb_angles_vertebrae"][i].numpy()).all() and np.isfinite(out["vertebra_landmarks"][i].numpy()).all()

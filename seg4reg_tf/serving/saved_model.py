@@ -17,7 +17,9 @@ N_R on the config's input mode, and the geometric readout of the mask):
                       mask (B, H, W) float32 probabilities at the model resolution, cam
                       (B, H/32, W/32) float32 in [0, 1], letterbox (B, 3) float32 (scale,
                       offset_y, offset_x): a pixel centre (x, y) of the original lies at
-                      ((x + ½)·scale + offset_x − ½, (y + ½)·scale + offset_y − ½) in the mask.
+                      ((x + ½)·scale + offset_x − ½, (y + ½)·scale + offset_y − ½) in the mask;
+                      the vertebra route's outputs and the named curves
+                      (`curves_graph.find_curves`; docs/serving.md lists them).
     predict_tensor    images: (B, H, W, 1) float32 in [0, 1], already preprocessed → the same
                       outputs without `letterbox`, landmarks in the model frame.
 
