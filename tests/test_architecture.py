@@ -67,7 +67,7 @@ def test_no_import_circles():
 # The package's layers, lowest first (docs/configuration.md draws them). A module imports
 # its own layer or lower ones only; the three roles do not import one another, except that
 # the ablation (evaluation) runs training.
-COMMANDS = {"train", "pretrain", "evaluate", "visualize", "export", "predict", "batch", "serving_client"}
+COMMANDS = {"train", "pretrain", "evaluate", "visualize", "export", "predict", "batch", "viewer", "serving_client"}
 SHARED = {"geometric_readout", "vertebra_readout", "workdir", "inference", "scoring"}
 ROLES = ("training", "evaluation", "serving")
 ALLOWED_ROLE_IMPORTS = {("evaluation", "training")}
