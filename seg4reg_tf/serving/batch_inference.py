@@ -76,7 +76,7 @@ def _read(readable) -> tuple[str, bytes]:
 
 
 def _json_line(row: dict) -> str:
-    return json.dumps({key: row.get(key) for key in report.FIELDS})
+    return json.dumps(report.json_row(row))
 
 
 def _csv_text(row: dict) -> str:

@@ -72,6 +72,12 @@ def csv_line(row: dict) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def json_row(row: dict) -> dict:
+    """A row as predictions.json holds it: every `FIELDS` key (None where absent), then the
+    JSON-only fields the row has."""
+    return {key: row.get(key) for key in FIELDS} | {key: row[key] for key in JSON_ONLY_FIELDS if key in row}
+
+
 def error_row(path: str, message: str) -> dict:
     """The row of an input that could not be predicted."""
     return {"file": path, "status": "error", "error": message, "notice": NOTICE}
@@ -120,7 +126,7 @@ class ReportWriter:
         if unknown:
             raise ValueError(f"unknown report fields {sorted(unknown)}; expected some of {FIELDS}")
         line = csv_line(row)
-        full = {key: row.get(key) for key in FIELDS} | {key: row[key] for key in JSON_ONLY_FIELDS if key in row}
+        full = json_row(row)
         _append(self.csv_path, line)
         _append(self.lines_path, (json.dumps(full) + "\n").encode("utf-8"))
         self.rows.append(full)
