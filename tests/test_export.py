@@ -50,9 +50,17 @@ def test_layout_follows_tf_serving(exported):
     path = exported["path"]
     assert path == exported["base"] / "seg4reg" / "1"
     assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
-    for name in ("segmenter.keras", "regressor.keras", "seg4reg.json"):
-        assert (path / "assets.extra" / name).is_file()
+    assert sorted(p.name for p in (path / "assets.extra").iterdir()) == ["seg4reg.json", saved_model.WARMUP_FILE]
     assert [p.name for p in path.parent.iterdir()] == ["1"]  # no temporary left behind
+
+
+def test_the_export_stores_each_weight_once(exported):
+    """The checkpoint holds as many values as the two networks have weights (keras#23553
+    stored each twice), so the export is the size of the networks, not twice it."""
+    stored = sum(int(np.prod(shape)) for _, shape in tf.train.list_variables(str(exported["path"] / "variables" / "variables")))
+    networks = exported["segmenter"].count_params() + exported["regressor"].count_params()
+    assert stored <= 1.05 * networks  # the optimizer-free networks, plus at most a few counters
+    assert stored >= networks - exported["segmenter"].count_params() // 50  # and every network is there
 
 
 def test_warmup_requests_are_valid_requests_of_the_signature(exported):

@@ -1,8 +1,6 @@
 """The trained system as a SavedModel in TF Serving's layout; command: `python -m seg4reg_tf.export`.
 
     <export base>/<name>/<version>/saved_model.pb, variables/     what TF Serving loads
-    <export base>/<name>/<version>/assets.extra/segmenter.keras   N_S (gated when trained so)
-    <export base>/<name>/<version>/assets.extra/regressor.keras   N_R
     <export base>/<name>/<version>/assets.extra/seg4reg.json      config and provenance
     <export base>/<name>/<version>/assets.extra/tf_serving_warmup_requests   replayed on load
 
@@ -124,9 +122,11 @@ def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: 
         decoded, letterbox = decode_requests(images, config, max_pixels)
         return {**predict_images(segmenter, regressor, decoded, config, route, letterbox), "letterbox": letterbox}
 
+    # Not `archive.track(...)`: the endpoints' traces capture every variable they use, and
+    # tracking the networks as well stores each weight twice (keras-team/keras#23553: the
+    # tracked Keras variables and the captured tf.Variables are different objects, so the
+    # checkpoint cannot de-duplicate them), doubling the export and a server's memory.
     archive = keras.export.ExportArchive()
-    archive.track(segmenter)
-    archive.track(regressor)
     archive.add_endpoint("serving_default", serving_default, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     archive.add_endpoint("predict_tensor", predict_tensor, input_signature=[tf.TensorSpec([None, height, width, 1], tf.float32, name="images")])
     archive.write_out(str(path), verbose=False)
@@ -180,8 +180,6 @@ def export_saved_model(
         extra = archive / "assets.extra"
         extra.mkdir(exist_ok=True)
         write_warmup_requests(extra / WARMUP_FILE, name)
-        segmenter.save(extra / "segmenter.keras")
-        regressor.save(extra / "regressor.keras")
         info = {
             "name": name,
             "version": version,
