@@ -6,8 +6,14 @@ import os
 
 import pytest
 
-from seg4reg_tf.data import synthetic
-from tests.harness import make_workdir
+import seg4reg_tf
+
+# TensorFlow's C++ start-up lines (CUDA probing, CPU features) stay out of the test run's
+# output, as the commands keep them out of theirs (unless --verbose is on the command line).
+seg4reg_tf.quiet_start()
+
+from seg4reg_tf.data import synthetic  # noqa: E402
+from tests.harness import make_workdir  # noqa: E402
 
 SMALL = synthetic.SyntheticConfig(height_range=(300, 420))
 
