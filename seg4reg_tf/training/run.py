@@ -121,8 +121,12 @@ def ensure_pretrained_trunk(config: Config, workdir: pathlib.Path, verbose: int 
     path = pretrained_trunk_path(workdir)
     if path.is_file() and summary_path(path).is_file():
         return json.loads(summary_path(path).read_text())
+    if verbose:
+        print(f"--- pretraining N_R's trunk on {config.pretrain.count} drawn spine masks (before phase reg) ---", flush=True)
     with workers.write_folder(path.parent, strategy) as out:
         summary = pretrain(config, out / path.name, verbose=verbose, strategy=strategy)
+    if verbose:
+        print("--- phase reg ---", flush=True)
     return {**summary, "weights": str(path)}
 
 
