@@ -26,3 +26,21 @@ def test_a_script_starts_tensorflow_quietly_with_quiet_start():
     loud = subprocess.run([sys.executable, "-c", code.format("")], capture_output=True, text=True, env=env, timeout=300)
     assert quiet.returncode == 0 and loud.returncode == 0
     assert quiet.stderr == "" and loud.stderr != ""  # a plain import prints TensorFlow's start-up lines here
+
+
+def test_tensorflows_info_records_are_shown_only_with_verbose():
+    """TensorFlow logs "Sharding callback duration" at every checkpoint save and "Assets
+    written to" on export at INFO: the commands' output keeps them out unless --verbose."""
+    import logging
+
+    from seg4reg_tf import cli
+
+    tf_logger = logging.getLogger("tensorflow")
+    saved = tf_logger.level
+    try:
+        cli.configure_logging(False)
+        assert not tf_logger.isEnabledFor(logging.INFO) and tf_logger.isEnabledFor(logging.WARNING)
+        cli.configure_logging(True)
+        assert tf_logger.isEnabledFor(logging.INFO)
+    finally:
+        tf_logger.setLevel(saved)

@@ -23,6 +23,7 @@ import json
 import logging
 import pathlib
 import re
+import sys
 import urllib.parse
 
 import keras
@@ -383,7 +384,8 @@ def predict_files(model: LoadedSystem, paths: list[str], writer: report.ReportWr
     """Predicts each file, adding its row (or its error) to `writer` as soon as it is done;
     overlays go to `overlay_dir` (with the CAM when `show_cam`), DICOM SR and SEG to
     `dicom_dir` (each None for none)."""
-    bar = keras.utils.Progbar(len(paths), unit_name="image") if verbose and paths else None
+    # a live bar on a terminal; in a log file (no terminal) no ANSI or backspace codes, one line at the end
+    bar = keras.utils.Progbar(len(paths), unit_name="image", verbose=1 if sys.stdout.isatty() else 2) if verbose and paths else None
     used: set[str] = set()
     used_dicom: set[str] = set()
     for done, path in enumerate(paths, start=1):
