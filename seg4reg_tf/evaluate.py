@@ -59,6 +59,15 @@ def table(results: dict) -> str:
             f"| {label} | {scores['smape']:.2f} | {scores['mae']:.2f} | {columns} | {scores['within_5']:.1f} | {scores['not_found']} |"
         )
     lines += ["", "Images where no spine is found are scored as the training-mean angles."]
+    for label, scores in results["angles"].items():
+        if label.startswith("baseline"):
+            continue
+        for column in scores.get("flat_columns", []):
+            lines.append(
+                f"**{label}: the {ANGLE_COLUMNS[column]} angle barely varies** (standard deviation "
+                f"{scores['spread_columns'][column]:.1f}° against {scores['truth_spread_columns'][column]:.1f}° in the truth): "
+                "its answers stay near the training mean whatever the image; do not read that column as a measurement."
+            )
     lines += ["", "| segmentation | " + " | ".join(f"{name} (%)" for name in SEGMENTATION_COLUMNS) + " |",
               "| --- |" + " ---: |" * len(SEGMENTATION_COLUMNS)]
     for label, scores in results["segmentation"].items():

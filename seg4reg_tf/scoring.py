@@ -115,9 +115,16 @@ def route_scores(truth, out, mean, with_regressor: bool = True) -> dict:
     }
 
 
+# a column whose predictions vary less than this fraction of the truth's standard deviation
+# is near-constant: its answers are about the training mean, whatever the image
+FLAT_FRACTION = 0.25
+
+
 def angle_figures(truth, predicted, fallback=None) -> dict:
     """{"smape" %, "mae" degrees, "mae_columns" [3] degrees, "within_5" % of images whose
-    largest angle is within 5°, "not_found" count} of (N, 3) degree arrays.
+    largest angle is within 5°, "not_found" count, "spread_columns" [3] and
+    "truth_spread_columns" [3] standard deviations in degrees, "flat_columns" [indices of the
+    columns whose spread is under `FLAT_FRACTION` of the truth's]} of (N, 3) degree arrays.
 
     Rows of `predicted` that are NaN (no spine found) are scored as `fallback` (3,) (the
     training-mean angles), so a route is not rewarded for giving up."""
@@ -127,8 +134,11 @@ def angle_figures(truth, predicted, fallback=None) -> dict:
         predicted = np.where(missing[:, None], np.broadcast_to(fallback, predicted.shape), predicted)
     per_column, overall = metrics.mean_absolute_error(truth, predicted)
     within = float(100.0 * np.mean(np.abs(np.asarray(truth)[:, 0] - predicted[:, 0]) <= 5.0))
+    spread, truth_spread = predicted.std(axis=0), np.asarray(truth, np.float64).std(axis=0)
+    flat = [int(i) for i in np.nonzero(spread < FLAT_FRACTION * truth_spread)[0]] if len(predicted) > 1 else []
     return {"smape": metrics.smape(truth, predicted), "mae": overall, "mae_columns": per_column.tolist(),
-            "within_5": within, "not_found": int(missing.sum())}
+            "within_5": within, "not_found": int(missing.sum()), "spread_columns": spread.tolist(),
+            "truth_spread_columns": truth_spread.tolist(), "flat_columns": flat}
 
 
 def segmentation_figures(truth_masks, masks) -> dict:

@@ -245,3 +245,19 @@ def test_phase_table_decides_auto_on_the_validation_split(evaluated, synthetic_r
     row = results["phases"]["roie"]
     assert row["route"] in ("geometric", "regressor")
     assert row["system"] == min(row["readout"], row["regressor"])
+
+
+def test_a_near_constant_column_is_named_in_the_table():
+    """N_R's third angle stuck near the mean (the demo's case): the table says so, for that
+    column only; the baseline row, constant by construction, is not flagged."""
+    rng = np.random.default_rng(0)
+    truth = np.stack([rng.uniform(10, 60, 40), rng.uniform(5, 40, 40), rng.uniform(5, 40, 40)], axis=1)
+    stuck = truth + rng.normal(0, 2, truth.shape)
+    stuck[:, 2] = 7.0 + rng.normal(0, 0.5, 40)  # the third column barely moves
+    mean = truth.mean(axis=0)
+    figures_ = scoring.angle_figures(truth, stuck, mean)
+    assert figures_["flat_columns"] == [2] and scoring.angle_figures(truth, truth, mean)["flat_columns"] == []
+    results = {"images": 40, "split": "test", "data": "drawn", "segmentation": {},
+               "angles": {"N_R": figures_, "baseline (training-mean angles)": scoring.angle_figures(truth, np.broadcast_to(mean, truth.shape), mean)}}
+    text = evaluate.table(results)
+    assert "**N_R: the third angle barely varies**" in text and "largest angle barely" not in text and "baseline (training-mean angles): the" not in text
