@@ -158,9 +158,22 @@ class RegressionPhase(PhaseTrainer):
         if segmenter is not None:  # None: ground-truth masks only (pretraining)
             segmenter.trainable = False
         self.settings = getattr(config, phase)
-        self.track("loss", "smape_image", "smape_mask", "ar", "vertebrae")
+        # the loss terms this phase's config makes non-zero, named for what they are
+        self.track("loss", *self.term_names())
         scale = config.data.angle_scale_degrees
         self.validation_metrics = [metrics.Smape(), metrics.AngleMAE(scale)] + [metrics.AngleMAE(scale, column=i) for i in range(3)]
+
+    def term_names(self) -> tuple[str, ...]:
+        """The logged loss terms: the angle loss on branch A (`reg.loss`: L1 or SMAPE), with
+        AR also on branch B and the attention regularisation, and dense supervision's term
+        when `regressor.vertebra_weight` > 0."""
+        names = ("loss_angles",) + (("loss_angles_mask", "loss_ar") if self.settings.ar_weight else ())
+        return names + (("loss_vertebrae",) if self.config.regressor.vertebra_weight else ())
+
+    def named_terms(self, angles, angles_mask=None, ar=None, dense=None) -> dict:
+        """{term name: value} of `term_names`."""
+        values = {"loss_angles": angles, "loss_angles_mask": angles_mask, "loss_ar": ar, "loss_vertebrae": dense}
+        return {name: values[name] for name in self.term_names()}
 
     def masks(self, batch):
         if self.settings.mask_source == "ground_truth":
@@ -184,8 +197,7 @@ class RegressionPhase(PhaseTrainer):
             out = self.regressor(branch_a, training=training)
             angle = losses.angle_loss(self.settings.loss, angles, out["angles"], epsilon)
             dense = self.dense_term(batch, out)
-            zero = ops.zeros(())
-            return angle + dense, {"smape_image": angle, "smape_mask": zero, "ar": zero, "vertebrae": dense}, out
+            return angle + dense, self.named_terms(angle, dense=dense), out
         both = self.regressor(ops.concatenate([branch_a, mask_branch_inputs(mask, self.mode)], axis=0), training=training)
         half = ops.shape(image)[0]
         a = {key: value[:half] for key, value in both.items()}
@@ -195,7 +207,7 @@ class RegressionPhase(PhaseTrainer):
         ar = losses.attention_regularization_loss(a["cam"][..., :3], b["cam"][..., :3])
         dense = self.dense_term(batch, a)
         loss = smape_a + smape_b + self.settings.ar_weight * ar + dense
-        return loss, {"smape_image": smape_a, "smape_mask": smape_b, "ar": ar, "vertebrae": dense}, a
+        return loss, self.named_terms(smape_a, smape_b, ar, dense), a
 
 
 class ConsistencyPhase(PhaseTrainer):
