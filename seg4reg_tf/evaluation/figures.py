@@ -110,18 +110,23 @@ def training_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path:
         raise FileNotFoundError(f"{workdir} has no phase with a training history yet")
     config = load_config(workdir / "config.yaml")
     figure, axes = plt.subplots(2, len(histories), figsize=(3.6 * len(histories), 6), squeeze=False)
+    # the same colour for training and for validation in every panel; markers, so a phase of
+    # one epoch shows its point
+    style = {"training": {"color": "tab:blue", "marker": "o"}, "validation": {"color": "tab:orange", "marker": "s"}}
     for column, (phase, history) in enumerate(histories.items()):
         epochs = np.arange(1, len(history["loss"]) + 1)
-        axes[0, column].plot(epochs, history["loss"], label="training")
+        axes[0, column].plot(epochs, history["loss"], label="training", **style["training"])
         if "val_loss" in history:
-            axes[0, column].plot(epochs[: len(history["val_loss"])], history["val_loss"], label="validation")
+            axes[0, column].plot(epochs[: len(history["val_loss"])], history["val_loss"], label="validation", **style["validation"])
         axes[0, column].set(title=f"phase {phase}", xlabel="epoch", ylabel="loss")
         axes[0, column].legend()
         monitor = phase_monitor(phase, config)[0]
-        for key in (monitor, monitor[len("val_"):]):
+        for key, kind in ((monitor[len("val_"):], "training"), (monitor, "validation")):
             if key in history:
-                axes[1, column].plot(epochs[: len(history[key])], history[key], label=key)
+                axes[1, column].plot(epochs[: len(history[key])], history[key], label=kind, **style[kind])
         axes[1, column].set(xlabel="epoch", ylabel=monitor[len("val_"):])
+        for row in (0, 1):
+            axes[row, column].set_xticks(epochs)  # whole epochs only
         axes[1, column].legend()
     figure.tight_layout()
     return _save(figure, path)
