@@ -23,15 +23,21 @@ def first_argmax(values: tf.Tensor) -> tf.Tensor:
     return tf.reduce_min(tf.where(is_max, index, size), axis=-1)
 
 
-def _take(values: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-    """values (B, N, ...) indexed per batch row by index (B,) → (B, ...)."""
+def take(values: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """values (B, N, ...) indexed per batch row by index (B,) or (B, K) → (B, ...) / (B, K, ...)."""
     return tf.gather(values, index, axis=1, batch_dims=1)
+
+
+def midline_vectors(points: tf.Tensor) -> tf.Tensor:
+    """(B, 68, 2) pixels → (B, 17, 2): each vertebra's left-side midpoint to its right-side
+    midpoint (`geometry.midline_vectors`)."""
+    corners = tf.reshape(points, [-1, NUM_VERTEBRAE, 4, 2])
+    return (corners[:, :, 1] + corners[:, :, 3]) / 2.0 - (corners[:, :, 0] + corners[:, :, 2]) / 2.0
 
 
 def angle_matrix(points: tf.Tensor) -> tf.Tensor:
     """(B, 68, 2) float64 pixels → (B, 17, 17) degrees between vertebra mid-lines."""
-    corners = tf.reshape(points, [-1, NUM_VERTEBRAE, 4, 2])
-    vectors = (corners[:, :, 1] + corners[:, :, 3]) / 2.0 - (corners[:, :, 0] + corners[:, :, 2]) / 2.0
+    vectors = midline_vectors(points)
     norms = tf.norm(vectors, axis=-1)
     cosine = tf.einsum("bid,bjd->bij", vectors, vectors) / (norms[:, :, None] * norms[:, None, :])
     return _rounded_acos_degrees(cosine)
@@ -86,27 +92,27 @@ def cobb_angles(landmarks: tf.Tensor, image_height: tf.Tensor) -> dict[str, tf.T
     column_max = tf.reduce_max(angles, axis=1)
     largest = tf.reduce_max(column_max, axis=1)
     upper = first_argmax(column_max)
-    lower = first_argmax(_take(tf.transpose(angles, [0, 2, 1]), upper))  # column u of A
+    lower = first_argmax(take(tf.transpose(angles, [0, 2, 1]), upper))  # column u of A
 
-    above_upper = tf.where(index <= upper[:, None], _take(angles, upper), low)
+    above_upper = tf.where(index <= upper[:, None], take(angles, upper), low)
     upper_second = tf.reduce_max(above_upper, axis=1)
     m = first_argmax(above_upper)
-    below_lower_row = tf.where(index >= lower[:, None], _take(angles, lower), low)
+    below_lower_row = tf.where(index >= lower[:, None], take(angles, lower), low)
     below_lower = tf.reduce_max(below_lower_row, axis=1)
     below_lower_end = first_argmax(below_lower_row)
-    above_m_row = tf.where(index <= m[:, None], _take(angles, m), low)
+    above_m_row = tf.where(index <= m[:, None], take(angles, m), low)
     above_m = tf.reduce_max(above_m_row, axis=1)
     above_m_end = first_argmax(above_m_row)
 
     centres_y = ((points[:, 0::2] + points[:, 1::2]) / 2.0)[..., 1]
-    ends_in_upper_half = _take(centres_y, 2 * upper + 1) + _take(centres_y, 2 * lower + 1) < height
+    ends_in_upper_half = take(centres_y, 2 * upper + 1) + take(centres_y, 2 * lower + 1) < height
     s_shaped = is_s_shaped(points)
 
     first, last = tf.zeros_like(upper), tf.fill(tf.shape(upper), NUM_VERTEBRAE - 1)
-    second = tf.where(s_shaped, upper_second, _take(angles[:, 0], upper))
+    second = tf.where(s_shaped, upper_second, take(angles[:, 0], upper))
     second_ends = tf.where(s_shaped[:, None], tf.stack([m, upper], 1), tf.stack([first, upper], 1))
     third = tf.where(
-        s_shaped, tf.where(ends_in_upper_half, below_lower, above_m), _take(angles[:, NUM_VERTEBRAE - 1], lower)
+        s_shaped, tf.where(ends_in_upper_half, below_lower, above_m), take(angles[:, NUM_VERTEBRAE - 1], lower)
     )
     third_ends = tf.where(
         s_shaped[:, None],

@@ -16,23 +16,17 @@ from __future__ import annotations
 import tensorflow as tf
 
 from seg4reg_tf.clinical_reading import MIN_CURVE_DEGREES, MT_FROM, TLL_FROM
+from seg4reg_tf.cobb_graph import NUM_VERTEBRAE, midline_vectors, take
 
-NUM_VERTEBRAE = 17
 MAX_CURVES = NUM_VERTEBRAE - 1
 REGION_CODES = ("PT", "MT", "TL/L")  # curve_region 0, 1, 2
 _RANK = (2, 0, 1)  # ties of the major curve: MT, then TL/L, then PT
 _NONE = 99
 
 
-def _take(values: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-    """values (B, N, ...) indexed per batch row by index (B,) or (B, K) → (B, ...) / (B, K, ...)."""
-    return tf.gather(values, index, axis=1, batch_dims=1)
-
-
 def vertebra_tilts(landmarks: tf.Tensor) -> tf.Tensor:
     """(B, 68, 2) corners → (B, 17) mid-line tilts in degrees (image axes, y down)."""
-    corners = tf.reshape(tf.cast(landmarks, tf.float64), [-1, NUM_VERTEBRAE, 4, 2])
-    vectors = (corners[:, :, 1] + corners[:, :, 3]) / 2.0 - (corners[:, :, 0] + corners[:, :, 2]) / 2.0
+    vectors = midline_vectors(tf.cast(landmarks, tf.float64))
     return tf.atan2(vectors[..., 1], vectors[..., 0]) * (180.0 / 3.141592653589793)
 
 
@@ -52,15 +46,15 @@ def turning_points(tilts: tf.Tensor, threshold: float = MIN_CURVE_DEGREES) -> tf
         here = tf.fill([batch], i)
         waiting = tf.equal(trend, 0)
         # no trend yet: track the extremes until they are a threshold apart
-        high = tf.where(waiting & (value > _take(tilts, high)), here, high)
-        low = tf.where(waiting & (value < _take(tilts, low)), here, low)
-        start = waiting & (_take(tilts, high) - _take(tilts, low) >= threshold)
+        high = tf.where(waiting & (value > take(tilts, high)), here, high)
+        low = tf.where(waiting & (value < take(tilts, low)), here, low)
+        start = waiting & (take(tilts, high) - take(tilts, low) >= threshold)
         pivots = mark(pivots, start, tf.minimum(high, low))
         started_trend = tf.where(high > low, 1, -1)
         # a trend: follow its extreme, or turn where the tilt came back a threshold
         sign = tf.cast(trend, tilts.dtype)
-        further = ~waiting & (sign * (value - _take(tilts, extreme)) > 0)
-        turn = ~waiting & ~further & (sign * (_take(tilts, extreme) - value) >= threshold)
+        further = ~waiting & (sign * (value - take(tilts, extreme)) > 0)
+        turn = ~waiting & ~further & (sign * (take(tilts, extreme) - value) >= threshold)
         pivots = mark(pivots, turn, extreme)
         extreme = tf.where(start, tf.maximum(high, low), tf.where(further | turn, here, extreme))
         trend = tf.where(start, started_trend, tf.where(turn, -trend, trend))
@@ -101,10 +95,10 @@ def find_curves(landmarks: tf.Tensor, found: tf.Tensor | None = None) -> dict[st
     upper, lower = ordered[:, :MAX_CURVES], ordered[:, 1:]
     valid = lower < _NONE
     upper, lower = tf.where(valid, upper, 0), tf.where(valid, lower, 0)
-    cobb = tf.abs(_take(tilts, lower) - _take(tilts, upper))
+    cobb = tf.abs(take(tilts, lower) - take(tilts, upper))
     # the apex: the centre (vertebra or disc) farthest from the chord of the end centres
     centres = _centres(landmarks)  # (B, 33, 2)
-    start, end = _take(centres, 2 * upper), _take(centres, 2 * lower)  # (B, K, 2)
+    start, end = take(centres, 2 * upper), take(centres, 2 * lower)  # (B, K, 2)
     chord = end - start
     chord = chord / tf.maximum(tf.norm(chord, axis=-1, keepdims=True), 1e-9)
     normal = tf.stack([chord[..., 1], -chord[..., 0]], axis=-1)

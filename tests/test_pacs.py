@@ -130,7 +130,7 @@ def test_credentials_come_from_the_environment_or_a_file_never_the_url(tmp_path)
         pacs.connect("http://u:p@127.0.0.1:1/dicom-web", {})
 
 
-def test_the_command_line_round_trip_logs_no_secret(orthanc, tmp_path, monkeypatch, capsys, caplog):
+def test_the_dicomweb_arguments_are_checked_and_no_secret_is_logged(orthanc, tmp_path, monkeypatch, capsys, caplog):
     """predict's checks of the DICOMweb arguments, and the client made from the environment
     on a real PACS: its requests and errors log no password."""
     for key, value in LOGIN.items():

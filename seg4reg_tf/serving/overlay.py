@@ -40,6 +40,17 @@ def model_to_display(letterbox, display_scale: float) -> np.ndarray:
     )
 
 
+def display_scale_for(height: int, max_height: int = 1024, min_height: int = 512) -> float:
+    """Display pixels per original pixel: the radiograph drawn `max_height` rows high at
+    most, `min_height` at least (small images enlarged so text stays readable)."""
+    return min(max_height, max(min_height, height)) / height
+
+
+def to_display_points(points, display_scale: float) -> np.ndarray:
+    """Original-pixel points (..., 2) → display pixels (pixel centres kept aligned)."""
+    return (np.asarray(points, np.float64) + 0.5) * display_scale - 0.5
+
+
 def to_display(image, letterbox, display_scale: float, size: tuple[int, int]) -> np.ndarray:
     """A model-frame map (h, w) → the display grid (size = (columns, rows)), bilinear;
     display_scale 1 with the original's size gives the original's own pixel grid."""
@@ -74,7 +85,7 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
         (rows, columns, 3) uint8 BGR image.
     """
     height, width = pixels.shape
-    display_scale = min(max_height, max(min_height, height)) / height
+    display_scale = display_scale_for(height, max_height, min_height)
     size = (max(1, round(width * display_scale)), max(1, round(height * display_scale)))
     gray = cv2.resize(np.asarray(pixels, np.float32), size, interpolation=cv2.INTER_AREA)
     canvas = cv2.cvtColor(np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
@@ -102,7 +113,7 @@ def render(pixels, mask, cam, letterbox, lines: list[str], max_height: int = 102
 def draw_vertebrae(canvas: np.ndarray, landmarks, display_scale: float) -> None:
     """Draws the outlines of 17 vertebrae ((68, 2) corners, original pixels; TL, TR, BL, BR
     each) on the display image, in place."""
-    corners = (np.asarray(landmarks, np.float64).reshape(17, 4, 2) + 0.5) * display_scale - 0.5
+    corners = to_display_points(np.asarray(landmarks, np.float64).reshape(17, 4, 2), display_scale)
     outlines = [np.round(quad[list(OUTLINE_ORDER)]).astype(np.int32) for quad in corners]
     cv2.polylines(canvas, outlines, True, VERTEBRA_COLOUR, max(1, canvas.shape[1] // 400), cv2.LINE_AA)
 
@@ -119,7 +130,7 @@ def draw_cobb_lines(canvas: np.ndarray, landmarks, ends, label: str, display_sca
         label: ASCII text written beside the lower line, e.g. "MT 40.0 deg".
         display_scale: display pixels per original pixel.
     """
-    corners = (np.asarray(landmarks, np.float64).reshape(17, 4, 2) + 0.5) * display_scale - 0.5
+    corners = to_display_points(np.asarray(landmarks, np.float64).reshape(17, 4, 2), display_scale)
     upper, lower = (int(index) for index in ends)
     thickness = max(1, canvas.shape[1] // 250)
     reach = 0.35 * canvas.shape[1]

@@ -361,19 +361,27 @@ def predict_radiograph(model, radiograph, settings, overlay_path: pathlib.Path |
     return row
 
 
+def dicom_refusal(radiograph, reading: dict | None) -> str | None:
+    """Why a radiograph gets no DICOM results, or None when it can: a JPEG or PNG (no study
+    to reference), a spine not found, or a DICOM without the UIDs to reference."""
+    if radiograph.dicom is None:
+        return f"{radiograph.path}: a {radiograph.file_format} file has no DICOM study to reference"
+    if reading is None:
+        return f"{radiograph.path}: spine not found"
+    try:
+        dicom_results.check_source(radiograph.dicom.dataset, radiograph.path)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def dicom_outputs(radiograph, reading: dict | None, mask, letterbox, route: str, target: pathlib.Path) -> dict:
     """Writes the SR and SEG of a DICOM input (`dicom_results`) and returns their row fields:
-    {"dicom_sr": path, "dicom_seg": path}, or {"dicom_refused": why} for a JPEG or PNG (no
-    study to reference), a spine not found, or a DICOM without the UIDs to reference."""
-    if radiograph.dicom is None:
-        return {"dicom_refused": f"{radiograph.path}: a {radiograph.file_format} file has no DICOM study to reference: no SR or SEG written"}
-    if reading is None:
-        return {"dicom_refused": f"{radiograph.path}: spine not found: no SR or SEG written"}
+    {"dicom_sr": path, "dicom_seg": path}, or {"dicom_refused": why} (`dicom_refusal`)."""
+    refusal = dicom_refusal(radiograph, reading)
+    if refusal:
+        return {"dicom_refused": f"{refusal}: no SR or SEG written"}
     source = radiograph.dicom.dataset
-    try:
-        dicom_results.check_source(source, radiograph.path)
-    except ValueError as error:
-        return {"dicom_refused": str(error)}
     height, width = radiograph.pixels.shape
     spine = overlay.to_display(mask, letterbox, 1.0, (width, height)) > 0.5
     return dicom_results.write_results(source, reading, spine, route, target.parent, target.name)

@@ -32,18 +32,12 @@ from seg4reg_tf.geometry import VERTEBRA_NAMES
 from seg4reg_tf.serving import client, dicom_results, overlay, system
 
 PAGE = pathlib.Path(__file__).with_name("viewer_page.html")
-DISPLAY_ROWS = (512, 1024)  # the radiograph is sent at least / at most this many rows high
 logger = logging.getLogger(__name__)
 
 
-def display_scale(height: int) -> float:
-    """Display pixels per original pixel, as the overlays use."""
-    return min(DISPLAY_ROWS[1], max(DISPLAY_ROWS[0], height)) / height
-
-
-def to_display_points(points, scale: float) -> list:
-    """Original-pixel points (..., 2) → display pixels, rounded to 0.1, as nested lists."""
-    return np.round((np.asarray(points, np.float64) + 0.5) * scale - 0.5, 1).tolist()
+def shown(points, scale: float) -> list:
+    """Original-pixel points → display pixels rounded to 0.1, as nested lists (JSON)."""
+    return np.round(overlay.to_display_points(points, scale), 1).tolist()
 
 
 def layers(seen: system.Analysis, height: int, width: int, scale: float) -> dict:
@@ -57,12 +51,12 @@ def layers(seen: system.Analysis, height: int, width: int, scale: float) -> dict
     if seen.points is None:
         return drawn
     quads = np.asarray(seen.points).reshape(17, 4, 2)
-    drawn["vertebrae"] = to_display_points(quads[:, [0, 1, 3, 2]], scale)
+    drawn["vertebrae"] = shown(quads[:, [0, 1, 3, 2]], scale)
     for (upper, lower), label in seen.curves:
         if min(upper, lower) < 0 or upper == lower:
             continue
         drawn["curves"].append({
-            "label": label, "upper": to_display_points(quads[upper, :2], scale), "lower": to_display_points(quads[lower, 2:], scale),
+            "label": label, "upper": shown(quads[upper, :2], scale), "lower": shown(quads[lower, 2:], scale),
             "names": [VERTEBRA_NAMES[upper], VERTEBRA_NAMES[lower]],
         })  # fmt: skip
     return drawn
@@ -70,14 +64,9 @@ def layers(seen: system.Analysis, height: int, width: int, scale: float) -> dict
 
 def sr_download(radiograph, seen: system.Analysis, route: str) -> tuple[str | None, str]:
     """The DICOM SR of a DICOM input whose spine was found, base64, and a note otherwise."""
-    if radiograph.dicom is None:
-        return None, f"no DICOM SR: a {radiograph.file_format} file has no DICOM study to reference"
-    if seen.reading is None:
-        return None, "no DICOM SR: spine not found"
-    try:
-        dicom_results.check_source(radiograph.dicom.dataset, radiograph.path)
-    except ValueError as error:
-        return None, f"no DICOM SR: {error}"
+    refusal = system.dicom_refusal(radiograph, seen.reading)
+    if refusal:
+        return None, f"no DICOM SR: {refusal}"
     data = dicom_results.encode(dicom_results.structured_report(radiograph.dicom.dataset, seen.reading, route))
     return base64.b64encode(data).decode("ascii"), ""
 
@@ -92,7 +81,7 @@ def answer(model, settings, data: bytes, name: str) -> dict:
     radiograph = radiographs.radiograph_from_bytes(data, name, model.max_pixels)
     seen = system.analyse(model, radiograph, settings)
     height, width = radiograph.pixels.shape
-    scale = display_scale(height)
+    scale = overlay.display_scale_for(height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     gray = cv2.resize(radiograph.pixels, size, interpolation=cv2.INTER_AREA)
     png = cv2.imencode(".png", np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8))[1].tobytes()
