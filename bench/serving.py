@@ -69,7 +69,8 @@ def stage_times(workdir: pathlib.Path, xray, repeats: int, precision: str) -> di
     seg = tf.function(lambda x: segment(segmenter, regressor, x, mode, skip_idle_gate=True)["mask"])
     reg = tf.function(lambda x, m: regressor(regressor_inputs(x, m, mode), training=False)["angles"])
     read = tf.function(lambda m, box: read_spine(m[..., 0], config.readout, box)["cobb_angles"])
-    images, box = decode(encoded)
+    decoded = decode(encoded)
+    images, box = decoded["images"], decoded["letterbox"]
     mask = seg(images)
     stages = {
         "decode + letterbox (+ CLAHE)": lambda: decode(encoded),

@@ -13,6 +13,11 @@ Records are split as training splits them (`data.validation_fraction`, `data.see
 - with a trained N_S: the centre line on its masks, the vertebra route on its masks with
   the true tilt field (positions alone), and on its masks and its own tilt field (the system).
 
+With `--refiner` (a trained tilt refiner, `<workdir>/refiner/tilt_refiner.keras`), two more
+rows: the vertebra route on N_S's masks and tilts with the refiner's second look
+(`inference.refined_tilts`, the system with `refiner.enabled`), and the mean of the refined
+tilt and the tilt head's.
+
 With `--flips`, N_S's mask and tilt field are the means over the X-ray and its mirror image
 (`inference.segmenter_flips`). With `--fit-gain` it first fits `readout.tilt_gain` on the
 training part (never on the validation split): the least-squares slope of the tilts N_S
@@ -26,6 +31,8 @@ of the vertebra of the same index).
 
 import argparse
 import dataclasses
+import json
+import pathlib
 
 import seg4reg_tf  # noqa: E402
 
@@ -37,11 +44,11 @@ import tensorflow as tf  # noqa: E402
 
 import seg4reg_tf.layers  # noqa: E402,F401  (registers the custom layers)
 from seg4reg_tf import geometry, scoring  # noqa: E402
-from seg4reg_tf.config import load_config  # noqa: E402
+from seg4reg_tf.config import RefinerConfig, load_config  # noqa: E402
 from seg4reg_tf.data import pipeline  # noqa: E402
 from seg4reg_tf.data.records import resolve_records  # noqa: E402
 from seg4reg_tf.geometric_readout import read_spine, trace_spine  # noqa: E402
-from seg4reg_tf.inference import segmenter_outputs  # noqa: E402
+from seg4reg_tf.inference import refined_tilts, segmenter_outputs  # noqa: E402
 from seg4reg_tf.models.pspnet import build_segmenter  # noqa: E402
 from seg4reg_tf.tilt_field import row_tilt_targets  # noqa: E402
 from seg4reg_tf.training.phases import make_trainer  # noqa: E402
@@ -113,6 +120,7 @@ def main():
     parser.add_argument("--segmenter", help="a trained ungated N_S (.keras) with the tilt head")
     parser.add_argument("--weights", help="or a weights file of the config's N_S (e.g. <workdir>/seg/best.weights.h5)")
     parser.add_argument("--fit-gain", action="store_true", help="fit readout.tilt_gain on the training part first")
+    parser.add_argument("--refiner", help="a trained tilt refiner (.keras): rows with its second look")
     parser.add_argument("--flips", action="store_true", help="N_S's test-time flips (inference.segmenter_flips): mask and tilt field averaged with the mirror image's")
     args = parser.parse_args()
     config = load_config(args.config)
@@ -129,9 +137,23 @@ def main():
     segmenter = segmenter_from(args, config)
     height, width = config.data.image_height, config.data.image_width
 
+    refiner = keras.saving.load_model(args.refiner, compile=False) if args.refiner else None
+    if refiner is not None:  # the settings it was trained with, beside it
+        trained = json.loads((pathlib.Path(args.refiner).parent / "summary.json").read_text())["settings"]
+        config = dataclasses.replace(config, refiner=RefinerConfig(**trained))
+
     @tf.function
     def readings(mask, tilt, letterbox):
         return read_spine(mask, config.readout, letterbox), read_vertebrae(mask, tilt, config.readout, letterbox)
+
+    @tf.function
+    def refined(mask, tilt, letterbox, fine):
+        refine = refined_tilts(refiner, fine, config.refiner)
+
+        def blended(frames, theta):
+            return (theta + refine(frames, theta)) / 2.0
+
+        return read_vertebrae(mask, tilt, config.readout, letterbox, refine), read_vertebrae(mask, tilt, config.readout, letterbox, blended)
 
     rows = {}
     start = 0
@@ -148,6 +170,11 @@ def main():
             outputs["centre line, N_S masks"] = centre
             outputs["vertebrae, N_S masks, true tilts"] = positions
             outputs["vertebrae, N_S masks and N_S tilts"] = readings(mask, tilt, letterbox)[1]
+            if refiner is not None:
+                fine = pipeline.fine_images(validation[start - len(letterbox) : start], config.data, config.refiner.scale)
+                one, both = refined(mask, tilt, letterbox, fine)
+                outputs["vertebrae, N_S masks and tilts, refined"] = one
+                outputs["vertebrae, N_S masks and tilts, mean of refined and head"] = both
         for label, reading in outputs.items():
             rows.setdefault(label, []).append((reading["cobb_angles"].numpy(), reading["landmarks"].numpy()))
     print(f"validation split: {len(validation)} images, {height}×{width}, readout.tilt_gain {config.readout.tilt_gain}"
@@ -158,10 +185,10 @@ def main():
         angles = np.concatenate([part[0] for part in parts])
         landmarks = np.concatenate([part[1] for part in parts])
         print(row(label, truth, angles, mean, tilt_errors(truth_landmarks, landmarks)))
-        if label == "vertebrae, N_S masks and N_S tilts":  # the tilt head alone: against the true field at the same positions
+        if label.startswith("vertebrae, N_S masks and") :  # the tilt alone: against the true field at the same positions
             same = np.concatenate([part[1] for part in rows["vertebrae, N_S masks, true tilts"]])
             errors = tilt_errors(same, landmarks)
-            print(f"| (tilt head against the true field at the same positions) | | | | {np.sqrt(np.nanmean(errors ** 2)):.2f} | {np.nanmedian(np.abs(errors)):.2f} | |")
+            print(f"| (its tilts against the true field at the same positions) | | | | {np.sqrt(np.nanmean(errors ** 2)):.2f} | {np.nanmedian(np.abs(errors)):.2f} | |")
     print(row("training-mean angles", truth, np.broadcast_to(mean, truth.shape), mean, None))
 
 

@@ -569,6 +569,50 @@ def _check_range(settings: Any, names: tuple[str, ...], low: float, high: float,
 
 
 @dataclasses.dataclass(frozen=True)
+class RefinerConfig:
+    """The tilt refiner (`models.tilt_refiner`): the vertebra route's second, sharper look at
+    each vertebra, a crop of the X-ray at `scale` times the model resolution turned by the
+    tilt N_S drew there (beyond the paper). Trained by `train` after phase seg
+    (`training.refiner`) on the 68 landmarks alone, so it needs no N_S.
+
+    Attributes:
+        enabled: train and use it (the vertebra route reads tilts off N_S's field alone
+            when false).
+        scale: fine image pixels per model-frame pixel: the crops come from the X-ray
+            letterboxed at (scale·H, scale·W) with the same CLAHE.
+        crop_size: crop side in pixels.
+        margin: crop side over the vertebra's width.
+        jitter_degrees: training crops are turned by the true tilt plus a uniform error in
+            ±this (the first estimate's error the refiner learns to remove).
+        epochs: passes over the training part's vertebrae.
+        batch_size: crops per step.
+        learning_rate: Adam step size, cosine-decayed to 0 over the run.
+        seed: seed of the training crops' jitter.
+    """
+
+    enabled: bool = False
+    scale: int = 3
+    crop_size: int = 64
+    margin: float = 1.3
+    jitter_degrees: float = 10.0
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("scale", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")
+        if self.crop_size < 16 or self.crop_size % 16:
+            raise ValueError(f"'crop_size' must be a positive multiple of 16, got {self.crop_size}")
+        _check_range(self, ("margin",), 0.5, 4.0, False, False)
+        _check_range(self, ("jitter_degrees",), 0.0, 45.0, False, False)
+        if self.learning_rate <= 0:
+            raise ValueError(f"'learning_rate' must be positive, got {self.learning_rate}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything a run needs; `phases` of Algorithm 1 are `seg`, `reg`, `roie`, `tcl`, `refine`."""
 
@@ -584,6 +628,7 @@ class Config:
     predict: PredictConfig = PredictConfig()
     pretrain: PretrainConfig = PretrainConfig()
     readout: ReadoutConfig = ReadoutConfig()
+    refiner: RefinerConfig = RefinerConfig()
     inference: InferenceConfig = InferenceConfig()
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ export and predict write it when it is missing or older than the networks).
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 
 from keras import ops
@@ -33,7 +34,9 @@ from seg4reg_tf.curves_graph import find_curves
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE, regressor_inputs
 from seg4reg_tf.models.segment import segment
+from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES
 from seg4reg_tf.tilt_field import mirror_tilt
+from seg4reg_tf.vertebra_crops import crop_vertebrae
 from seg4reg_tf.vertebra_readout import read_vertebrae
 
 # the three routes to `cobb_angles`, in the order that breaks ties of `auto`; "geometric" is
@@ -42,7 +45,7 @@ ROUTES = ("regressor", "geometric", "vertebrae")
 ROUTES_FILE = "routes.json"
 
 
-def predict_images(segmenter, regressor, images, config, route: str, letterbox=None) -> dict:
+def predict_images(segmenter, regressor, images, config, route: str, letterbox=None, refiner=None, fine_images=None) -> dict:
     """The inference path on preprocessed images.
 
     Args:
@@ -54,6 +57,10 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         route: "regressor", "geometric" or "vertebrae": which route `cobb_angles` repeats.
         letterbox: (B, 3) scale, offset_y, offset_x of each original in the model frame, or
             None: landmarks then stay in the model frame.
+        refiner: the tilt refiner (`models.tilt_refiner`), or None: the vertebra route then
+            reads each tilt off N_S's field alone.
+        fine_images: with a refiner, (B, s·H, s·W, 1) the same X-rays at `refiner.scale`
+            times the size (`saved_model.decode_requests`), which it reads its crops from.
 
     Returns:
         {"cobb_angles", "cobb_angles_regressor", "cobb_angles_geometric": (B, 3) degrees
@@ -83,7 +90,8 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         by_regressor = ops.cast(out["angles"], "float32") * config.data.angle_scale_degrees
         cam = ops.cast(out["cam"][..., -1], "float32")
     readout = read_spine(mask[..., 0], config.readout, letterbox)
-    vertebrae = vertebra_route(mask[..., 0], drawn["tilt"], config, letterbox)
+    refine = None if refiner is None else refined_tilts(refiner, fine_images, config.refiner)
+    vertebrae = vertebra_route(mask[..., 0], drawn["tilt"], config, letterbox, refine)
     chosen = {"regressor": by_regressor, "geometric": readout["cobb_angles"], "vertebrae": vertebrae["cobb_angles"]}
     return {
         "cobb_angles": chosen[route],
@@ -102,11 +110,12 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
     }
 
 
-def vertebra_route(mask, tilt, config, letterbox=None) -> dict:
+def vertebra_route(mask, tilt, config, letterbox=None, refine=None) -> dict:
     """`vertebra_readout.read_vertebrae` on N_S's (B, H, W) mask and (B, H, W, 2) tilt
-    field; with no tilt field (None: N_S has no tilt head) the same keys, all NaN, −1 and 0."""
+    field (`refine`: its second look, `refined_tilts`); with no tilt field (None: N_S has no
+    tilt head) the same keys, all NaN, −1 and 0."""
     if tilt is not None:
-        return read_vertebrae(mask, tilt, config.readout, letterbox)
+        return read_vertebrae(mask, tilt, config.readout, letterbox, refine)
     batch = ops.shape(mask)[0]
     return {
         "cobb_angles": ops.full((batch, 3), float("nan")),
@@ -114,6 +123,26 @@ def vertebra_route(mask, tilt, config, letterbox=None) -> dict:
         "end_vertebrae": ops.full((batch, 3, 2), -1, dtype="int32"),
         "confidence": ops.zeros((batch, 17)),
     }
+
+
+def refined_tilts(refiner, fine_images, settings):
+    """The vertebra route's second look: (`vertebra_frames`, θ (B, 17) radians) → θ plus the
+    tilt refiner's residual on each vertebra's crop of `fine_images` (B, s·H, s·W, 1), turned
+    by θ, `settings.margin` times the vertebra's width on a side (`vertebra_crops`)."""
+    if fine_images is None:
+        raise ValueError("the tilt refiner needs the fine images (refiner.scale times the model frame)")
+    fine_images = ops.convert_to_tensor(fine_images, "float32")
+
+    def refine(frames, theta):
+        batch, count = ops.shape(theta)[0], ops.shape(theta)[1]
+        index = ops.repeat(ops.arange(batch, dtype="int32"), count)
+        side = 2.0 * settings.margin * ops.reshape(frames["half_width"], [-1])
+        crops = crop_vertebrae(fine_images, index, ops.reshape(frames["centre"], [-1, 2]), ops.reshape(theta, [-1]), side,
+                               settings.crop_size, settings.scale)
+        residual = ops.cast(refiner(crops, training=False), "float32")
+        return theta + ops.reshape(residual, [batch, count]) * (math.pi / 180.0 * RESIDUAL_UNIT_DEGREES)
+
+    return refine
 
 
 def mask_probabilities(segmenter, regressor, images, mode: str, flips: bool = False):

@@ -26,7 +26,7 @@ from seg4reg_tf.data.records import resolve_records
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.inference import predict_images
 from seg4reg_tf.models.segment import is_gated
-from seg4reg_tf.workdir import PHASES, final_networks, network_path, phase_sources
+from seg4reg_tf.workdir import PHASES, final_networks, load_refiner, network_path, phase_sources
 
 _LOG = logging.getLogger(__name__)
 
@@ -60,8 +60,9 @@ def record_letterboxes(records, config) -> np.ndarray:
     return np.stack([np.asarray(value) for value in box], axis=1)
 
 
-def predict_records(segmenter, regressor, records, config, batch_size: int = 8, route: str = "regressor") -> dict:
-    """Runs the inference path over records in order, and the readout on their true masks.
+def predict_records(segmenter, regressor, records, config, batch_size: int = 8, route: str = "regressor", refiner=None) -> dict:
+    """Runs the inference path over records in order, and the readout on their true masks
+    (`refiner`: the tilt refiner, which reads the records' fine images, or None).
 
     Returns:
         {"angles" (N, 3) degrees of `route`, "angles_regressor", "angles_geometric",
@@ -81,7 +82,8 @@ def predict_records(segmenter, regressor, records, config, batch_size: int = 8, 
     for batch in dataset:
         letterbox = letterboxes[start : start + len(batch["image"])]
         start += len(letterbox)
-        out = predict_images(segmenter, regressor, batch["image"], config, route, letterbox)
+        fine = None if refiner is None else pipeline.fine_images(records[start - len(letterbox) : start], config.data, config.refiner.scale)
+        out = predict_images(segmenter, regressor, batch["image"], config, route, letterbox, refiner, fine)
         truth = read_spine(batch["mask"][..., 0], config.readout, letterbox)
         outputs["angles"].append(np.asarray(out["cobb_angles"], np.float64))
         outputs["angles_regressor"].append(np.asarray(out["cobb_angles_regressor"], np.float64))
@@ -150,11 +152,11 @@ class Runs:
     """`predict_records` of each (N_S file, N_R file) pair on one set of records, run once.
 
     Args:
-        records, config, batch_size: as `predict_records`.
+        records, config, batch_size, refiner: as `predict_records` (the refiner serves every run).
     """
 
-    def __init__(self, records, config, batch_size: int = 8):
-        self.records, self.config, self.batch_size = records, config, batch_size
+    def __init__(self, records, config, batch_size: int = 8, refiner=None):
+        self.records, self.config, self.batch_size, self.refiner = records, config, batch_size, refiner
         self.networks, self.outputs = {}, {}
 
     def network(self, path):
@@ -176,7 +178,7 @@ class Runs:
         key = (str(segmenter_path), None if regressor_path is None else str(regressor_path))
         if key not in self.outputs:
             networks = self.network(segmenter_path), self.network(regressor_path)
-            self.outputs[key] = predict_records(*networks, self.records, self.config, self.batch_size)
+            self.outputs[key] = predict_records(*networks, self.records, self.config, self.batch_size, refiner=self.refiner)
         return self.outputs[key]
 
     def masks(self, segmenter_path, regressor_path) -> np.ndarray:
@@ -202,8 +204,9 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
     config, segmenter, regressor, sources = final_networks(workdir, {"segmenter_flips": segmenter_flips})
     route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
     training, records, root = evaluation_records(config, data_root, split)
-    runs = Runs(records, config, batch_size)
-    final = predict_records(segmenter, regressor, records, config, batch_size, route)
+    refiner = load_refiner(sources)
+    runs = Runs(records, config, batch_size, refiner)
+    final = predict_records(segmenter, regressor, records, config, batch_size, route, refiner)
     runs.add(sources["segmenter"], sources["regressor"], segmenter, regressor, final)
     mean = np.stack([record.angles for record in training]).mean(axis=0)
     by_phase = phase_rows(workdir, config, runs, mean, split == "validation")
@@ -289,7 +292,7 @@ def record_routes(workdir, config, sources, segmenter, regressor, batch_size: in
     scores = {route: None for route in inference.ROUTES}
     if validation:
         mean = np.stack([record.angles for record in training]).mean(axis=0)
-        out = predict_records(segmenter, regressor, validation, config, batch_size)
+        out = predict_records(segmenter, regressor, validation, config, batch_size, refiner=load_refiner(sources))
         truth = out["truth_angles"]
         scores = route_scores(truth, out, mean)
     recorded = {"validation_smape": scores, "images": len(validation), "networks": inference.network_stamps(sources)}

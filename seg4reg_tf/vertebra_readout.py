@@ -109,7 +109,7 @@ def tilted_corners(frames: dict, theta: tf.Tensor) -> tf.Tensor:
     return tf.reshape(quads, [-1, 4 * NUM_VERTEBRAE, 2])
 
 
-def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None) -> dict[str, tf.Tensor]:
+def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None, refine=None) -> dict[str, tf.Tensor]:
     """The vertebra route on a batch of N_S outputs.
 
     Args:
@@ -117,6 +117,8 @@ def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None)
         tilt: (B, H, W, 2) N_S's tilt field, (cos 2θ, sin 2θ).
         settings: the `readout:` config section (where the vertebrae lie, as for the centre line).
         letterbox: (B, 3) scale, offset_y, offset_x of each original in the model frame, or None.
+        refine: None, or a second look: (`vertebra_frames`, θ (B, 17) radians read off the
+            field) → θ (B, 17) radians (`inference.refined_tilts`, the tilt refiner).
 
     Returns:
         {"cobb_angles" (B, 3) float32 degrees, "landmarks" (B, 68, 2) the 17 vertebrae's
@@ -127,5 +129,8 @@ def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None)
     positions, found = trace_spine(probabilities, settings)
     frames = vertebra_frames(positions)
     theta, confidence = read_tilts(tilt, probabilities, frames)
-    reading = read_corners(tilted_corners(frames, settings.tilt_gain * theta), found, letterbox, probabilities.shape[1])
+    theta = settings.tilt_gain * theta
+    if refine is not None:
+        theta = refine(frames, theta)
+    reading = read_corners(tilted_corners(frames, theta), found, letterbox, probabilities.shape[1])
     return {**reading, "confidence": tf.where(found[:, None], confidence, 0.0)}

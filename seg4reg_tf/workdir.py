@@ -10,6 +10,9 @@ train, export, evaluate, predict, visualize, ablation and the tests.
     <workdir>/pretrain/regressor_trunk.weights.h5, .json
                                              N_R's trunk pretrained on synthetic masks, with
                                              `regressor.weights: pretrain` (before phase reg)
+    <workdir>/refiner/tilt_refiner.keras, summary.json
+                                             the vertebra route's tilt refiner, with
+                                             `refiner.enabled` (before phase reg)
 
 The phase table says, for each phase in order, which network it trains, which files of
 earlier phases it needs, the validation metric that keeps its best epoch, and whether N_S
@@ -74,6 +77,17 @@ def pretrained_trunk_path(workdir) -> pathlib.Path:
     return pathlib.Path(workdir) / "pretrain" / "regressor_trunk.weights.h5"
 
 
+def refiner_path(workdir) -> pathlib.Path:
+    """Where `refiner.enabled` puts the tilt refiner (its summary.json beside it)."""
+    return pathlib.Path(workdir) / "refiner" / "tilt_refiner.keras"
+
+
+def load_refiner(sources: dict):
+    """The tilt refiner named by `final_networks`' sources, or None when it has none."""
+    path = sources.get("refiner")
+    return keras.saving.load_model(path, compile=False) if path else None
+
+
 def phase_dir(workdir, phase: str) -> pathlib.Path:
     """<workdir>/<phase>/."""
     if phase not in PHASE_TABLE:
@@ -91,13 +105,14 @@ def produced_path(workdir, phase: str) -> pathlib.Path:
     return network_path(workdir, phase, PHASE_TABLE[phase].trains)
 
 
-def write_networks(workdir, config, segmenter, regressor, alpha: float | None = None) -> pathlib.Path:
+def write_networks(workdir, config, segmenter, regressor, alpha: float | None = None, refiner=None) -> pathlib.Path:
     """Writes a workdir as phases roie and reg leave it: `config` and the given gated N_S
     and N_R (bench and test fixtures: exports and predictions without a training run).
 
     Args:
         alpha: when given, the ROIE gate's α is set to it first (a non-zero α makes the
             gate's two passes run at inference).
+        refiner: a tilt refiner to write too (for a config with `refiner.enabled`), or None.
     """
     workdir = pathlib.Path(workdir)
     if alpha is not None:
@@ -107,6 +122,9 @@ def write_networks(workdir, config, segmenter, regressor, alpha: float | None = 
     save_config(config, workdir / "config.yaml")
     segmenter.save(network_path(workdir, "roie", "segmenter"))
     regressor.save(network_path(workdir, "reg", "regressor"))
+    if refiner is not None:
+        refiner_path(workdir).parent.mkdir(parents=True, exist_ok=True)
+        refiner.save(refiner_path(workdir))
     return workdir
 
 
@@ -148,7 +166,9 @@ def final_networks(workdir, inference: dict | None = None):
             {"segmenter_flips": True}); None values are ignored.
 
     Returns:
-        (config, segmenter, regressor, sources), sources naming the file of each network.
+        (config, segmenter, regressor, sources), sources naming the file of each network,
+        and under "refiner" the tilt refiner's when `refiner.enabled` and it is trained
+        (`load_refiner` loads it).
 
     Raises:
         FileNotFoundError: no config.yaml, or no phase has produced one of the networks.
@@ -166,6 +186,10 @@ def final_networks(workdir, inference: dict | None = None):
             writers = [name for name in reversed(PHASES) if PHASE_TABLE[name].trains == network]
             candidates = ", ".join(str(network_path(workdir, name, network)) for name in writers)
             raise FileNotFoundError(f"{workdir} has no trained {network} (looked for {candidates}); train phase '{writers[-1]}' first")
+    if config.refiner.enabled:
+        if not refiner_path(workdir).is_file():
+            raise FileNotFoundError(f"{workdir} has no tilt refiner ({refiner_path(workdir)}; refiner.enabled): train phase 'reg' first, which trains it")
+        sources["refiner"] = refiner_path(workdir)
     segmenter = keras.saving.load_model(sources["segmenter"], compile=False)
     regressor = keras.saving.load_model(sources["regressor"], compile=False)
     return config, segmenter, regressor, {network: str(path) for network, path in sources.items()}

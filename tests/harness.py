@@ -11,6 +11,7 @@ from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data import synthetic
 from seg4reg_tf.geometry import VERTEBRA_NAMES
 from seg4reg_tf.models import build_regressor, build_segmenter
+from seg4reg_tf.models.tilt_refiner import build_tilt_refiner
 from seg4reg_tf.workdir import write_networks
 
 SMOKE = pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
@@ -57,7 +58,10 @@ def make_workdir(folder: pathlib.Path, **sections) -> pathlib.Path:
     keras.utils.set_random_seed(0)
     segmenter = build_segmenter(config, with_roie=True)
     segmenter.get_layer("classifier").bias.assign(np.array([3.0], "float32"))
-    return write_networks(folder, config, segmenter, build_regressor(config), alpha=0.5)
+    refiner = build_tilt_refiner(config.refiner) if config.refiner.enabled else None
+    if refiner is not None:  # an untrained refiner that turns every vertebra by ~3° or more
+        refiner.get_layer("residual").bias.assign(np.array([0.6], "float32"))
+    return write_networks(folder, config, segmenter, build_regressor(config), alpha=0.5, refiner=refiner)
 
 
 def write_dicom(path, stored: np.ndarray, photometric="MONOCHROME2", bits=12, syntax=None, frames_data=None, **elements):

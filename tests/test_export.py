@@ -225,7 +225,7 @@ def test_a_second_export_is_version_2_and_leaves_version_1_intact(exported, monk
 
     # Tracing the networks again would cost two minutes and prove nothing new here: the
     # versioning around `write_archive` is what is under test, so it copies version 1.
-    def copy_first(segmenter, regressor, config, path, max_pixels, route):
+    def copy_first(segmenter, regressor, config, path, max_pixels, route, refiner=None):
         shutil.copytree(first, path, ignore=shutil.ignore_patterns("assets.extra"))
 
     monkeypatch.setattr(saved_model, "write_archive", copy_first)
@@ -239,7 +239,7 @@ def test_a_second_export_is_version_2_and_leaves_version_1_intact(exported, monk
 
 
 def test_a_failed_export_leaves_no_version_behind(exported, monkeypatch, tmp_path):
-    def fail(segmenter, regressor, config, path, max_pixels, route):
+    def fail(segmenter, regressor, config, path, max_pixels, route, refiner=None):
         (path / "variables").mkdir(parents=True)
         (path / "saved_model.pb").write_bytes(b"half written")
         raise RuntimeError("disk full")
@@ -378,3 +378,32 @@ def test_bfloat16_and_thread_settings_survive_export_and_load(synthetic_root, tm
     monkeypatch.setattr(system, "apply_threads", lambda intra, inter: applied.append((intra, inter)))
     model = system.load_saved_model(str(tmp_path / "seg4reg"))
     assert applied == [(2, 1)] and model.config.export.precision == "bfloat16"
+
+
+def test_an_export_with_the_tilt_refiner_reads_fine_images_and_answers_as_in_memory(synthetic_root, tmp_path):
+    """With `refiner.enabled`, serving_default decodes each X-ray once into the model frame and
+    the fine frame, and both signatures give the in-memory vertebra route with the refiner."""
+    from seg4reg_tf.workdir import load_refiner
+
+    workdir = make_workdir(tmp_path / "workdir", segmenter={"tilt_weight": 1.0}, refiner={"enabled": True, "crop_size": 16, "scale": 2},
+                           inference={"angles": "vertebrae"})
+    path = saved_model.export_saved_model(workdir, tmp_path / "models")
+    loaded = tf.saved_model.load(str(path))
+    config, segmenter, regressor, sources = final_networks(workdir)
+    refiner = load_refiner(sources)
+    encoded = synthetic_images(synthetic_root)
+    served = loaded.signatures["serving_default"](images=tf.constant(encoded))
+    decoded = saved_model.decode_requests(tf.constant(encoded), config, config.export.max_image_pixels)
+    assert decoded["fine_images"].shape[1:] == (128, 64, 1)
+    tensor = loaded.signatures["predict_tensor"](images=decoded["images"], fine_images=decoded["fine_images"])
+    for i in range(len(encoded)):
+        one = {key: value[i : i + 1] for key, value in decoded.items()}
+        refined = predict_images(segmenter, regressor, one["images"], config, "vertebrae", one["letterbox"], refiner, one["fine_images"])
+        plain = predict_images(segmenter, regressor, one["images"], config, "vertebrae", one["letterbox"])
+        for key in ("cobb_angles", "cobb_angles_vertebrae", "vertebra_landmarks"):
+            np.testing.assert_allclose(served[key].numpy()[i], keras.ops.convert_to_numpy(refined[key])[0], atol=1e-3)
+        np.testing.assert_allclose(tensor["cobb_angles_vertebrae"].numpy()[i], served["cobb_angles_vertebrae"].numpy()[i], atol=1e-3)
+        moved = np.abs(keras.ops.convert_to_numpy(plain["vertebra_landmarks"]) - keras.ops.convert_to_numpy(refined["vertebra_landmarks"]))
+        assert moved.max() > 0.5  # the refiner's residual turned the vertebrae
+    info = json.loads((path / "assets.extra" / "seg4reg.json").read_text())
+    assert info["networks"]["refiner"].endswith("tilt_refiner.keras")

@@ -14,6 +14,7 @@ Batches are dicts: `image` (B, H, W, 1) float32 in [0, 1], `mask` (B, H, W, 1) u
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Sequence
@@ -105,20 +106,31 @@ def preprocess_encoded(data: tf.Tensor, name, config: DataConfig, max_pixels: in
     Returns:
         (image_height, image_width, 1) float32 in [0, 1].
     """
-    return preprocess_encoded_with_size(data, name, config, max_pixels)[0]
+    return prepare_decoded(decoding.decode_checked(data, name, max_pixels), config)
 
 
-def preprocess_encoded_with_size(data: tf.Tensor, name, config: DataConfig, max_pixels: int | None = None):
-    """`preprocess_encoded`, and the original's (height, width) int32 in pixels, which the
-    serving graph needs for the letterbox (checked and decoded once)."""
+def prepare_decoded(image: tf.Tensor, config: DataConfig) -> tf.Tensor:
+    """A decoded (h, w, 1) float32 image in [0, 1] → the network's input: aspect-preserving
+    resize with padding to (image_height, image_width, 1), optional CLAHE."""
     height, width = config.image_height, config.image_width
-    image = decoding.decode_checked(data, name, max_pixels)
     shape = tf.shape(image)
     resized = transforms.resize_with_pad(image, height, width)
     if config.clahe:
         valid = transforms.content_mask(shape[0], shape[1], height, width)
         resized = transforms.clahe(resized, valid, config.clahe_clip_limit, config.clahe_grid)
-    return resized, shape[:2]
+    return resized
+
+
+def fine_frame(config: DataConfig, scale: int) -> DataConfig:
+    """The tilt refiner's fine image: the model frame's preprocessing at `scale` times its size."""
+    return dataclasses.replace(config, image_height=config.image_height * scale, image_width=config.image_width * scale)
+
+
+def fine_images(records: Sequence[Record], config: DataConfig, scale: int) -> tf.Tensor:
+    """The records' X-rays preprocessed at `scale` times the model frame (`fine_frame`):
+    (N, scale·H, scale·W, 1) float32 in [0, 1]."""
+    fine = fine_frame(config, scale)
+    return tf.stack([preprocess_encoded(tf.io.read_file(record.image_path), record.image_path, fine) for record in records])
 
 
 def _loader(config: DataConfig):

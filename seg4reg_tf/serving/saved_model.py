@@ -18,8 +18,10 @@ N_R on the config's input mode, and the geometric readout of the mask):
                       ((x + ½)·scale + offset_x − ½, (y + ½)·scale + offset_y − ½) in the mask;
                       the vertebra route's outputs and the named curves
                       (`curves_graph.find_curves`; docs/serving.md lists them).
-    predict_tensor    images: (B, H, W, 1) float32 in [0, 1], already preprocessed → the same
-                      outputs without `letterbox`, landmarks in the model frame.
+    predict_tensor    images: (B, H, W, 1) float32 in [0, 1], already preprocessed (and, with
+                      the tilt refiner, fine_images: (B, s·H, s·W, 1), the same X-rays at
+                      `refiner.scale` times the size) → the same outputs without
+                      `letterbox`, landmarks in the model frame.
 
 `cobb_angles` repeats the route `inference.angles` chooses; "auto" takes the one with the
 lower validation SMAPE recorded in the workdir (written now if missing); seg4reg.json records
@@ -50,44 +52,51 @@ import keras
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from seg4reg_tf.data import pipeline, synthetic, transforms
+from seg4reg_tf.data import decoding, pipeline, synthetic, transforms
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
 from seg4reg_tf.inference import predict_images
 from seg4reg_tf.models.precision import with_precision
 from seg4reg_tf.scoring import route_for_workdir
 from seg4reg_tf.serving import client
-from seg4reg_tf.workdir import final_networks
+from seg4reg_tf.workdir import final_networks, load_refiner
 
 WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for in assets.extra/
 
-def decode_requests(encoded, config, max_pixels: int, names=None):
+def decode_requests(encoded, config, max_pixels: int, names=None) -> dict:
     """A batch of encoded images → model inputs and where each original lies in them.
 
     Args:
         encoded: (B,) tf.string.
-        config: the run's config (model size, CLAHE).
+        config: the run's config (model size, CLAHE, the tilt refiner's fine image).
         max_pixels: per-image pixel limit checked on the header before decoding.
         names: (B,) tf.string naming each image in errors (default "image i of the request").
 
     Returns:
-        (images (B, H, W, 1) float32 in [0, 1], letterbox (B, 3) float32 scale, offset_y, offset_x).
+        {"images": (B, H, W, 1) float32 in [0, 1], "letterbox": (B, 3) float32 scale,
+        offset_y, offset_x, and with `refiner.enabled` "fine_images": (B, s·H, s·W, 1), the
+        same X-rays at `refiner.scale` times the size (`pipeline.fine_frame`)}; each
+        image is decoded once.
     """
     height, width = config.data.image_height, config.data.image_width
+    fine = pipeline.fine_frame(config.data, config.refiner.scale) if config.refiner.enabled else None
     if names is None:
         indices = tf.strings.as_string(tf.range(tf.shape(encoded, out_type=tf.int64)[0]))
         names = tf.strings.join(["image ", indices, " of the request"])
 
     def one(element):
         data, name = element
-        image, size = pipeline.preprocess_encoded_with_size(data, name, config.data, max_pixels)  # checks once
+        image = decoding.decode_checked(data, name, max_pixels)  # checks once
+        size = tf.shape(image)
         scale, ty, tx = transforms.letterbox(size[0], size[1], height, width)
-        return image, tf.stack([scale, ty, tx])
+        out = {"images": pipeline.prepare_decoded(image, config.data), "letterbox": tf.stack([scale, ty, tx])}
+        if fine is not None:
+            out["fine_images"] = pipeline.prepare_decoded(image, fine)
+        return out
 
-    return tf.map_fn(
-        one,
-        (encoded, names),
-        fn_output_signature=(tf.TensorSpec([height, width, 1], tf.float32), tf.TensorSpec([3], tf.float32)),
-    )
+    signature = {"images": tf.TensorSpec([height, width, 1], tf.float32), "letterbox": tf.TensorSpec([3], tf.float32)}
+    if fine is not None:
+        signature["fine_images"] = tf.TensorSpec([fine.image_height, fine.image_width, 1], tf.float32)
+    return tf.map_fn(one, (encoded, names), fn_output_signature=signature)
 
 
 def write_warmup_requests(path: pathlib.Path, model_name: str) -> None:
@@ -108,9 +117,10 @@ def next_version(model_dir: pathlib.Path) -> int:
     return max(versions, default=0) + 1
 
 
-def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: int, route: str) -> None:
+def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: int, route: str, refiner=None) -> None:
     """Writes the SavedModel with both signatures to `path` (which must not exist);
-    `route` ("regressor" or "geometric") is what `cobb_angles` repeats."""
+    `route` ("regressor", "geometric" or "vertebrae") is what `cobb_angles` repeats;
+    `refiner`: the tilt refiner (then `predict_tensor` also takes `fine_images`), or None."""
     height, width = config.data.image_height, config.data.image_width
     segmenter = with_precision(segmenter, config.export.precision)
     regressor = with_precision(regressor, config.export.precision)
@@ -118,9 +128,13 @@ def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: 
     def predict_tensor(images):
         return predict_images(segmenter, regressor, images, config, route)
 
+    def predict_tensor_refined(images, fine_images):
+        return predict_images(segmenter, regressor, images, config, route, refiner=refiner, fine_images=fine_images)
+
     def serving_default(images):
-        decoded, letterbox = decode_requests(images, config, max_pixels)
-        return {**predict_images(segmenter, regressor, decoded, config, route, letterbox), "letterbox": letterbox}
+        decoded = decode_requests(images, config, max_pixels)
+        outputs = predict_images(segmenter, regressor, decoded["images"], config, route, decoded["letterbox"], refiner, decoded.get("fine_images"))
+        return {**outputs, "letterbox": decoded["letterbox"]}
 
     # Not `archive.track(...)`: the endpoints' traces capture every variable they use, and
     # tracking the networks as well stores each weight twice (keras-team/keras#23553: the
@@ -128,7 +142,11 @@ def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: 
     # checkpoint cannot de-duplicate them), doubling the export and a server's memory.
     archive = keras.export.ExportArchive()
     archive.add_endpoint("serving_default", serving_default, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    archive.add_endpoint("predict_tensor", predict_tensor, input_signature=[tf.TensorSpec([None, height, width, 1], tf.float32, name="images")])
+    tensors = [tf.TensorSpec([None, height, width, 1], tf.float32, name="images")]
+    if refiner is not None:
+        scale = config.refiner.scale
+        tensors.append(tf.TensorSpec([None, height * scale, width * scale, 1], tf.float32, name="fine_images"))
+    archive.add_endpoint("predict_tensor", predict_tensor if refiner is None else predict_tensor_refined, input_signature=tensors)
     archive.write_out(str(path), verbose=False)
 
 
@@ -176,7 +194,7 @@ def export_saved_model(
     temporary = pathlib.Path(tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=model_dir))
     try:
         archive = temporary / "model"
-        write_archive(segmenter, regressor, config, archive, max_pixels, route)
+        write_archive(segmenter, regressor, config, archive, max_pixels, route, refiner=load_refiner(sources))
         extra = archive / "assets.extra"
         extra.mkdir(exist_ok=True)
         write_warmup_requests(extra / WARMUP_FILE, name)

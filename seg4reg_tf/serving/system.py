@@ -37,7 +37,7 @@ from seg4reg_tf.geometry import VERTEBRA_NAMES
 from seg4reg_tf.inference import predict_images
 from seg4reg_tf.scoring import route_for_workdir
 from seg4reg_tf.serving import client, dicom_results, overlay, report, saved_model, tta
-from seg4reg_tf.workdir import final_networks
+from seg4reg_tf.workdir import final_networks, load_refiner
 
 CAPTION_CURVE = {"C": "C curve", "S": "S curve", "straight": "straight spine", "unknown": "spine not found"}
 
@@ -49,7 +49,8 @@ class LoadedSystem:
     Attributes:
         config: the training run's config (input size, preprocessing, input mode).
         source: where the networks came from, for the report.
-        run: (V, H, W, 1) float32 in [0, 1] → the outputs of `inference.predict_images`
+        run: (V, H, W, 1) float32 in [0, 1] and, with the tilt refiner, fine images
+            (V, s·H, s·W, 1) (else None) → the outputs of `inference.predict_images`
             (landmarks in the model frame), as NumPy.
         route: which route `cobb_angles` repeats ("regressor", "geometric" or "vertebrae").
         max_pixels: pixel limit applied before decoding (the export's).
@@ -62,18 +63,18 @@ class LoadedSystem:
     keep_alive: object = None  # the loaded SavedModel, which its signature does not keep alive
 
     def decode(self, encoded: bytes, name: str):
-        """Encoded JPEG/PNG → ((H, W, 1) float32 model input, (3,) letterbox), as the export does.
+        """Encoded JPEG/PNG → ((H, W, 1) float32 model input, (3,) letterbox, the fine image
+        (s·H, s·W, 1) or None without the tilt refiner), as the export does.
 
         Raises:
             ValueError: the image is rejected (message names `name` and the problem).
         """
         try:
-            images, letterbox = saved_model.decode_requests(
-                tf.constant([encoded]), self.config, self.max_pixels, names=tf.constant([name])
-            )
+            decoded = saved_model.decode_requests(tf.constant([encoded]), self.config, self.max_pixels, names=tf.constant([name]))
         except tf.errors.InvalidArgumentError as error:
             raise ValueError(_tf_message(error, name)) from None
-        return images[0], letterbox[0].numpy()
+        fine = decoded.get("fine_images")
+        return decoded["images"][0], decoded["letterbox"][0].numpy(), None if fine is None else fine[0]
 
 
 @dataclasses.dataclass
@@ -131,14 +132,20 @@ def load_workdir(workdir: str, segmenter_flips: bool | None = None) -> LoadedSys
     `segmenter_flips` replaces the config's `inference.segmenter_flips` unless None."""
     config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir), {"segmenter_flips": segmenter_flips})
     route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
-    shape = [None, config.data.image_height, config.data.image_width, 1]
+    refiner = load_refiner(sources)
+    height, width, scale = config.data.image_height, config.data.image_width, config.refiner.scale
 
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 1], tf.float32)])
     def run(images):
         return predict_images(segmenter, regressor, images, config, route)
 
-    def run_numpy(images):
-        return {key: value.numpy() for key, value in run(images).items()}
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 1], tf.float32), tf.TensorSpec([None, height * scale, width * scale, 1], tf.float32)])
+    def run_refined(images, fine_images):
+        return predict_images(segmenter, regressor, images, config, route, refiner=refiner, fine_images=fine_images)
+
+    def run_numpy(images, fine_images=None):
+        outputs = run(images) if refiner is None else run_refined(images, fine_images)
+        return {key: value.numpy() for key, value in outputs.items()}
 
     return LoadedSystem(config, {"workdir": str(workdir), **sources}, run_numpy, config.export.max_image_pixels, route)
 
@@ -201,8 +208,11 @@ def load_saved_model(path: str) -> LoadedSystem:
     loaded = tf.saved_model.load(str(version))
     signature = loaded.signatures["predict_tensor"]
 
-    def run_numpy(images):
-        outputs = signature(images=tf.convert_to_tensor(images, tf.float32))
+    def run_numpy(images, fine_images=None):
+        inputs = {"images": tf.convert_to_tensor(images, tf.float32)}
+        if fine_images is not None:
+            inputs["fine_images"] = tf.convert_to_tensor(fine_images, tf.float32)
+        outputs = signature(**inputs)
         return {key: value.numpy() for key, value in outputs.items()}
 
     route = info.get("angles", {}).get("route", "regressor")
@@ -276,9 +286,9 @@ def analyse(model, radiograph, settings) -> Analysis:
         outputs = model.predict_encoded(radiograph.encoded)
         letterbox, chosen = outputs["letterbox"][0], [(False, 1.0)]
     else:
-        image, letterbox = model.decode(radiograph.encoded, radiograph.path)
+        image, letterbox, fine = model.decode(radiograph.encoded, radiograph.path)
         chosen = tta.views(settings)
-        outputs = model.run(tta.augment(image, chosen))
+        outputs = model.run(tta.augment(image, chosen), None if fine is None else tta.augment(fine, chosen))
     found = bool(outputs["spine_found"][0])  # the identity view decides
     angles, spread = tta.aggregate(outputs["cobb_angles"])
     by_regressor, _ = tta.aggregate(outputs["cobb_angles_regressor"])

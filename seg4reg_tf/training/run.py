@@ -35,6 +35,7 @@ from seg4reg_tf.training import workers
 from seg4reg_tf.training.loop import Loop, scope, splits_batches
 from seg4reg_tf.training.phases import learning_rate, make_trainer
 from seg4reg_tf.training.pretraining import pretrain, summary_path
+from seg4reg_tf.training.refiner import train_refiner
 from seg4reg_tf.workdir import (
     PHASE_TABLE,
     final_networks,
@@ -44,6 +45,7 @@ from seg4reg_tf.workdir import (
     phase_monitor,
     pretrained_trunk_path,
     produced_path,
+    refiner_path,
 )
 
 _LOG = logging.getLogger(__name__)
@@ -128,6 +130,29 @@ def ensure_pretrained_trunk(config: Config, workdir: pathlib.Path, verbose: int 
     if verbose:
         print("--- phase reg ---", flush=True)
     return {**summary, "weights": str(path)}
+
+
+def ensure_refiner(config: Config, workdir: pathlib.Path, verbose: int = 2, strategy=None) -> dict | None:
+    """With `refiner.enabled`, trains the tilt refiner into the workdir unless it is there
+    already (`training.refiner`; on one device: it is small, and every worker trains the same
+    one, only the chief keeping it).
+
+    Returns:
+        The refiner's summary (read back when it exists), or None when it is not enabled.
+    """
+    if not config.refiner.enabled:
+        return None
+    path = refiner_path(workdir)
+    if path.is_file() and (path.parent / "summary.json").is_file():
+        return json.loads((path.parent / "summary.json").read_text())
+    if verbose:
+        print(f"--- the tilt refiner, on the vertebrae of the training X-rays at {config.refiner.scale}× (before phase reg) ---", flush=True)
+    training, validation, _ = resolve_records(config)
+    with workers.write_folder(path.parent, strategy) as out:
+        summary = train_refiner(training, validation, config, out, verbose=verbose)
+    if verbose:
+        print("--- phase reg ---", flush=True)
+    return summary
 
 
 class _BestValue:
@@ -251,6 +276,7 @@ def train_phase(
 def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbose, extra_callbacks, run_eagerly) -> dict:
     """`train_phase`, reading the workdir and `folder`, writing to `out`."""
     settings = getattr(config, phase)
+    refining = ensure_refiner(config, workdir, verbose, strategy) if phase == "reg" else None
     pretraining = ensure_pretrained_trunk(config, workdir, verbose, strategy) if phase == "reg" else None
     training, validation, root = resolve_records(config)
     distributed = splits_batches(strategy)
@@ -323,6 +349,8 @@ def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbo
     }
     if pretraining is not None:
         summary["pretraining"] = pretraining
+    if refining is not None:
+        summary["refiner"] = refining
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
