@@ -3,6 +3,7 @@ and its second look in the vertebra route (`inference.refined_tilts`)."""
 
 import dataclasses
 import math
+import pathlib
 
 import keras
 import numpy as np
@@ -117,3 +118,50 @@ def test_bad_refiner_settings_are_refused(section, message):
     values = load_config("configs/smoke.yaml").to_dict()
     with pytest.raises(ValueError, match=message):
         config_from_dict({**values, "refiner": {**values["refiner"], **section}})
+
+
+def test_predict_from_a_workdir_with_the_refiner_answers_as_in_memory(synthetic_root, tmp_path):
+    """predict decodes each file into both frames and gives the refiner the fine views of its
+    test-time augmentation, warped like the model-frame views: with TTA off its row is the
+    in-memory refined route, and with TTA on, the identity view's angles are among the views'."""
+    from seg4reg_tf.config import PredictConfig
+    from seg4reg_tf.data import radiographs
+    from seg4reg_tf.inference import predict_images
+    from seg4reg_tf.serving import system
+    from seg4reg_tf.serving.report import ANGLE_FIELDS
+    from seg4reg_tf.workdir import final_networks, load_refiner
+    from tests.harness import make_workdir
+
+    workdir = make_workdir(tmp_path / "workdir", segmenter={"tilt_weight": 1.0}, refiner={"enabled": True, "crop_size": 16, "scale": 2},
+                           inference={"angles": "vertebrae"})
+    model = system.load_workdir(str(workdir))
+    path = sorted((pathlib.Path(synthetic_root) / "data" / "training").glob("*.jpg"))[0]
+    radiograph = radiographs.read_radiograph(str(path))
+    row = system.predict_radiograph(model, radiograph, PredictConfig())
+    image, letterbox, fine = model.decode(radiograph.encoded, str(path))
+    assert fine.shape == (128, 64, 1)
+    config, segmenter, regressor, sources = final_networks(workdir)
+    expected = predict_images(segmenter, regressor, image[None], config, "vertebrae", letterbox[None], load_refiner(sources), fine[None])
+    angles = keras.ops.convert_to_numpy(expected["cobb_angles"])[0]
+    assert row["route"] == "vertebrae"
+    np.testing.assert_allclose([row[field] for field in ANGLE_FIELDS], angles, atol=1e-3)
+    with_views = system.predict_radiograph(model, radiograph, PredictConfig(tta=True))
+    assert with_views["views"] > 1 and all(np.isfinite(with_views[field]) for field in ANGLE_FIELDS)
+
+
+def test_train_trains_the_refiner_once_before_phase_reg(synthetic_root, tmp_path, capsys):
+    from seg4reg_tf.training import run
+    from seg4reg_tf.workdir import refiner_path
+
+    values = load_config("configs/smoke.yaml").to_dict()
+    config = config_from_dict({**values, "data": {**values["data"], "root": synthetic_root},
+                               "refiner": {"enabled": True, "crop_size": 16, "scale": 2, "epochs": 1}})
+    first = run.ensure_refiner(config, tmp_path)
+    assert refiner_path(tmp_path).is_file() and "tilt refiner" in capsys.readouterr().out
+    stamp = refiner_path(tmp_path).stat().st_mtime_ns
+    again = run.ensure_refiner(config, tmp_path)
+    assert again == first and refiner_path(tmp_path).stat().st_mtime_ns == stamp  # read back, not retrained
+    line = run.report({"phase": "reg", "validation": {"smape": 30.0, "mae": 9.0}, "baseline": {"smape": 35.0, "mae": 10.0},
+                       "seconds": 5.0, "refiner": first})
+    assert "tilt refiner trained in" in line
+    assert run.ensure_refiner(dataclasses.replace(config, refiner=RefinerConfig()), tmp_path / "off") is None

@@ -374,6 +374,10 @@ def report(summary: dict) -> str:
             f"; from a trunk pretrained on synthetic masks in {pretrained['seconds']:.0f} s "
             f"(their validation SMAPE {pretrained['validation']['val_smape'][-1]:.2f}%, mean {pretrained['baseline']['smape']:.2f}%)"
         )
+    if summary.get("refiner", {}).get("validation_start_rms_degrees") is not None:
+        refiner = summary["refiner"]
+        line += (f"; tilt refiner trained in {refiner['seconds']:.0f} s (validation tilt error {refiner['history'][-1]['val_tilt_rms_degrees']:.2f}° RMS "
+                 f"from {refiner['validation_start_rms_degrees']:.2f}°)")
     return line + f" [{summary['seconds']:.0f} s]"
 
 
