@@ -43,21 +43,31 @@ def crop_vertebrae(images: tf.Tensor, image_index: tf.Tensor, centre: tf.Tensor,
               + steps[None, None, :, None] * span * direction
               + steps[None, :, None, None] * span * down)  # (K, size, size, 2) model frame
     fine = (points + 0.5) * scale - 0.5
-    return _sample(images, image_index, fine)
+    return sample_at(images, image_index, fine)
 
 
-def _sample(images: tf.Tensor, image_index: tf.Tensor, points: tf.Tensor) -> tf.Tensor:
-    """Bilinear samples: (N, H, W, 1) images, (K,) indices, (K, h, w, 2) (x, y) points →
-    (K, h, w, 1), clamped to the edges."""
+def sample_at(images: tf.Tensor, image_index: tf.Tensor, points: tf.Tensor) -> tf.Tensor:
+    """Bilinear samples of images at sub-pixel points, clamped to the edges; non-finite points
+    (a spine not found) read pixel (0, 0).
+
+    Args:
+        images: (N, H, W, C) float32; pixel (row i, column j) has its centre at (x=j, y=i).
+        image_index: (K,) int32, the image each row of points reads.
+        points: (K, ..., 2) (x, y) pixels.
+
+    Returns:
+        (K, ..., C) float32.
+    """
     height, width = tf.shape(images)[1], tf.shape(images)[2]
-    points = tf.where(tf.math.is_finite(points), points, 0.0)  # a spine not found: NaN frames
+    points = tf.where(tf.math.is_finite(points), points, 0.0)
     x = tf.clip_by_value(points[..., 0], 0.0, tf.cast(width - 1, tf.float32))
     y = tf.clip_by_value(points[..., 1], 0.0, tf.cast(height - 1, tf.float32))
     x0, y0 = tf.floor(x), tf.floor(y)
     fx, fy = (x - x0)[..., None], (y - y0)[..., None]
     x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
     x1, y1 = tf.minimum(x0 + 1, width - 1), tf.minimum(y0 + 1, height - 1)
-    index = tf.broadcast_to(tf.cast(image_index, tf.int32)[:, None, None], tf.shape(x0))
+    index = tf.reshape(tf.cast(image_index, tf.int32), tf.concat([[-1], tf.ones([tf.rank(x0) - 1], tf.int32)], 0))
+    index = tf.broadcast_to(index, tf.shape(x0))
 
     def at(row, column):
         return tf.gather_nd(images, tf.stack([index, row, column], axis=-1))

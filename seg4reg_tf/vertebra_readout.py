@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from seg4reg_tf.config import ReadoutConfig
 from seg4reg_tf.geometric_readout import NUM_VERTEBRAE, read_corners, safe_norm, trace_spine
+from seg4reg_tf.vertebra_crops import sample_at
 
 # points sampled across each vertebra's middle
 SAMPLES = 5
@@ -39,7 +40,8 @@ _TINY = 1e-6
 
 
 def sample_bilinear(field: tf.Tensor, points: tf.Tensor) -> tf.Tensor:
-    """Bilinear samples of a field at sub-pixel points, clamped to the edges.
+    """Bilinear samples of a field at sub-pixel points, clamped to the edges
+    (`vertebra_crops.sample_at`, each image's points on itself).
 
     Args:
         field: (B, H, W, C) float32; pixel (row i, column j) has its centre at (x=j, y=i).
@@ -48,20 +50,7 @@ def sample_bilinear(field: tf.Tensor, points: tf.Tensor) -> tf.Tensor:
     Returns:
         (B, N, C) float32.
     """
-    height, width = tf.shape(field)[1], tf.shape(field)[2]
-    x = tf.clip_by_value(points[..., 0], 0.0, tf.cast(width - 1, tf.float32))
-    y = tf.clip_by_value(points[..., 1], 0.0, tf.cast(height - 1, tf.float32))
-    x0, y0 = tf.floor(x), tf.floor(y)
-    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-    x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
-    x1, y1 = tf.minimum(x0 + 1, width - 1), tf.minimum(y0 + 1, height - 1)
-
-    def at(row, column):
-        return tf.gather_nd(field, tf.stack([row, column], axis=-1), batch_dims=1)
-
-    top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx
-    bottom = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx
-    return top * (1.0 - fy) + bottom * fy
+    return sample_at(field, tf.range(tf.shape(field)[0]), points)
 
 
 def vertebra_frames(corners: tf.Tensor) -> dict[str, tf.Tensor]:
