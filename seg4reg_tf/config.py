@@ -65,8 +65,6 @@ class DataConfig:
         flip: random horizontal flip during training.
         rotation_degrees: rotations drawn uniformly in ±this many degrees.
         scale_range: isotropic rescaling factors (x and y alike) drawn in this range.
-        gamma_range: exposure augmentation: each training image (in [0, 1], after CLAHE) is
-            raised to a gamma drawn log-uniformly in this range; (1, 1) leaves it off.
         angle_scale_degrees: angles in degrees are divided by this to lie in [0, 1] (the
             regressor ends in a sigmoid); 180 covers every angle the Cobb algorithm returns,
             including the 156° annotation outlier of AASCE training image 480.
@@ -91,7 +89,6 @@ class DataConfig:
     flip: bool = True
     rotation_degrees: float = 45.0
     scale_range: tuple[float, float] = (0.85, 1.25)
-    gamma_range: tuple[float, float] = (1.0, 1.0)
     angle_scale_degrees: float = 180.0
     cache: str = "memory"
     clahe: bool = False
@@ -116,9 +113,6 @@ class DataConfig:
         low, high = self.scale_range
         if not 0.0 < low <= high:
             raise ValueError(f"'scale_range' must satisfy 0 < low <= high, got {self.scale_range}")
-        low, high = self.gamma_range
-        if not 0.0 < low <= 1.0 <= high:
-            raise ValueError(f"'gamma_range' must satisfy 0 < low <= 1 <= high, got {self.gamma_range}")
         if self.angle_scale_degrees <= 0:
             raise ValueError(
                 f"'angle_scale_degrees' must be positive, got {self.angle_scale_degrees}"
@@ -157,7 +151,6 @@ class SegmenterConfig:
             before the classifier; `layers.LowLevelDecoder`).
         decoder_filters: channels of that decoder's fusing convolutions.
         ce_weight: λ of Eq. 1, the weight of cross-entropy next to the Dice loss.
-        positive_class_weight: cross-entropy weight of spine pixels relative to background.
         boundary_weight: beyond the paper, extra cross-entropy weight of the pixels within
             `boundary_width` pixels of the true mask's outline (weight 1 + this; 0 is Eq. 1),
             where a short run's masks lose most of their Dice: the vertebrae's outlines and
@@ -180,7 +173,6 @@ class SegmenterConfig:
     decoder: str = "none"
     decoder_filters: int = 64
     ce_weight: float = 1.0
-    positive_class_weight: float = 1.0
     boundary_weight: float = 0.0
     boundary_width: int = 2
     tilt_weight: float = 0.0
@@ -424,16 +416,17 @@ class PredictConfig:
         tta_flip: include the left-right mirror of each view.
         tta_scales: isotropic zoom factors about the image centre besides 1.0.
         low_confidence_spread_degrees: an image whose spread (max − min over the views) of
-            any angle exceeds this many degrees is flagged `low_confidence`. 10° was
-            measured on the AASCE CPU recipe's validation split (`bench/confidence.py`): it
-            flags 18% of the images, 59% of which have an error over 5° in the largest angle,
-            against 14% of the others (at 5°, half the images were flagged for almost nothing).
+            any angle exceeds this many degrees is flagged `low_confidence` (the default
+            was chosen with `bench/confidence.py` on AASCE's validation split).
+        disagreement_degrees: an X-ray whose answering route and N_R differ by more than
+            this in any angle is flagged `routes_disagree`.
     """
 
     tta: bool = False
     tta_flip: bool = True
     tta_scales: tuple[float, ...] = (0.9, 1.1)
     low_confidence_spread_degrees: float = 10.0
+    disagreement_degrees: float = 10.0
 
     def __post_init__(self) -> None:
         if any(scale <= 0 for scale in self.tta_scales):
@@ -442,6 +435,8 @@ class PredictConfig:
             raise ValueError(
                 f"'low_confidence_spread_degrees' must be >= 0, got {self.low_confidence_spread_degrees}"
             )
+        if not 0.0 <= self.disagreement_degrees < float("inf"):
+            raise ValueError(f"'disagreement_degrees' must be finite and >= 0, got {self.disagreement_degrees}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -505,8 +500,6 @@ class ReadoutConfig:
         min_confidence: a spine whose kept pixels have a mean probability below this is
             "not found" (0: off). N_S answers noise and blank-like images with weak,
             scattered probabilities; a trained N_S is confident on real spines.
-        disagreement_degrees: `predict` flags an X-ray whose readout and N_R angles differ
-            by more than this in any column.
         tilt_gain: the vertebra route multiplies each tilt it reads off N_S's tilt field by
             this (a calibration: a trained tilt head draws tilts slightly shrunk towards
             upright; `bench/vertebrae.py --fit-gain` fits it on the training part).
@@ -520,14 +513,11 @@ class ReadoutConfig:
     window: float = 0.15
     min_length: float = 0.2
     min_confidence: float = 0.0
-    disagreement_degrees: float = 10.0
     tilt_gain: float = 1.0
 
     def __post_init__(self) -> None:
         _check_range(self, ("threshold", "trim", "gap", "min_length", "min_confidence"), 0.0, 1.0, low_open=False, high_open=True)
         _check_range(self, ("smoothing", "width_smoothing", "window"), 0.0, 1.0, low_open=True, high_open=False)
-        if not 0.0 <= self.disagreement_degrees < float("inf"):
-            raise ValueError(f"'disagreement_degrees' must be finite and >= 0, got {self.disagreement_degrees}")
         if not 0.5 <= self.tilt_gain <= 2.0:
             raise ValueError(f"'tilt_gain' must lie in [0.5, 2], got {self.tilt_gain}")
         if self.trim >= 0.5:
@@ -701,6 +691,29 @@ def save_config(config: Config, path: str | os.PathLike[str]) -> None:
     atomic_write(path, yaml.safe_dump(config.to_dict(), sort_keys=False).encode("utf-8"))
 
 
+# Options measured as no gain (docs/benchmarks.md, "What did not help") or never used, and
+# removed: dotted key → (the value it had by default, why it went). A config naming one with
+# its old default (every workdir's config.yaml written before the removal does) still loads;
+# any other value is an error that says the option was removed.
+REMOVED = {
+    "data.gamma_range": ((1.0, 1.0), "exposure augmentation was never measured to help"),
+    "segmenter.positive_class_weight": (1.0, "it was always 1.0"),
+    "readout.disagreement_degrees": (10.0, "it is predict's setting now: predict.disagreement_degrees"),
+}
+
+
+def _removed(key: str, value: Any, source: str) -> bool:
+    """Whether `key` is a removed option given its old default (ignored); raises for any
+    other value of a removed option."""
+    if key not in REMOVED:
+        return False
+    default, why = REMOVED[key]
+    plain = list(default) if isinstance(default, tuple) else default
+    if value == plain or value == default:
+        return True
+    raise ValueError(f"{source}: '{key}' was removed ({why}); delete it from the config")
+
+
 def _build(base: Any, values: Any, source: str, prefix: str) -> Any:
     """Returns `base` (a dataclass instance) with the fields named in `values` replaced."""
     where = prefix.rstrip(".") or "the top level"
@@ -710,6 +723,8 @@ def _build(base: Any, values: Any, source: str, prefix: str) -> Any:
     names = [field.name for field in dataclasses.fields(base)]
     changes = {}
     for key, value in values.items():
+        if key not in names and _removed(f"{prefix}{key}", value, source):
+            continue
         if key not in names:
             raise ValueError(
                 f"{source}: unknown key '{prefix}{key}' (known keys in {where}: "

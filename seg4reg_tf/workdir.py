@@ -15,8 +15,7 @@ train, export, evaluate, predict, visualize, ablation and the tests.
                                              `refiner.enabled` (before phase reg)
 
 The phase table says, for each phase in order, which network it trains, which files of
-earlier phases it needs, the validation metric that keeps its best epoch, and whether N_S
-is gated by ROIE in it.
+earlier phases it needs and the validation metric that keeps its best epoch.
 """
 
 from __future__ import annotations
@@ -42,23 +41,21 @@ class Phase:
         needs: (phase, network) pairs whose files must exist before it starts.
         monitor: (validation metric, "max" | "min") that keeps the best epoch by default
             (`phase_monitor` applies the config's choice).
-        gated: N_S carries the ROIE gate in this phase.
     """
     name: str
     trains: str
     needs: tuple[tuple[str, str], ...]
     monitor: tuple[str, str]
-    gated: bool
 
 
 PHASE_TABLE = {
     phase.name: phase
     for phase in (
-        Phase("seg", "segmenter", (), ("val_dice", "max"), gated=False),
-        Phase("reg", "regressor", (("seg", "segmenter"),), ("val_smape", "min"), gated=False),
-        Phase("roie", "segmenter", (("seg", "segmenter"), ("reg", "regressor")), ("val_dice", "max"), gated=True),
-        Phase("tcl", "segmenter", (("roie", "segmenter"), ("reg", "regressor")), ("val_smape", "min"), gated=True),
-        Phase("refine", "regressor", (("tcl", "segmenter"), ("reg", "regressor")), ("val_smape", "min"), gated=True),
+        Phase("seg", "segmenter", (), ("val_dice", "max")),
+        Phase("reg", "regressor", (("seg", "segmenter"),), ("val_smape", "min")),
+        Phase("roie", "segmenter", (("seg", "segmenter"), ("reg", "regressor")), ("val_dice", "max")),
+        Phase("tcl", "segmenter", (("roie", "segmenter"), ("reg", "regressor")), ("val_smape", "min")),
+        Phase("refine", "regressor", (("tcl", "segmenter"), ("reg", "regressor")), ("val_smape", "min")),
     )
 }
 PHASES = tuple(PHASE_TABLE)

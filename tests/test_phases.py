@@ -353,7 +353,7 @@ def test_tcl_through_the_readout_skips_images_without_a_spine_and_keeps_eq1(batc
     trainer = phases.make_trainer("tcl", segmenter, build_regressor(config), config)
     loss, _, out = trainer.compute(batch, training=False)
     settings = config.segmenter
-    anchor = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight)
+    anchor = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight)
     np.testing.assert_allclose(float(loss), float(anchor), rtol=1e-6)
 
 

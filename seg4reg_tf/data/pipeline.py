@@ -3,8 +3,8 @@
 Per record, once: the image file is checked (header and end marker, in Python, so a bad file
 is named before TensorFlow starts), landmarks are moved into the model frame, decoded and
 letterboxed images and rasterised masks are cached (memory or files, `DataConfig.cache`).
-Per epoch: a seeded shuffle, batching, and the joint flip/rotation/scale augmentation (with
-the image's exposure gamma, `DataConfig.gamma_range`) on whole batches. Evaluation order is
+Per epoch: a seeded shuffle, batching, and the joint flip/rotation/scale augmentation on
+whole batches. Evaluation order is
 the record order.
 
 Batches are dicts: `image` (B, H, W, 1) float32 in [0, 1], `mask` (B, H, W, 1) uint8,
@@ -216,9 +216,7 @@ def make_dataset(
     if training:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda batch, pair: transforms.augment(
-                batch, pair, config.rotation_degrees, config.scale_range, config.flip, config.gamma_range
-            ),
+            lambda batch, pair: transforms.augment(batch, pair, config.rotation_degrees, config.scale_range, config.flip),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return dataset.prefetch(tf.data.AUTOTUNE)

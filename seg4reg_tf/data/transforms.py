@@ -234,28 +234,8 @@ def warp(images: tf.Tensor, matrices: tf.Tensor, interpolation: str) -> tf.Tenso
     return tf.cast(warped, dtype)
 
 
-def random_gamma(seed: tf.Tensor, batch: tf.Tensor, gamma_range) -> tf.Tensor:
-    """Draws one exposure gamma per sample, log-uniformly in `gamma_range`.
-
-    Args:
-        seed: (2,) int stateless seed (the affine draw's, folded with a constant so that
-            adding exposure leaves the geometric draws as they were).
-        batch: number of samples B.
-        gamma_range: (low, high), 0 < low <= high.
-
-    Returns:
-        (B,) float32 gammas.
-    """
-    folded = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1)
-    low, high = math.log(gamma_range[0]), math.log(gamma_range[1])
-    return tf.exp(tf.random.stateless_uniform([batch], folded, low, high))
-
-
-def augment(
-    batch: dict, seed: tf.Tensor, rotation_degrees: float, scale_range, flip: bool, gamma_range=(1.0, 1.0)
-) -> dict:
-    """Random flip, rotation and isotropic scale, applied jointly (paper §3), and optionally
-    an exposure change (a gamma) of the image alone.
+def augment(batch: dict, seed: tf.Tensor, rotation_degrees: float, scale_range, flip: bool) -> dict:
+    """Random flip, rotation and isotropic scale, applied jointly (paper §3).
 
     Args:
         batch: dict with `image` (B, H, W, 1) float32 in [0, 1], `mask` (B, H, W, 1) uint8
@@ -263,7 +243,6 @@ def augment(
             unchanged — Cobb angles are invariant to all of these transforms.
         seed: (2,) int stateless seed.
         rotation_degrees, scale_range, flip: as in `random_affine`.
-        gamma_range: as in `random_gamma`; (1, 1) (the default) adds no exposure change.
 
     Returns:
         A new dict with the transformed tensors.
@@ -274,9 +253,6 @@ def augment(
     matrices = affine_matrices(theta, scale, mirror, height, width)
     out = dict(batch)
     out["image"] = warp(image, matrices, "BILINEAR")
-    if tuple(gamma_range) != (1.0, 1.0):
-        gamma = random_gamma(seed, tf.shape(image)[0], gamma_range)
-        out["image"] = tf.pow(tf.clip_by_value(out["image"], 0.0, 1.0), gamma[:, None, None, None])
     out["mask"] = warp(batch["mask"], matrices, "NEAREST")
     if "landmarks" in batch:
         out["landmarks"] = transform_points(batch["landmarks"], matrices)

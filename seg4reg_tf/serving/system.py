@@ -322,7 +322,7 @@ def analyse(model, radiograph, settings) -> Analysis:
         **{field: _finite_or_none(value) for field, value in zip(report.VERTEBRAE_FIELDS, by_vertebrae)},
         **dict(zip(report.END_VERTEBRAE_FIELDS, end_vertebrae_names(ends))),
         "route_disagreement_deg": _finite_or_none(disagreement),
-        "routes_disagree": bool(disagreement > model.config.readout.disagreement_degrees) if found else None,
+        "routes_disagree": bool(disagreement > settings.disagreement_degrees) if found else None,
         "views": len(chosen),
         "height": int(radiograph.pixels.shape[0]),
         "width": int(radiograph.pixels.shape[1]),

@@ -67,12 +67,12 @@ class PhaseTrainer(keras.Model):
         return ops.stop_gradient(angles)
 
     def segmentation_loss(self, batch, out):
-        """Eq. 1 with the config's weights (`segmenter.ce_weight`, `positive_class_weight`,
-        `boundary_weight`, `boundary_width`) on the true mask and N_S's `mask_logits`, plus
+        """Eq. 1 with the config's weights (`segmenter.ce_weight`, `boundary_weight`,
+        `boundary_width`) on the true mask and N_S's `mask_logits`, plus
         `tilt_weight` × the tilt field's loss when N_S has the tilt head → scalar."""
         settings = self.config.segmenter
         loss = losses.segmentation_loss(
-            batch["mask"], out["mask_logits"], settings.ce_weight, settings.positive_class_weight, settings.boundary_weight, settings.boundary_width
+            batch["mask"], out["mask_logits"], settings.ce_weight, boundary_weight=settings.boundary_weight, boundary_width=settings.boundary_width
         )
         if "tilt" in out:
             loss += settings.tilt_weight * tilt_loss(batch["landmarks"], batch["mask"], out["tilt"])
