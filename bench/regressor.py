@@ -49,7 +49,6 @@ VARIANTS = {
     # the random head kernel (`head_start: mean_bias`) so that their figures reproduce.
     "paper": ({"head_start": "mean_bias"}, "smape"),
     "bn09": ({"batch_norm_momentum": 0.9, "stochastic_depth": False, "dropout": 0.0, "head_start": "mean_bias"}, "smape"),
-    "bn09_detached": ({"batch_norm_momentum": 0.9, "stochastic_depth": False, "dropout": 0.0, "head_start": "mean_bias"}, "smape_detached"),
     "bn09_l1": ({"batch_norm_momentum": 0.9, "stochastic_depth": False, "dropout": 0.0, "head_start": "mean_bias"}, "l1"),
     "paper_l1": ({"head_start": "mean_bias"}, "l1"),
     "plain_l1_coord": ({"backbone": "plain_cnn", "batch_norm_momentum": 0.9, "dropout": 0.0, "coordinate_channels": True, "head_start": "mean_bias"}, "l1"),

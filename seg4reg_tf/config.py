@@ -75,8 +75,6 @@ class DataConfig:
         clahe_grid: CLAHE tiles along (height, width); must divide the input size.
         synthetic_train, synthetic_test, synthetic_seed: size and seed of the embedded
             synthetic data set used when `root` is unset (generated on first use).
-        synthetic_renderer: how it is drawn: "plain" (the first renderer, `make demo`'s) or
-            "realistic" (closer to AASCE's radiographs; for pretraining N_S, docs/data.md).
     """
 
     root: str | None = None
@@ -97,7 +95,6 @@ class DataConfig:
     synthetic_train: int = 200
     synthetic_test: int = 50
     synthetic_seed: int = 0
-    synthetic_renderer: Literal["plain", "realistic"] = "plain"
 
     def __post_init__(self) -> None:
         for name in ("image_height", "image_width"):
@@ -339,9 +336,8 @@ class RegressionPhaseConfig(PhaseConfig):
 
     Attributes:
         ar_weight: weight of L_AR (Eq. 4) next to the two SMAPE terms.
-        loss: the angle loss of both branches: "smape" (Eq. 3), "smape_detached" (SMAPE
-            with no gradient through its denominator) or "l1" (mean |Δ| of the angles scaled
-            to [0, 1], as the authors' Seg4Reg code trained its regressor).
+        loss: the angle loss of both branches: "smape" (Eq. 3) or "l1" (mean |Δ| of the
+            angles scaled to [0, 1], as the authors' Seg4Reg code trained its regressor).
         mask_source: masks fed to N_R: predicted by the frozen N_S (the method) or the
             ground truth (an ablation).
     """
@@ -350,7 +346,7 @@ class RegressionPhaseConfig(PhaseConfig):
     learning_rate: float = 1e-3
     ar_weight: float = 1.0
     mask_source: Literal["predicted", "ground_truth"] = "predicted"
-    loss: Literal["smape", "smape_detached", "l1"] = "smape"
+    loss: Literal["smape", "l1"] = "smape"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -698,8 +694,15 @@ def save_config(config: Config, path: str | os.PathLike[str]) -> None:
 REMOVED = {
     "data.gamma_range": ((1.0, 1.0), "exposure augmentation was never measured to help"),
     "segmenter.positive_class_weight": (1.0, "it was always 1.0"),
+    "data.synthetic_renderer": ("plain", "N_S pretrained on the realistic renderer's set segmented AASCE worse; "
+                                         "`python -m seg4reg_tf.data.synthetic --renderer realistic` still draws one"),
     "readout.disagreement_degrees": (10.0, "it is predict's setting now: predict.disagreement_degrees"),
 }
+
+
+# Values removed from an option's choices: dotted key → {value: why it went}.
+_DETACHED = "SMAPE with no gradient through its denominator never beat 'l1' or 'smape'"
+REMOVED_CHOICES = {"reg.loss": {"smape_detached": _DETACHED}, "refine.loss": {"smape_detached": _DETACHED}}
 
 
 def _removed(key: str, value: Any, source: str) -> bool:
@@ -730,6 +733,9 @@ def _build(base: Any, values: Any, source: str, prefix: str) -> Any:
                 f"{source}: unknown key '{prefix}{key}' (known keys in {where}: "
                 f"{', '.join(names)})"
             )
+        why = REMOVED_CHOICES.get(f"{prefix}{key}", {}).get(value) if isinstance(value, str) else None
+        if why:
+            raise ValueError(f"{source}: '{prefix}{key}: {value}' was removed ({why}); choose another value")
         current = getattr(base, key)
         if dataclasses.is_dataclass(current):
             changes[key] = _build(current, value, source, f"{prefix}{key}.")

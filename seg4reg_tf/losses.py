@@ -87,15 +87,12 @@ def segmentation_loss(
     return dice_loss(y_true, ops.sigmoid(logits)) + ce_weight * cross_entropy
 
 
-def smape_loss(y_true, y_pred, epsilon: float = 1e-6, detach_denominator: bool = False):
+def smape_loss(y_true, y_pred, epsilon: float = 1e-6):
     """Eq. 3: Σ_i |ŷ_i − r_i| / Σ_i |ŷ_i + r_i + ε| over the 3 angles, averaged over the batch.
 
     Args:
         y_true, y_pred: (B, 3) angles, both in the same units (here [0, 1]).
         epsilon: ε, keeps the ratio finite when every angle is 0.
-        detach_denominator: no gradient through the denominator. Its gradient rewards
-            larger predictions for their own sake (the ratio falls as ŷ grows), which can
-            stall training; the value is unchanged.
 
     Returns:
         Scalar in [0, 1] for non-negative angles.
@@ -103,21 +100,17 @@ def smape_loss(y_true, y_pred, epsilon: float = 1e-6, detach_denominator: bool =
     y_true = ops.cast(y_true, y_pred.dtype)
     error = ops.sum(ops.abs(y_true - y_pred), axis=-1)
     total = ops.sum(ops.abs(y_true + y_pred + epsilon), axis=-1)
-    if detach_denominator:
-        total = ops.stop_gradient(total)
     return ops.mean(error / total)
 
 
 def angle_loss(name: str, y_true, y_pred, epsilon: float = 1e-6):
-    """N_R's training loss by config name (`reg.loss`): "smape", "smape_detached" or "l1"
+    """N_R's training loss by config name (`reg.loss`): "smape" or "l1"
     (mean absolute difference of the scaled angles); (B, 3), (B, 3) → scalar."""
     if name == "smape":
         return smape_loss(y_true, y_pred, epsilon)
-    if name == "smape_detached":
-        return smape_loss(y_true, y_pred, epsilon, detach_denominator=True)
     if name == "l1":
         return ops.mean(ops.abs(ops.cast(y_true, y_pred.dtype) - y_pred))
-    raise ValueError(f"unknown angle loss {name!r}; expected 'smape', 'smape_detached' or 'l1'")
+    raise ValueError(f"unknown angle loss {name!r}; expected 'smape' or 'l1'")
 
 
 def attention_regularization_loss(cam_a, cam_b):

@@ -77,10 +77,11 @@ def test_yaml_overrides_only_what_it_names(tmp_path):
         ("segmenter:\n  boundary_width: 0\n", r"in 'segmenter': 'boundary_width' must be >= 1 pixel"),
         ("data:\n  gamma_range: [0.6, 1.6]\n", r"c\.yaml: 'data\.gamma_range' was removed \(exposure augmentation"),
         ("segmenter:\n  positive_class_weight: 2.0\n", r"'segmenter\.positive_class_weight' was removed"),
+        ("refine:\n  loss: smape_detached\n", r"'refine\.loss: smape_detached' was removed"),
         ("seg:\n  precision: float16\n", r"key 'seg\.precision' must be one of 'float32', 'bfloat16'"),
         ("reg:\n  precision: bfloat16\n", r"unknown key 'reg\.precision'"),
         ("export:\n  precision: auto\n", r"key 'export\.precision' must be one of 'float32', 'bfloat16'"),
-        ("data:\n  synthetic_renderer: fancy\n", r"key 'data\.synthetic_renderer' must be one of 'plain', 'realistic'"),
+        ("data:\n  synthetic_renderer: realistic\n", r"'data\.synthetic_renderer' was removed"),
         ("inference:\n  segmenter_flips: 2\n", r"key 'inference\.segmenter_flips' must be true or false"),
     ],
 )
