@@ -31,12 +31,13 @@ import tensorflow as tf  # noqa: E402
 
 from seg4reg_tf.config import config_from_dict, load_config  # noqa: E402
 from seg4reg_tf.geometric_readout import read_spine  # noqa: E402
+from seg4reg_tf.inference import refined_tilts, vertebra_route  # noqa: E402
 from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs  # noqa: E402
 from seg4reg_tf.models.precision import with_precision  # noqa: E402
 from seg4reg_tf.models.segment import gate_is_idle, is_gated, segment  # noqa: E402
 from seg4reg_tf.serving import saved_model  # noqa: E402
 from seg4reg_tf.serving.system import apply_threads  # noqa: E402
-from seg4reg_tf.workdir import final_networks, write_networks  # noqa: E402
+from seg4reg_tf.workdir import final_networks, load_refiner, write_networks  # noqa: E402
 
 
 def make_workdir(folder: pathlib.Path, config) -> pathlib.Path:
@@ -61,7 +62,8 @@ def timed(function, repeats: int) -> float:
 def stage_times(workdir: pathlib.Path, xray, repeats: int, precision: str) -> dict:
     """Median seconds per stage at batch 1, each stage a tf.function of the library code
     the export traces (warmed up once), at the export's `precision`."""
-    config, segmenter, regressor, _ = final_networks(workdir)
+    config, segmenter, regressor, sources = final_networks(workdir)
+    refiner = load_refiner(sources)
     segmenter, regressor = with_precision(segmenter, precision), with_precision(regressor, precision)
     mode = config.regressor.input_mode
     encoded = tf.stack([xray])
@@ -72,12 +74,22 @@ def stage_times(workdir: pathlib.Path, xray, repeats: int, precision: str) -> di
     decoded = decode(encoded)
     images, box = decoded["images"], decoded["letterbox"]
     mask = seg(images)
+    tilt = segment(segmenter, regressor, images, mode, skip_idle_gate=True).get("tilt")
+
+    @tf.function
+    def vertebrae(m, t, box, fine):
+        refine = None if refiner is None else refined_tilts(refiner, fine, config.refiner)
+        return vertebra_route(m[..., 0], t, config, box, refine)["cobb_angles"]
+
     stages = {
         "decode + letterbox (+ CLAHE)": lambda: decode(encoded),
         "N_S (both gated passes)" if is_gated(segmenter) and not gate_is_idle(segmenter) else "N_S": lambda: seg(images),
         "N_R": lambda: reg(images, mask),
         "geometric readout": lambda: read(mask, box),
     }
+    if tilt is not None:
+        label = "vertebra route with the tilt refiner" if refiner is not None else "vertebra route"
+        stages[label] = lambda: vertebrae(mask, tilt, box, decoded.get("fine_images"))
     for call in stages.values():
         call()
     return {name: timed(call, repeats) for name, call in stages.items()}
@@ -123,13 +135,22 @@ def main() -> None:
         print("| --- | ---: | ---: | ---: |")
         # One warm-up call per signature: the first call of a loaded SavedModel optimises its
         # graph (seconds); later calls with other batch sizes do not pay that again.
+        scale = config.refiner.scale
+
+        def tensor_inputs(batch: int) -> dict:
+            """predict_tensor's inputs: with the tilt refiner also the fine images."""
+            inputs = {"images": tf.constant(rng.random((batch, args.height, args.width, 1)), tf.float32)}
+            if config.refiner.enabled:
+                inputs["fine_images"] = tf.constant(rng.random((batch, args.height * scale, args.width * scale, 1)), tf.float32)
+            return inputs
+
         serve(images=tf.stack([xray]))
-        tensor(images=tf.zeros((1, args.height, args.width, 1)))
+        tensor(**tensor_inputs(1))
         for batch in args.batches:
             encoded = tf.stack([xray] * batch)
-            images = tf.constant(rng.random((batch, args.height, args.width, 1)), tf.float32)
+            inputs = tensor_inputs(batch)
             for name, call in (("serving_default (2360×854 JPEG)", lambda encoded=encoded: serve(images=encoded)),
-                               ("predict_tensor", lambda images=images: tensor(images=images))):
+                               ("predict_tensor", lambda inputs=inputs: tensor(**inputs))):
                 call()  # warm-up at this batch size
                 seconds = timed(call, args.repeats)
                 print(f"| {name} | {batch} | {1000 * seconds:.1f} ms | {batch / seconds:.2f} |", flush=True)
