@@ -190,7 +190,7 @@ def drawn_system(landmarks, height=768, width=640, mask=None, found=True):
     angles = cobb_angles(landmarks[None], float(height)).astype(np.float32)
     ends = np.array([[[5, 11], [0, 5], [11, 16]]], np.int32)
 
-    def run(images):
+    def run(images, fine_images=None):
         views = len(images)
         masks = np.repeat((np.zeros((height, width)) if mask is None else mask)[None].astype(np.float32), views, 0)
         return {"spine_found": np.full(views, found), "cobb_angles": np.repeat(angles, views, 0),

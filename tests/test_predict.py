@@ -341,8 +341,8 @@ def test_the_vertebra_route_fills_the_row_and_draws_the_fitted_vertebrae(workdir
     head): its angles in the row, its end vertebrae named, its 17 vertebrae on the overlay."""
     from seg4reg_tf.serving import overlay
 
-    def by_vertebrae(images):
-        out = workdir_model.run(images)
+    def by_vertebrae(images, fine_images=None):
+        out = workdir_model.run(images, fine_images)
         return {**out, "cobb_angles": out["cobb_angles_vertebrae"]}
 
     vertebral = dataclasses.replace(workdir_model, run=by_vertebrae, route="vertebrae")
