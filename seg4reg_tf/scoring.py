@@ -60,9 +60,17 @@ def record_letterboxes(records, config) -> np.ndarray:
     return np.stack([np.asarray(value) for value in box], axis=1)
 
 
-def predict_records(segmenter, regressor, records, config, batch_size: int = 8, route: str = "regressor", refiner=None) -> dict:
+def fine_batches(records, config, batch_size: int) -> list:
+    """The records' fine images (`pipeline.fine_images`), one (b, s·H, s·W, 1) tensor per
+    batch of `predict_records`: what the tilt refiner reads."""
+    return [pipeline.fine_images(records[start : start + batch_size], config.data, config.refiner.scale)
+            for start in range(0, len(records), batch_size)]
+
+
+def predict_records(segmenter, regressor, records, config, batch_size: int = 8, route: str = "regressor", refiner=None, fine=None) -> dict:
     """Runs the inference path over records in order, and the readout on their true masks
-    (`refiner`: the tilt refiner, which reads the records' fine images, or None).
+    (`refiner`: the tilt refiner, or None; it reads `fine`, the records' `fine_batches`,
+    made here when not given).
 
     Returns:
         {"angles" (N, 3) degrees of `route`, "angles_regressor", "angles_geometric",
@@ -78,12 +86,13 @@ def predict_records(segmenter, regressor, records, config, batch_size: int = 8, 
     keys = ("angles", "angles_regressor", "angles_geometric", "angles_geometric_truth", "angles_vertebrae", "landmarks",
             "vertebra_landmarks", "masks", "cams", "images", "truth_masks")
     outputs = {key: [] for key in keys}
+    if refiner is not None and fine is None:
+        fine = fine_batches(records, config, batch_size)
     start = 0
-    for batch in dataset:
+    for index, batch in enumerate(dataset):
         letterbox = letterboxes[start : start + len(batch["image"])]
         start += len(letterbox)
-        fine = None if refiner is None else pipeline.fine_images(records[start - len(letterbox) : start], config.data, config.refiner.scale)
-        out = predict_images(segmenter, regressor, batch["image"], config, route, letterbox, refiner, fine)
+        out = predict_images(segmenter, regressor, batch["image"], config, route, letterbox, refiner, None if refiner is None else fine[index])
         truth = read_spine(batch["mask"][..., 0], config.readout, letterbox)
         outputs["angles"].append(np.asarray(out["cobb_angles"], np.float64))
         outputs["angles_regressor"].append(np.asarray(out["cobb_angles_regressor"], np.float64))
@@ -152,12 +161,14 @@ class Runs:
     """`predict_records` of each (N_S file, N_R file) pair on one set of records, run once.
 
     Args:
-        records, config, batch_size, refiner: as `predict_records` (the refiner serves every run).
+        records, config, batch_size, refiner: as `predict_records` (the refiner serves every
+            run; the records' fine images are decoded once for all of them).
     """
 
     def __init__(self, records, config, batch_size: int = 8, refiner=None):
         self.records, self.config, self.batch_size, self.refiner = records, config, batch_size, refiner
         self.networks, self.outputs = {}, {}
+        self.fine = None if refiner is None else fine_batches(records, config, batch_size)
 
     def network(self, path):
         """The network saved at `path` (loaded once), or None for None."""
@@ -178,7 +189,7 @@ class Runs:
         key = (str(segmenter_path), None if regressor_path is None else str(regressor_path))
         if key not in self.outputs:
             networks = self.network(segmenter_path), self.network(regressor_path)
-            self.outputs[key] = predict_records(*networks, self.records, self.config, self.batch_size, refiner=self.refiner)
+            self.outputs[key] = predict_records(*networks, self.records, self.config, self.batch_size, refiner=self.refiner, fine=self.fine)
         return self.outputs[key]
 
     def masks(self, segmenter_path, regressor_path) -> np.ndarray:
@@ -206,7 +217,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
     training, records, root = evaluation_records(config, data_root, split)
     refiner = load_refiner(sources)
     runs = Runs(records, config, batch_size, refiner)
-    final = predict_records(segmenter, regressor, records, config, batch_size, route, refiner)
+    final = predict_records(segmenter, regressor, records, config, batch_size, route, refiner, runs.fine)
     runs.add(sources["segmenter"], sources["regressor"], segmenter, regressor, final)
     mean = np.stack([record.angles for record in training]).mean(axis=0)
     by_phase = phase_rows(workdir, config, runs, mean, split == "validation")

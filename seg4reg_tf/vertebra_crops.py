@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from seg4reg_tf.cobb_graph import NUM_VERTEBRAE, midline_vectors
+
 _TINY = 1e-6
 
 
@@ -87,10 +89,9 @@ def true_frames(landmarks: tf.Tensor) -> dict[str, tf.Tensor]:
     Returns:
         {"centre" (B, 17, 2), "half_width" (B, 17) pixels, "tilt" (B, 17) radians, y down}.
     """
-    quads = tf.reshape(tf.cast(landmarks, tf.float32), [tf.shape(landmarks)[0], -1, 4, 2])
-    left = (quads[:, :, 0] + quads[:, :, 2]) / 2.0
-    right = (quads[:, :, 1] + quads[:, :, 3]) / 2.0
-    midline = right - left
+    landmarks = tf.cast(landmarks, tf.float32)
+    quads = tf.reshape(landmarks, [tf.shape(landmarks)[0], NUM_VERTEBRAE, 4, 2])
+    midline = midline_vectors(landmarks)
     return {
         "centre": tf.reduce_mean(quads, axis=2),
         "half_width": tf.maximum(tf.norm(midline, axis=-1) / 2.0, _TINY),

@@ -144,8 +144,8 @@ def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: 
     archive.add_endpoint("serving_default", serving_default, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     tensors = [tf.TensorSpec([None, height, width, 1], tf.float32, name="images")]
     if refiner is not None:
-        scale = config.refiner.scale
-        tensors.append(tf.TensorSpec([None, height * scale, width * scale, 1], tf.float32, name="fine_images"))
+        fine = pipeline.fine_frame(config.data, config.refiner.scale)
+        tensors.append(tf.TensorSpec([None, fine.image_height, fine.image_width, 1], tf.float32, name="fine_images"))
     archive.add_endpoint("predict_tensor", predict_tensor if refiner is None else predict_tensor_refined, input_signature=tensors)
     archive.write_out(str(path), verbose=False)
 

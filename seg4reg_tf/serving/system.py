@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from seg4reg_tf import clinical_reading, curve, geometric_readout
 from seg4reg_tf.config import Config, config_from_dict
-from seg4reg_tf.data import radiographs
+from seg4reg_tf.data import pipeline, radiographs
 from seg4reg_tf.geometry import VERTEBRA_NAMES
 from seg4reg_tf.inference import predict_images
 from seg4reg_tf.scoring import route_for_workdir
@@ -133,13 +133,14 @@ def load_workdir(workdir: str, segmenter_flips: bool | None = None) -> LoadedSys
     config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir), {"segmenter_flips": segmenter_flips})
     route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
     refiner = load_refiner(sources)
-    height, width, scale = config.data.image_height, config.data.image_width, config.refiner.scale
+    height, width = config.data.image_height, config.data.image_width
+    fine = pipeline.fine_frame(config.data, config.refiner.scale)
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 1], tf.float32)])
     def run(images):
         return predict_images(segmenter, regressor, images, config, route)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 1], tf.float32), tf.TensorSpec([None, height * scale, width * scale, 1], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 1], tf.float32), tf.TensorSpec([None, fine.image_height, fine.image_width, 1], tf.float32)])
     def run_refined(images, fine_images):
         return predict_images(segmenter, regressor, images, config, route, refiner=refiner, fine_images=fine_images)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import pathlib
 import time
@@ -33,7 +32,6 @@ from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES, build_tilt_refiner
 from seg4reg_tf.vertebra_crops import crop_vertebrae, true_frames
 
-_LOG = logging.getLogger(__name__)
 # standard deviation of the training crops' centre error, in crop sides
 CENTRE_JITTER = 0.12
 SIDE_RANGE = (0.85, 1.2)
