@@ -1,6 +1,7 @@
 """How N_R starts: the loss of 60 Adam steps on one fixed batch of masks, from the exact mean
-predictor (`regressor.head_start: mean_predictor`) and from the mean bias over Keras' random
-head kernel (`mean_bias`), for the paper's average-pooled CAM head and the position head.
+predictor (`models.start_at_mean_angles`, how every N_R starts: "mean_predictor") and from
+the mean bias over Keras' random head kernel (`keep_kernel=True`, how N_R started before:
+"mean_bias"), for the paper's average-pooled CAM head and the position head.
 
     python bench/overfit.py [--steps 60] [--batch 4] [--learning-rate 1e-3]
 
@@ -26,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 from seg4reg_tf.config import config_from_dict, load_config  # noqa: E402
 from seg4reg_tf.data import pipeline, synthetic  # noqa: E402
 from seg4reg_tf.data.aasce import read_split  # noqa: E402
-from seg4reg_tf.models import build_regressor, build_segmenter, start_at_mean_angles  # noqa: E402
+from seg4reg_tf.models import build_regressor, start_at_mean_angles  # noqa: E402
 from seg4reg_tf.training import phases  # noqa: E402
 
 SMOKE = pathlib.Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
@@ -48,12 +49,12 @@ def run(batch, head_pooling: str, head_start: str, steps: int, learning_rate: fl
     config = config_from_dict({
         **values,
         "regressor": {**values["regressor"], "backbone": "plain_cnn", "batch_norm_momentum": 0.9, "dropout": 0.0, "input_mode": "mask",
-                      "coordinate_channels": head_pooling == "position", "head_pooling": head_pooling, "head_start": head_start},
-        "reg": {**values["reg"], "loss": "l1", "ar_weight": 0.0, "mask_source": "ground_truth"},
+                      "coordinate_channels": head_pooling == "position", "head_pooling": head_pooling},
+        "reg": {**values["reg"], "loss": "l1", "ar_weight": 0.0},
     })
     keras.utils.set_random_seed(0)
-    segmenter, regressor = build_segmenter(config), build_regressor(config)
-    start_at_mean_angles(regressor, batch["angles"].numpy().mean(axis=0), head_start)
+    segmenter, regressor = None, build_regressor(config)  # N_R on the true masks
+    start_at_mean_angles(regressor, batch["angles"].numpy().mean(axis=0), keep_kernel=head_start == "mean_bias")
     trainer = phases.make_trainer("reg", segmenter, regressor, config)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=True)
     losses = [float(trainer.train_on_batch(batch, return_dict=True)["loss"]) for _ in range(steps)]

@@ -22,10 +22,12 @@ seg4reg_tf.quiet_start()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from seg4reg_tf import evaluate, geometry, scoring  # noqa: E402
+from seg4reg_tf import geometry, inference  # noqa: E402
 from seg4reg_tf.config import ReadoutConfig, config_from_dict  # noqa: E402
 from seg4reg_tf.data import pipeline, transforms  # noqa: E402
 from seg4reg_tf.data.aasce import read_split  # noqa: E402
+from seg4reg_tf.evaluation import results as evaluation_results  # noqa: E402
+from seg4reg_tf.evaluation import scoring  # noqa: E402
 from seg4reg_tf.geometric_readout import read_spine  # noqa: E402
 
 
@@ -37,7 +39,7 @@ def true_masks(records, height: int, width: int):
     frame = transforms.letterbox_landmarks(points, heights, widths, height, width).numpy()
     masks = np.stack([geometry.landmarks_to_mask(p, height, width) for p in frame]).astype(np.float32)
     shape = config_from_dict({"data": {"image_height": height, "image_width": width}})
-    return masks, scoring.record_letterboxes(records, shape).astype(np.float32)
+    return masks, inference.record_letterboxes(records, shape).astype(np.float32)
 
 
 def readout_angles(masks, letterboxes, settings, batch: int = 32) -> np.ndarray:
@@ -63,7 +65,7 @@ def segmenter_readout(args, validation):
     config = load_config(args.config)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=args.data))
     segmenter = keras.saving.load_model(args.segmenter, compile=False)
-    letterboxes = scoring.record_letterboxes(validation, config)
+    letterboxes = inference.record_letterboxes(validation, config)
     dataset = pipeline.make_dataset(validation, config.data, training=False, batch_size=16)
     masks = np.concatenate([segmenter({"image": batch["image"]}, training=False)["mask"].numpy()[..., 0] for batch in dataset])
     return np.stack([record.angles for record in validation]), readout_angles(masks, letterboxes, config.readout)
@@ -98,7 +100,7 @@ def main():
     if args.workdir:
         results = scoring.evaluate_workdir(args.workdir, args.data, "validation")
         print(f"\nworkdir {args.workdir}, validation split ({results['images']} images):\n")
-        print(evaluate.table(results))
+        print(evaluation_results.table(results))
 
 
 if __name__ == "__main__":

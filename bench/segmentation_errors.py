@@ -27,10 +27,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import seg4reg_tf.layers  # noqa: E402, F401  (registers the custom layers)
-from seg4reg_tf import scoring  # noqa: E402
 from seg4reg_tf.config import load_config  # noqa: E402
 from seg4reg_tf.data import pipeline  # noqa: E402
-from seg4reg_tf.evaluation import figures  # noqa: E402
+from seg4reg_tf.evaluation import figures, scoring  # noqa: E402
 from seg4reg_tf.inference import mask_probabilities  # noqa: E402
 from seg4reg_tf.metrics import segmentation_per_image  # noqa: E402
 from seg4reg_tf.models.segment import gate_is_idle, is_gated  # noqa: E402

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from seg4reg_tf.config import config_from_dict, load_config  # noqa: E402
+from seg4reg_tf.data.requests import decode_requests  # noqa: E402
 from seg4reg_tf.geometric_readout import read_spine  # noqa: E402
 from seg4reg_tf.inference import refined_tilts, vertebra_route  # noqa: E402
 from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs  # noqa: E402
@@ -67,7 +68,7 @@ def stage_times(workdir: pathlib.Path, xray, repeats: int, precision: str) -> di
     segmenter, regressor = with_precision(segmenter, precision), with_precision(regressor, precision)
     mode = config.regressor.input_mode
     encoded = tf.stack([xray])
-    decode = tf.function(lambda e: saved_model.decode_requests(e, config, config.export.max_image_pixels))
+    decode = tf.function(lambda e: decode_requests(e, config, config.export.max_image_pixels))
     seg = tf.function(lambda x: segment(segmenter, regressor, x, mode, skip_idle_gate=True)["mask"])
     reg = tf.function(lambda x, m: regressor(regressor_inputs(x, m, mode), training=False)["angles"])
     read = tf.function(lambda m, box: read_spine(m[..., 0], config.readout, box)["cobb_angles"])

@@ -13,8 +13,10 @@ Records are split as training splits them (`data.validation_fraction`, `data.see
 - with a trained N_S: the centre line on its masks, the vertebra route on its masks with
   the true tilt field (positions alone), and on its masks and its own tilt field (the system).
 
-With `--refiner` (a trained tilt refiner, `<workdir>/refiner/tilt_refiner.keras`), two more
-rows: the vertebra route on N_S's masks and tilts with the refiner's second look
+With `--refiner` (a trained tilt refiner, `<workdir>/refiner/tilt_refiner.keras`), more
+rows: the refiner's ceiling (it looks at the true vertebrae, each crop turned by its true
+tilt, and the route reads the 17 true centres with the refined tilts: what the refiner alone
+costs), the vertebra route on N_S's masks and tilts with the refiner's second look
 (`inference.refined_tilts`, the system with `refiner.enabled`), and the mean of the refined
 tilt and the tilt head's.
 
@@ -43,16 +45,18 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import seg4reg_tf.layers  # noqa: E402,F401  (registers the custom layers)
-from seg4reg_tf import geometry, scoring  # noqa: E402
+from seg4reg_tf import geometry  # noqa: E402
 from seg4reg_tf.config import RefinerConfig, load_config  # noqa: E402
 from seg4reg_tf.data import pipeline  # noqa: E402
 from seg4reg_tf.data.records import resolve_records  # noqa: E402
-from seg4reg_tf.geometric_readout import read_spine, trace_spine  # noqa: E402
-from seg4reg_tf.inference import refined_tilts, segmenter_outputs  # noqa: E402
+from seg4reg_tf.evaluation import scoring  # noqa: E402
+from seg4reg_tf.geometric_readout import read_corners, read_spine, trace_spine  # noqa: E402
+from seg4reg_tf.inference import record_letterboxes, refined_tilts, segmenter_outputs  # noqa: E402
 from seg4reg_tf.models.pspnet import build_segmenter  # noqa: E402
 from seg4reg_tf.tilt_field import row_tilt_targets  # noqa: E402
 from seg4reg_tf.training.phases import make_trainer  # noqa: E402
-from seg4reg_tf.vertebra_readout import read_tilts, read_vertebrae, vertebra_frames  # noqa: E402
+from seg4reg_tf.vertebra_crops import true_frames  # noqa: E402
+from seg4reg_tf.vertebra_readout import read_tilts, read_vertebrae, tilted_corners, vertebra_frames  # noqa: E402
 
 
 def tilt_errors(truth_landmarks, landmarks) -> np.ndarray:
@@ -133,7 +137,7 @@ def main():
     mean = np.stack([record.angles for record in training]).mean(axis=0)
     truth = np.stack([record.angles for record in validation])
     truth_landmarks = np.stack([record.landmarks for record in validation]).astype(np.float64)
-    letterboxes = scoring.record_letterboxes(validation, config).astype(np.float32)
+    letterboxes = record_letterboxes(validation, config).astype(np.float32)
     segmenter = segmenter_from(args, config)
     height, width = config.data.image_height, config.data.image_width
 
@@ -155,6 +159,15 @@ def main():
 
         return read_vertebrae(mask, tilt, config.readout, letterbox, refine), read_vertebrae(mask, tilt, config.readout, letterbox, blended)
 
+    @tf.function
+    def ceiling(landmarks, letterbox, fine):
+        """The route at the true vertebrae (centres and sizes) with the refiner's tilts, each
+        crop turned by the vertebra's true tilt."""
+        landmarks = tf.cast(landmarks, tf.float32)
+        frames = vertebra_frames(landmarks)
+        theta = refined_tilts(refiner, fine, config.refiner)(frames, true_frames(landmarks)["tilt"])
+        return read_corners(tilted_corners(frames, theta), tf.ones([tf.shape(landmarks)[0]], tf.bool), letterbox, height)
+
     rows = {}
     start = 0
     for batch in pipeline.make_dataset(validation, config.data, training=False, batch_size=8):
@@ -172,6 +185,7 @@ def main():
             outputs["vertebrae, N_S masks and N_S tilts"] = readings(mask, tilt, letterbox)[1]
             if refiner is not None:
                 fine = pipeline.fine_images(validation[start - len(letterbox) : start], config.data, config.refiner.scale)
+                outputs["refiner's ceiling: true vertebrae, turned by their true tilts, refined"] = ceiling(batch["landmarks"], letterbox, fine)
                 one, both = refined(mask, tilt, letterbox, fine)
                 outputs["vertebrae, N_S masks and tilts, refined"] = one
                 outputs["vertebrae, N_S masks and tilts, mean of refined and head"] = both

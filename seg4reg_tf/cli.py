@@ -29,10 +29,12 @@ def parse_known(parser: argparse.ArgumentParser, argv: list[str] | None) -> tupl
 
 def configure_logging(verbose: bool = False) -> None:
     """Shows the package's log records on standard output (no-op if logging is configured);
-    TensorFlow's own Python log records below WARNING ("Sharding callback duration" at every
-    checkpoint, "Assets written to" on export) only with `verbose`."""
+    TensorFlow's own Python log records below WARNING only with `verbose`: "Assets written
+    to" on export (the "tensorflow" logger) and "Sharding callback duration" at every
+    checkpoint (TensorFlow's checkpoint code logs through absl, the "absl" logger)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stdout)
-    logging.getLogger("tensorflow").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def fail(error: Exception) -> int:

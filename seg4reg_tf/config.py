@@ -228,14 +228,6 @@ class RegressorConfig:
         head_pooling: how the CAM head pools the trunk's map into the 3 outputs: "average"
             (the paper's CAM) or "position" (beyond the paper: one weight per position, so
             the output keeps where a curve is; `layers.cam`).
-        head_start: how a new N_R starts (`models.start_at_mean_angles`): "mean_predictor"
-            (the head's kernel zeroed and its bias at the training-mean angles: the same
-            answer for every input, the mean's) or "mean_bias" (the bias only, over Keras'
-            random kernel; measured to collapse from-scratch trunks).
-        vertebra_weight: dense supervision (beyond the paper; `dense_supervision.py`): when
-            positive, N_R gets an auxiliary head predicting each vertebra's centre and tilt
-            from the trunk's features, trained in phases reg and refine with this weight
-            next to the angle loss. 0: no such head (the paper's N_R).
         input_downsample: N_R reads its input average-pooled by this factor (beyond the
             paper; 1: the paper's full resolution; 1, 2, 3 or 4). A curve's angle survives
             halving a mask, and each halving divides N_R's cost by about 4; its CAM is
@@ -252,15 +244,11 @@ class RegressorConfig:
     stochastic_depth: bool = True
     coordinate_channels: bool = False
     head_pooling: Literal["average", "position"] = "average"
-    head_start: Literal["mean_predictor", "mean_bias"] = "mean_predictor"
-    vertebra_weight: float = 0.0
     input_downsample: int = 1
 
     def __post_init__(self) -> None:
         if self.input_downsample not in (1, 2, 3, 4):
             raise ValueError(f"'input_downsample' must be 1, 2, 3 or 4, got {self.input_downsample}")
-        if self.vertebra_weight < 0:
-            raise ValueError(f"'vertebra_weight' must be >= 0, got {self.vertebra_weight}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.batch_norm_momentum < 1.0:
@@ -338,14 +326,11 @@ class RegressionPhaseConfig(PhaseConfig):
         ar_weight: weight of L_AR (Eq. 4) next to the two SMAPE terms.
         loss: the angle loss of both branches: "smape" (Eq. 3) or "l1" (mean |Δ| of the
             angles scaled to [0, 1], as the authors' Seg4Reg code trained its regressor).
-        mask_source: masks fed to N_R: predicted by the frozen N_S (the method) or the
-            ground truth (an ablation).
     """
 
     epochs: int = 150
     learning_rate: float = 1e-3
     ar_weight: float = 1.0
-    mask_source: Literal["predicted", "ground_truth"] = "predicted"
     loss: Literal["smape", "l1"] = "smape"
 
     def __post_init__(self) -> None:
@@ -475,24 +460,12 @@ class PretrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ReadoutConfig:
-    """The geometric readout: Cobb angles read off N_S's spine probabilities with the
-    organisers' algorithm (`seg4reg_tf.geometric_readout`), no regressor involved.
-
-    Lengths are fractions of the model input's height (or width), so one setting serves
-    every input size. Defaults were tuned on the training part of AASCE (seed 0, 80%).
+    """The geometric readouts (the centre line, `seg4reg_tf.geometric_readout`, and the
+    vertebra route, `seg4reg_tf.vertebra_readout`): Cobb angles read off N_S's outputs with
+    the organisers' algorithm, no regressor involved. The centre line's shape constants
+    (threshold, smoothing, gap, ...) live in `geometric_readout`.
 
     Attributes:
-        threshold: pixels whose probability is at most this are ignored; above it they
-            count with their probability.
-        smoothing: standard deviation of the Gaussian that smooths the centre line along y,
-            as a fraction of the height.
-        width_smoothing: the same for the spine's width profile.
-        trim: share of the centre line's arc length left out at each end.
-        gap: vertical gaps (discs, broken masks) up to this fraction of the height are
-            bridged; the spine is the bridged run of rows with the most probability mass.
-        window: pixels farther than this fraction of the width from the row-wise median
-            centre line are ignored (false-positive blobs beside the spine).
-        min_length: a spine shorter than this fraction of the height is "not found".
         min_confidence: a spine whose kept pixels have a mean probability below this is
             "not found" (0: off). N_S answers noise and blank-like images with weak,
             scattered probabilities; a trained N_S is confident on real spines.
@@ -501,23 +474,13 @@ class ReadoutConfig:
             upright; `bench/vertebrae.py --fit-gain` fits it on the training part).
     """
 
-    threshold: float = 0.5
-    smoothing: float = 0.036
-    width_smoothing: float = 0.01
-    trim: float = 0.02
-    gap: float = 0.06
-    window: float = 0.15
-    min_length: float = 0.2
     min_confidence: float = 0.0
     tilt_gain: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_range(self, ("threshold", "trim", "gap", "min_length", "min_confidence"), 0.0, 1.0, low_open=False, high_open=True)
-        _check_range(self, ("smoothing", "width_smoothing", "window"), 0.0, 1.0, low_open=True, high_open=False)
+        _check_range(self, ("min_confidence",), 0.0, 1.0, low_open=False, high_open=True)
         if not 0.5 <= self.tilt_gain <= 2.0:
             raise ValueError(f"'tilt_gain' must lie in [0.5, 2], got {self.tilt_gain}")
-        if self.trim >= 0.5:
-            raise ValueError(f"'trim' must be below 0.5 (it is taken at both ends), got {self.trim}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -529,7 +492,8 @@ class InferenceConfig:
             "centre_line" (the centre-line readout on N_S's mask), "vertebrae" (the vertebra
             route: the 17 vertebrae's tilts read off N_S's tilt field; needs
             `segmenter.tilt_weight` > 0) or "auto": whichever scored the lower validation SMAPE when the workdir
-            was trained (recorded in `<workdir>/routes.json`; the regressor when unknown).
+            was trained (recorded in `<workdir>/routes.json` by train and evaluate, `routes`; the regressor when
+            nothing is recorded).
         segmenter_flips: test-time flips of N_S: its mask is the mean of the probabilities
             for the X-ray and for its left-right mirror image (mirrored back), at twice N_S's
             cost per X-ray. The recorded `auto` route was scored with the workdir's setting.
@@ -697,6 +661,16 @@ REMOVED = {
     "data.synthetic_renderer": ("plain", "N_S pretrained on the realistic renderer's set segmented AASCE worse; "
                                          "`python -m seg4reg_tf.data.synthetic --renderer realistic` still draws one"),
     "readout.disagreement_degrees": (10.0, "it is predict's setting now: predict.disagreement_degrees"),
+    "regressor.head_start": ("mean_predictor", "a new N_R always starts as the exact mean predictor; the bias alone over "
+                                               "the random kernel collapsed from-scratch trunks"),
+    "reg.mask_source": ("predicted", "N_R trains on the frozen N_S's masks (the method); N_R's pretraining reads true masks by itself"),
+    "refine.mask_source": ("predicted", "N_R trains on the frozen N_S's masks (the method)"),
+    **{f"readout.{name}": (value, "a shape constant of the centre line tuned once and set in no config: "
+                                  f"geometric_readout.{name.upper()}")
+       for name, value in (("threshold", 0.5), ("smoothing", 0.036), ("width_smoothing", 0.01), ("trim", 0.02),
+                           ("gap", 0.06), ("window", 0.15), ("min_length", 0.2))},
+    "regressor.vertebra_weight": (0.0, "N_R's dense supervision (a per-vertebra head) made the angles worse; "
+                                       "the vertebra route reads the vertebrae off N_S instead (segmenter.tilt_weight)"),
 }
 
 

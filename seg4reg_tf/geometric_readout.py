@@ -3,11 +3,11 @@
 A Cobb angle is geometry, so it can be measured on the predicted spine with the organisers'
 own algorithm (`cobb_graph.cobb_angles`). From the probabilities (B, H, W):
 
-1. pixels above `threshold` count with their probability;
+1. pixels above `THRESHOLD` count with their probability;
 2. a robust centre per row (the weighted median of a Gaussian band of rows around it),
-   smoothed along y; only pixels within `window` of it are kept, so a false-positive blob
+   smoothed along y; only pixels within `WINDOW` of it are kept, so a false-positive blob
    beside the spine drops out;
-3. rows holding spine are joined across gaps up to `gap` (discs, broken masks) into runs;
+3. rows holding spine are joined across gaps up to `GAP` (discs, broken masks) into runs;
    the run with the most probability mass is the spine (blobs above or below drop out);
 4. the centre line: the mean x of each of its rows, Gaussian-smoothed along y;
 5. 17 pseudo vertebrae along it: their 34 endplate centres at the arc-length fractions of
@@ -18,8 +18,8 @@ own algorithm (`cobb_graph.cobb_angles`). From the probabilities (B, H, W):
    the organisers' algorithm (the position test needs the original frame).
 
 Everything is TensorFlow ops: batched, traceable, saved inside the SavedModel. An image
-without a spine (nothing above threshold, a spine shorter than `min_length`, or kept pixels
-whose mean probability is below `min_confidence`) gets
+without a spine (nothing above threshold, a spine shorter than `MIN_LENGTH`, or kept pixels
+whose mean probability is below `readout.min_confidence`) gets
 `found` false, NaN angles and landmarks and end vertebrae −1; it never raises.
 """
 
@@ -41,6 +41,16 @@ ENDPLATE_PROFILE = (
     0.2825, 0.3221, 0.3359, 0.3761, 0.3902, 0.4316, 0.4467, 0.4900, 0.5068, 0.5523, 0.5707, 0.6181,
     0.6384, 0.6873, 0.7094, 0.7582, 0.7820, 0.8329, 0.8567, 0.9085, 0.9501, 1.0000,
 )  # fmt: skip
+# The readout's shape constants, tuned once on the training part of AASCE (seed 0, 80%).
+# Lengths are fractions of the model input's height (or width), so they serve every size.
+THRESHOLD = 0.5          # pixels whose probability is at most this are ignored; above it they count with it
+SMOOTHING = 0.036        # standard deviation of the Gaussian smoothing the centre line along y (of the height)
+WIDTH_SMOOTHING = 0.01   # the same for the spine's width profile
+TRIM = 0.02              # share of the centre line's arc length left out at each end
+GAP = 0.06               # vertical gaps (discs, broken masks) up to this are bridged; the spine is the
+                         # bridged run of rows with the most probability mass
+WINDOW = 0.15            # pixels farther than this (of the width) from the robust centre line are ignored
+MIN_LENGTH = 0.2         # a spine shorter than this (of the height) is "not found"
 # Standard deviation, as a fraction of the height, of the band of rows whose pooled weighted
 # median gives the robust centre: wide enough that a blob beside the spine is outvoted.
 ROBUST_BAND = 0.08
@@ -181,8 +191,8 @@ def trace_spine(probabilities, settings: ReadoutConfig) -> tuple[tf.Tensor, tf.T
     these positions."""
     probabilities = tf.cast(probabilities, tf.float32)
     height, width = probabilities.shape[1], probabilities.shape[2]
-    kernel = gaussian_matrix(height, settings.smoothing * height)
-    weights = tf.where(probabilities > settings.threshold, probabilities, 0.0)
+    kernel = gaussian_matrix(height, SMOOTHING * height)
+    weights = tf.where(probabilities > THRESHOLD, probabilities, 0.0)
     columns = tf.range(width, dtype=tf.float32)
 
     # the robust centre: per row, the weighted median column of a band of rows around it
@@ -191,20 +201,20 @@ def trace_spine(probabilities, settings: ReadoutConfig) -> tuple[tf.Tensor, tf.T
     median = tf.reduce_sum(tf.cast(cumulative < cumulative[..., -1:] / 2.0, tf.float32), axis=2)
     mass = tf.reduce_sum(weights, axis=2)
     robust = smooth_rows(median, tf.cast(mass > 0.5, tf.float32), kernel)
-    weights *= tf.cast(tf.abs(columns[None, None] - robust[..., None]) <= settings.window * width, tf.float32)
+    weights *= tf.cast(tf.abs(columns[None, None] - robust[..., None]) <= WINDOW * width, tf.float32)
 
     mass = tf.reduce_sum(weights, axis=2)
-    rows = spine_rows(mass, max(1, int(settings.gap * height)))
+    rows = spine_rows(mass, max(1, int(GAP * height)))
     nodes, arc = centre_line(weights, rows, kernel)
     span = tf.reduce_sum(tf.cast(rows & (mass > 0.5), tf.float32), axis=1)
     extent = nodes[:, -1, 1] - nodes[:, 0, 1]
     kept = weights * tf.cast(rows, tf.float32)[..., None]
     confidence = tf.reduce_sum(kept, axis=(1, 2)) / tf.maximum(tf.reduce_sum(tf.cast(kept > 0, tf.float32), axis=(1, 2)), 1.0)
-    found = (span > 0) & (extent >= settings.min_length * height) & (confidence >= settings.min_confidence)
+    found = (span > 0) & (extent >= MIN_LENGTH * height) & (confidence >= settings.min_confidence)
 
-    width_kernel = gaussian_matrix(height, max(settings.width_smoothing * height, 0.5))
+    width_kernel = gaussian_matrix(height, max(WIDTH_SMOOTHING * height, 0.5))
     width_profile = smooth_rows(mass, tf.cast(rows, tf.float32), width_kernel)
-    return pseudo_vertebrae(nodes, arc, width_profile, settings.trim), found
+    return pseudo_vertebrae(nodes, arc, width_profile, TRIM), found
 
 
 def read_corners(corners, found, letterbox, height: int) -> dict[str, tf.Tensor]:

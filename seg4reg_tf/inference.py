@@ -17,32 +17,28 @@ home that export, evaluate and predict import.
                                                                 curve_side, major_curve
     cobb_angles = the route chosen by `inference.angles` (regressor | geometric | vertebrae | auto)
 
-"auto" is resolved once per workdir: the route with the lower validation SMAPE, recorded in
-`<workdir>/routes.json` by `scoring.record_routes` (train writes it after the last phase;
-export and predict write it when it is missing or older than the networks).
+"auto" is resolved once per workdir from its route record (`routes`).
+
+`predict_records` runs the path over labelled records in order (what evaluation scores).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import pathlib
 
+import numpy as np
 from keras import ops
 
 from seg4reg_tf.curves_graph import find_curves
+from seg4reg_tf.data import pipeline, transforms
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE, regressor_inputs
 from seg4reg_tf.models.segment import segment
 from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES
+from seg4reg_tf.routes import ROUTES
 from seg4reg_tf.tilt_field import mirror_tilt
 from seg4reg_tf.vertebra_crops import crop_vertebrae
 from seg4reg_tf.vertebra_readout import read_vertebrae
-
-# the three routes to `cobb_angles`, in the order that breaks ties of `auto`; "geometric" is
-# the centre-line readout (also spelled "centre_line" in configs)
-ROUTES = ("regressor", "geometric", "vertebrae")
-ROUTES_FILE = "routes.json"
 
 
 def predict_images(segmenter, regressor, images, config, route: str, letterbox=None, refiner=None, fine_images=None) -> dict:
@@ -60,7 +56,7 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         refiner: the tilt refiner (`models.tilt_refiner`), or None: the vertebra route then
             reads each tilt off N_S's field alone.
         fine_images: with a refiner, (B, s·H, s·W, 1) the same X-rays at `refiner.scale`
-            times the size (`saved_model.decode_requests`), which it reads its crops from.
+            times the size (`data.requests.decode_requests`), which it reads its crops from.
 
     Returns:
         {"cobb_angles", "cobb_angles_regressor", "cobb_angles_geometric": (B, 3) degrees
@@ -179,42 +175,59 @@ def segmenter_outputs(segmenter, regressor, images, mode: str, flips: bool = Fal
     return {"mask": (direct + ops.flip(mirrored, axis=2)) / 2.0, "tilt": tilt}
 
 
-def choose_route(setting: str, recorded: dict | None) -> str:
-    """The route that answers: `setting` unless "auto"; then the recorded route with the
-    lower validation SMAPE (the regressor when nothing usable was recorded).
+def record_letterboxes(records, config) -> np.ndarray:
+    """(N, 3) scale, offset_y, offset_x placing each record's image in the model frame."""
+    heights = np.array([record.height for record in records], np.float32)
+    widths = np.array([record.width for record in records], np.float32)
+    box = transforms.letterbox(heights, widths, config.data.image_height, config.data.image_width)
+    return np.stack([np.asarray(value) for value in box], axis=1)
 
-    Args:
-        setting: `inference.angles`.
-        recorded: the contents of routes.json ({"validation_smape": {route: %}}), or None.
+
+def fine_batches(records, config, batch_size: int) -> list:
+    """The records' fine images (`pipeline.fine_images`), one (b, s·H, s·W, 1) tensor per
+    batch of `predict_records`: what the tilt refiner reads."""
+    return [pipeline.fine_images(records[start : start + batch_size], config.data, config.refiner.scale)
+            for start in range(0, len(records), batch_size)]
+
+
+def predict_records(segmenter, regressor, records, config, batch_size: int = 8, route: str = "regressor", refiner=None, fine=None) -> dict:
+    """Runs the inference path over records in order, and the readout on their true masks
+    (`refiner`: the tilt refiner, or None; it reads `fine`, the records' `fine_batches`,
+    made here when not given).
+
+    Returns:
+        {"angles" (N, 3) degrees of `route`, "angles_regressor", "angles_geometric",
+        "angles_geometric_truth" (the readout on the true masks), "angles_vertebrae" (N, 3)
+        degrees (NaN where no spine was found, or all NaN without N_S's tilt head),
+        "landmarks" (N, 68, 2) original pixels (the centre line's pseudo vertebrae),
+        "vertebra_landmarks" (N, 68, 2) the vertebra route's, "masks" (N, H, W)
+        probabilities, "cams" (N, h, w) in [0, 1], "images" (N, H, W) model inputs in
+        [0, 1], "truth_angles" (N, 3) degrees, "truth_masks" (N, H, W) in {0, 1}}.
     """
-    if setting in ROUTES:
-        return setting
-    if setting != "auto":
-        raise ValueError(f"inference.angles must be 'regressor', 'geometric', 'vertebrae' or 'auto', got {setting!r}")
-    scores = (recorded or {}).get("validation_smape", {})
-    usable = {route: scores[route] for route in ROUTES if isinstance(scores.get(route), (int, float)) and scores[route] == scores[route]}
-    if not usable:
-        return "regressor"
-    return min(usable, key=lambda route: (usable[route], ROUTES.index(route)))
-
-
-def read_routes(workdir, sources: dict) -> dict | None:
-    """routes.json of a workdir if it was written for these networks (`sources`: role →
-    file, as `workdir.final_networks` names them, with their modification times), else None."""
-    path = pathlib.Path(workdir) / ROUTES_FILE
-    if not path.is_file():
-        return None
-    try:
-        recorded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return recorded if recorded.get("networks") == network_stamps(sources) else None
-
-
-def network_stamps(sources: dict) -> dict:
-    """{role: "file@mtime_ns"}: identifies the networks a record was made with."""
-    stamps = {}
-    for role, path in sorted(sources.items()):
-        path = pathlib.Path(path).resolve()
-        stamps[role] = f"{path}@{path.stat().st_mtime_ns}"
-    return stamps
+    dataset = pipeline.make_dataset(records, config.data, training=False, batch_size=batch_size)
+    letterboxes = record_letterboxes(records, config)
+    keys = ("angles", "angles_regressor", "angles_geometric", "angles_geometric_truth", "angles_vertebrae", "landmarks",
+            "vertebra_landmarks", "masks", "cams", "images", "truth_masks")
+    outputs = {key: [] for key in keys}
+    if refiner is not None and fine is None:
+        fine = fine_batches(records, config, batch_size)
+    start = 0
+    for index, batch in enumerate(dataset):
+        letterbox = letterboxes[start : start + len(batch["image"])]
+        start += len(letterbox)
+        out = predict_images(segmenter, regressor, batch["image"], config, route, letterbox, refiner, None if refiner is None else fine[index])
+        truth = read_spine(batch["mask"][..., 0], config.readout, letterbox)
+        outputs["angles"].append(np.asarray(out["cobb_angles"], np.float64))
+        outputs["angles_regressor"].append(np.asarray(out["cobb_angles_regressor"], np.float64))
+        outputs["angles_geometric"].append(np.asarray(out["cobb_angles_geometric"], np.float64))
+        outputs["angles_geometric_truth"].append(truth["cobb_angles"].numpy().astype(np.float64))
+        outputs["angles_vertebrae"].append(np.asarray(out["cobb_angles_vertebrae"], np.float64))
+        outputs["landmarks"].append(np.asarray(out["landmarks"]))
+        outputs["vertebra_landmarks"].append(np.asarray(out["vertebra_landmarks"]))
+        outputs["masks"].append(np.asarray(out["mask"]))
+        outputs["cams"].append(np.asarray(out["cam"]))
+        outputs["images"].append(batch["image"].numpy()[..., 0])
+        outputs["truth_masks"].append(batch["mask"].numpy()[..., 0])
+    return {key: np.concatenate(value) for key, value in outputs.items()} | {
+        "truth_angles": np.stack([record.angles for record in records])
+    }

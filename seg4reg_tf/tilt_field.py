@@ -17,11 +17,24 @@ from __future__ import annotations
 
 from keras import ops
 
-from seg4reg_tf.dense_supervision import vertebra_targets
+from seg4reg_tf.geometry import NUM_VERTEBRAE
 
 TILT_CHANNELS = 2
 # pixels (chessboard) around the true mask where the tilt loss counts
 TILT_BAND = 3
+
+
+def vertebra_targets(landmarks, height: int, width: int):
+    """Each vertebra's centre and doubled tilt: (B, 68, 2) (x, y) model-frame pixels, 4
+    corners per vertebra (top-left, top-right, bottom-left, bottom-right) → (B, 17, 4):
+    centre x / width, centre y / height, cos 2θ, sin 2θ, all in [−1, 1]."""
+    corners = ops.reshape(ops.cast(landmarks, "float32"), (-1, NUM_VERTEBRAE, 4, 2))
+    centre = ops.mean(corners, axis=2)
+    left = (corners[:, :, 0] + corners[:, :, 2]) / 2.0
+    right = (corners[:, :, 1] + corners[:, :, 3]) / 2.0
+    dx, dy = right[..., 0] - left[..., 0], right[..., 1] - left[..., 1]
+    squared = ops.maximum(dx * dx + dy * dy, 1e-6)
+    return ops.stack([centre[..., 0] / width, centre[..., 1] / height, (dx * dx - dy * dy) / squared, 2.0 * dx * dy / squared], axis=-1)
 
 
 def row_tilt_targets(landmarks, height: int, width: int):

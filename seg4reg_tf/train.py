@@ -17,9 +17,10 @@ import sys
 
 from seg4reg_tf import cli
 from seg4reg_tf.config import DEMO_CONFIG, REPO_CONFIGS, config_from_dict, load_config, save_config
-from seg4reg_tf.training.run import check_weight_files, make_strategy, record_routes, report, train_phase
+from seg4reg_tf.evaluation.scoring import record_workdir_routes
+from seg4reg_tf.training.run import check_weight_files, make_strategy, report, train_phase
 from seg4reg_tf.training.workers import is_chief
-from seg4reg_tf.workdir import PHASES, is_done, phase_dir
+from seg4reg_tf.workdir import PHASES, SUMMARY, is_done, phase_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         check_weight_files(config, [phase for phase in phases if args.phase != "all" or not is_done(workdir, phase)])
         for phase in phases:
             if args.phase == "all" and is_done(workdir, phase):
-                summary = json.loads((phase_dir(workdir, phase) / "summary.json").read_text())
+                summary = json.loads((phase_dir(workdir, phase) / SUMMARY).read_text())
                 print(f"phase {phase}: already complete in {phase_dir(workdir, phase)}")
             else:
                 print(f"=== phase {phase} ===", flush=True)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return cli.fail(error)
     if len(lines) > 1:
         print("\nvalidation per phase:\n  " + "\n  ".join(lines))
-    recorded = record_routes(workdir) if chief else None
+    recorded = record_workdir_routes(workdir) if chief else None
     if recorded is not None:
         scores = recorded["validation_smape"]
         shown = ", ".join(f"{route} {value:.2f}%" if value is not None else f"{route} -" for route, value in scores.items())

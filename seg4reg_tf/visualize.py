@@ -14,8 +14,10 @@ import sys
 
 import tensorflow as tf
 
-from seg4reg_tf import cli, scoring
+from seg4reg_tf import cli
+from seg4reg_tf.evaluation import scoring
 from seg4reg_tf.evaluation.figures import real_and_synthetic, write_figures
+from seg4reg_tf.workdir import evaluation_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         results = scoring.evaluate_workdir(args.workdir, args.data, args.split)
     except (FileNotFoundError, ValueError) as error:
         return cli.fail(error)
-    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.workdir) / "evaluation" / args.split
+    out = pathlib.Path(args.out) if args.out else evaluation_dir(args.workdir, args.split)
     for path in write_figures(results, args.workdir, out, args.images):
         print(f"written: {path}")
     return 0

@@ -6,7 +6,7 @@ train, export, evaluate, predict, visualize, ablation and the tests.
     <workdir>/<phase>/regressor.keras        N_R, written by reg and refine
     <workdir>/<phase>/summary.json           the phase finished (history, final metrics)
     <workdir>/<phase>/best.json, best.weights.h5, history.csv, logs/, backup/
-    <workdir>/routes.json                    validation SMAPE of both angle routes (inference)
+    <workdir>/routes.json                    validation SMAPE of the three angle routes (`routes`)
     <workdir>/pretrain/regressor_trunk.weights.h5, .json
                                              N_R's trunk pretrained on synthetic masks, with
                                              `regressor.weights: pretrain` (before phase reg)
@@ -29,6 +29,13 @@ import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading
 from seg4reg_tf.config import load_config, save_config
 
 NETWORK_FILES = {"segmenter": "segmenter.keras", "regressor": "regressor.keras"}
+# the other files of a phase folder (and of refiner/)
+SUMMARY = "summary.json"        # written last: the phase finished
+BEST_WEIGHTS = "best.weights.h5"  # the trainer's weights at the best epoch so far
+BEST_VALUE = "best.json"        # the monitored value of that epoch
+HISTORY = "history.csv"         # one row per epoch, across resumes
+BACKUP = "backup"               # the checkpoint an interrupted phase resumes from
+EVALUATION = "evaluation"       # <workdir>/evaluation/<split>/: evaluate's and visualize's default output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +89,17 @@ def refiner_path(workdir) -> pathlib.Path:
 def load_refiner(sources: dict):
     """The tilt refiner named by `final_networks`' sources, or None when it has none."""
     path = sources.get("refiner")
-    return keras.saving.load_model(path, compile=False) if path else None
+    return load_network(path) if path else None
+
+
+def load_network(path):
+    """A saved network (.keras) without its training state (no optimizer, no compile)."""
+    return keras.saving.load_model(path, compile=False)
+
+
+def evaluation_dir(workdir, split: str) -> pathlib.Path:
+    """Where evaluate and visualize write a split's results by default."""
+    return pathlib.Path(workdir) / EVALUATION / split
 
 
 def phase_dir(workdir, phase: str) -> pathlib.Path:
@@ -127,18 +144,14 @@ def write_networks(workdir, config, segmenter, regressor, alpha: float | None = 
 
 def is_done(workdir, phase: str) -> bool:
     """Whether `phase` finished (its summary.json exists)."""
-    return (phase_dir(workdir, phase) / "summary.json").exists()
+    return (phase_dir(workdir, phase) / SUMMARY).exists()
 
 
-def missing_predecessor(workdir, phase: str, skip=()) -> tuple[str, pathlib.Path] | None:
-    """(phase, file) of the first file `phase` needs that does not exist, or None.
-
-    Args:
-        skip: predecessor phases not needed in this run (e.g. seg for reg on true masks).
-    """
+def missing_predecessor(workdir, phase: str) -> tuple[str, pathlib.Path] | None:
+    """(phase, file) of the first file `phase` needs that does not exist, or None."""
     for needed, network in PHASE_TABLE[phase].needs:
         path = network_path(workdir, needed, network)
-        if needed not in skip and not path.exists():
+        if not path.exists():
             return needed, path
     return None
 
@@ -187,6 +200,6 @@ def final_networks(workdir, inference: dict | None = None):
         if not refiner_path(workdir).is_file():
             raise FileNotFoundError(f"{workdir} has no tilt refiner ({refiner_path(workdir)}; refiner.enabled): train phase 'reg' first, which trains it")
         sources["refiner"] = refiner_path(workdir)
-    segmenter = keras.saving.load_model(sources["segmenter"], compile=False)
-    regressor = keras.saving.load_model(sources["regressor"], compile=False)
+    segmenter = load_network(sources["segmenter"])
+    regressor = load_network(sources["regressor"])
     return config, segmenter, regressor, {network: str(path) for network, path in sources.items()}

@@ -68,15 +68,18 @@ def aasce_root():
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
-    """An untrained smoke-sized workdir and its export (version 1), shared by the session:
-    tracing both signatures costs about two minutes. Tests must not change either. Its N_S
-    has the tilt head, so all three routes answer."""
+    """An untrained smoke-sized workdir with its route record, as `train` leaves it, and its
+    export (version 1), shared by the session: tracing both signatures costs about two
+    minutes. Tests must not change either. Its N_S has the tilt head, so all three routes
+    answer."""
     import tensorflow as tf
 
+    from seg4reg_tf.evaluation.scoring import record_workdir_routes
     from seg4reg_tf.serving import saved_model
     from seg4reg_tf.workdir import final_networks
 
     workdir = make_workdir(tmp_path_factory.mktemp("export") / "workdir", segmenter={"tilt_weight": 1.0})
+    record_workdir_routes(workdir)
     base = workdir.parent / "models"
     path = saved_model.export_saved_model(workdir, base)
     config, segmenter, regressor, _ = final_networks(workdir)

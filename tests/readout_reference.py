@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seg4reg_tf import geometry
+from seg4reg_tf import geometric_readout, geometry
 from seg4reg_tf.geometric_readout import ENDPLATE_PROFILE, ROBUST_BAND
 
 
@@ -28,20 +28,20 @@ def readout(probabilities: np.ndarray, settings, letterbox=None):
     (NaN angles, NaN landmarks, False) when no spine is found."""
     height, width = probabilities.shape
     nothing = (np.full(3, np.nan), np.full((68, 2), np.nan), False)
-    w = np.where(probabilities > settings.threshold, probabilities, 0.0).astype(np.float64)
+    w = np.where(probabilities > geometric_readout.THRESHOLD, probabilities, 0.0).astype(np.float64)
     xs = np.arange(width, dtype=np.float64)
-    sigma = settings.smoothing * height
+    sigma = geometric_readout.SMOOTHING * height
 
     mass = w.sum(1)
     band = np.stack([np.convolve(column, _kernel(ROBUST_BAND * height), mode="same")[:height] for column in w.T], axis=1)
     median = np.array([np.searchsorted(np.cumsum(row), row.sum() / 2) for row in band], np.float64)
     robust = smooth(median, (mass > 0.5).astype(np.float64), sigma)
-    w = w * (np.abs(xs[None] - robust[:, None]) <= settings.window * width)
+    w = w * (np.abs(xs[None] - robust[:, None]) <= geometric_readout.WINDOW * width)
     mass = w.sum(1)
     active = mass > 0.5
 
     # runs of rows with mass, gaps of up to `gap` rows bridged; keep the heaviest run
-    gap = max(1, int(settings.gap * height))
+    gap = max(1, int(geometric_readout.GAP * height))
     bridged = np.array([active[max(0, y - gap) : y + 1].any() and active[y : y + gap + 1].any() for y in range(height)])
     runs, current = [], None
     for y in range(height):
@@ -63,7 +63,7 @@ def readout(probabilities: np.ndarray, settings, letterbox=None):
     if len(rows) == 0:
         return nothing
     top, bottom = rows[0], rows[-1]
-    if bottom + 1 - top < settings.min_length * height:
+    if bottom + 1 - top < geometric_readout.MIN_LENGTH * height:
         return nothing
 
     centre = (w * xs).sum(1) / np.maximum(mass, 1e-9)
@@ -72,9 +72,9 @@ def readout(probabilities: np.ndarray, settings, letterbox=None):
     line_x = np.r_[smoothed[top], smoothed[top : bottom + 1], smoothed[bottom]]
     arc = np.r_[0.0, np.cumsum(np.hypot(np.diff(line_x), np.diff(line_y)))]
     length = arc[-1]
-    targets = length * (settings.trim + (1 - 2 * settings.trim) * np.asarray(ENDPLATE_PROFILE))
+    targets = length * (geometric_readout.TRIM + (1 - 2 * geometric_readout.TRIM) * np.asarray(ENDPLATE_PROFILE))
     ex, ey = np.interp(targets, arc, line_x), np.interp(targets, arc, line_y)
-    widths = np.interp(ey, np.arange(height), smooth(mass, selected.astype(np.float64), max(settings.width_smoothing * height, 0.5)))
+    widths = np.interp(ey, np.arange(height), smooth(mass, selected.astype(np.float64), max(geometric_readout.WIDTH_SMOOTHING * height, 0.5)))
 
     corners = []
     for k in range(17):

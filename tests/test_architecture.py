@@ -68,7 +68,7 @@ def test_no_import_circles():
 # its own layer or lower ones only; the three roles do not import one another, except that
 # the ablation (evaluation) runs training.
 COMMANDS = {"train", "pretrain", "evaluate", "visualize", "export", "predict", "batch", "viewer", "serving_client"}
-SHARED = {"geometric_readout", "vertebra_readout", "workdir", "inference", "scoring"}
+SHARED = {"geometric_readout", "vertebra_readout", "workdir", "inference"}
 ROLES = ("training", "evaluation", "serving")
 ALLOWED_ROLE_IMPORTS = {("evaluation", "training")}
 
@@ -96,3 +96,26 @@ def test_layers_import_downward_and_roles_stay_apart():
             if target_layer > layer or (role and target_role and role != target_role and (role, target_role) not in ALLOWED_ROLE_IMPORTS):
                 wrong.append(f"{module} -> {target}")
     assert wrong == []
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_training_and_serving_import_no_evaluation_code():
+    """Evaluation has one home (`evaluation/`); training, serving, the inference path and the
+    route record reach none of it, even through other modules (a serving machine has no
+    labelled data to score)."""
+    graph = import_graph()
+    assert "seg4reg_tf.evaluation.scoring" in reachable(graph, "seg4reg_tf.evaluate")  # the walk sees it where it is
+    users = [name for name in graph if (name + ".").split(".")[1] in ("training", "serving", "inference", "routes", "workdir")
+             or name in ("seg4reg_tf.export", "seg4reg_tf.predict", "seg4reg_tf.batch", "seg4reg_tf.viewer")]
+    assert len(users) > 10
+    wrong = {name: sorted(t for t in reachable(graph, name) if t.startswith("seg4reg_tf.evaluation")) for name in users}
+    assert {name: found for name, found in wrong.items() if found} == {}

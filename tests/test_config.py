@@ -82,6 +82,7 @@ def test_yaml_overrides_only_what_it_names(tmp_path):
         ("reg:\n  precision: bfloat16\n", r"unknown key 'reg\.precision'"),
         ("export:\n  precision: auto\n", r"key 'export\.precision' must be one of 'float32', 'bfloat16'"),
         ("data:\n  synthetic_renderer: realistic\n", r"'data\.synthetic_renderer' was removed"),
+        ("regressor:\n  vertebra_weight: 0.5\n", r"'regressor\.vertebra_weight' was removed \(N_R's dense supervision"),
         ("inference:\n  segmenter_flips: 2\n", r"key 'inference\.segmenter_flips' must be true or false"),
     ],
 )

@@ -11,11 +11,12 @@ import keras
 import numpy as np
 import pytest
 
-from seg4reg_tf import evaluate, scoring
+from seg4reg_tf import evaluate
 from seg4reg_tf.config import load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
-from seg4reg_tf.evaluation import ablation, figures
+from seg4reg_tf.evaluation import ablation, figures, scoring
+from seg4reg_tf.evaluation import results as evaluation_results
 from seg4reg_tf.models import build_segmenter
 
 pytestmark = pytest.mark.slow
@@ -34,6 +35,18 @@ def evaluated(exported, synthetic_root, tmp_path_factory):
     out = workdir / "evaluation"
     assert evaluate.main(["--workdir", str(workdir), "--data", str(synthetic_root), "--split", "test", "--out", str(out)]) == 0
     return {"workdir": workdir, "out": out, "metrics": json.loads((out / "metrics.json").read_text())}
+
+
+def test_evaluate_records_the_routes_of_a_workdir_without_a_fresh_record(evaluated):
+    """The copied workdir's routes.json names the original's network files, so it is stale
+    here; evaluate (which has the data) wrote a fresh one, which export and predict read."""
+    from seg4reg_tf import routes
+    from seg4reg_tf.workdir import final_networks
+
+    sources = final_networks(evaluated["workdir"])[3]
+    recorded = routes.read_routes(evaluated["workdir"], sources)
+    assert recorded is not None and recorded["choice"] == evaluated["metrics"]["route"]
+    assert set(recorded["validation_smape"]) == set(routes.ROUTES)
 
 
 def test_angle_figures_equal_those_recomputed_from_predictions_csv(evaluated):
@@ -116,7 +129,7 @@ def test_segmenter_flips_option_scores_the_flip_averaged_masks(exported, synthet
     from seg4reg_tf.inference import mask_probabilities
 
     results = scoring.evaluate_workdir(exported["workdir"], str(synthetic_root), "test", segmenter_flips=True)
-    assert results["segmenter_flips"] is True and "segmenter flips" in evaluate.table(results)
+    assert results["segmenter_flips"] is True and "segmenter flips" in evaluation_results.table(results)
     images = results["predictions"]["images"][..., None]
     mode = exported["config"].regressor.input_mode
     expected = mask_probabilities(exported["segmenter"], exported["regressor"], images, mode, flips=True).numpy()[..., 0]
@@ -259,5 +272,5 @@ def test_a_near_constant_column_is_named_in_the_table():
     assert figures_["flat_columns"] == [2] and scoring.angle_figures(truth, truth, mean)["flat_columns"] == []
     results = {"images": 40, "split": "test", "data": "drawn", "segmentation": {},
                "angles": {"N_R": figures_, "baseline (training-mean angles)": scoring.angle_figures(truth, np.broadcast_to(mean, truth.shape), mean)}}
-    text = evaluate.table(results)
+    text = evaluation_results.table(results)
     assert "**N_R: the third angle barely varies**" in text and "largest angle barely" not in text and "baseline (training-mean angles): the" not in text

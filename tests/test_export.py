@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 
 from seg4reg_tf import export, serving_client
-from seg4reg_tf.data import pipeline
+from seg4reg_tf.data import pipeline, requests
 from seg4reg_tf.inference import mask_probabilities, predict_images, segmenter_outputs
 from seg4reg_tf.models.segment import segment
 from seg4reg_tf.serving import client, saved_model, system
@@ -97,7 +97,7 @@ def test_export_records_the_routes_and_answers_with_the_chosen_one(exported):
     info = json.loads((exported["path"] / "assets.extra" / "seg4reg.json").read_text())
     recorded = json.loads((exported["workdir"] / "routes.json").read_text())
     scores = recorded["validation_smape"]
-    assert info["angles"]["setting"] == "auto" and info["angles"]["validation_smape"] == scores
+    assert info["angles"]["setting"] == "auto" and info["angles"]["validation_smape"] == scores and info["angles"]["recorded"] is True
     assert set(scores) == {"regressor", "geometric", "vertebrae"} and all(np.isfinite(list(scores.values())))
     assert info["angles"]["route"] == recorded["choice"] == min(scores, key=scores.get)
     image = np.random.default_rng(3).random((1, 64, 32, 1)).astype(np.float32)
@@ -393,7 +393,7 @@ def test_an_export_with_the_tilt_refiner_reads_fine_images_and_answers_as_in_mem
     refiner = load_refiner(sources)
     encoded = synthetic_images(synthetic_root)
     served = loaded.signatures["serving_default"](images=tf.constant(encoded))
-    decoded = saved_model.decode_requests(tf.constant(encoded), config, config.export.max_image_pixels)
+    decoded = requests.decode_requests(tf.constant(encoded), config, config.export.max_image_pixels)
     assert decoded["fine_images"].shape[1:] == (128, 64, 1)
     tensor = loaded.signatures["predict_tensor"](images=decoded["images"], fine_images=decoded["fine_images"])
     for i in range(len(encoded)):

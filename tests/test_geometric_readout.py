@@ -131,11 +131,13 @@ def test_a_blob_above_the_spine_is_not_the_spine(masks_128):
 
 
 def test_readout_settings_are_validated():
-    for key, value in (("threshold", 1.0), ("smoothing", 0.0), ("trim", 0.5), ("window", -0.1), ("min_length", float("nan"))):
+    for key, value in (("min_confidence", 1.0), ("min_confidence", -0.1), ("min_confidence", float("nan")), ("tilt_gain", 3.0)):
         with pytest.raises(ValueError, match=key):
             config_from_dict({"readout": {key: value}})
-    config = config_from_dict({"readout": {"smoothing": 0.05}, "inference": {"angles": "geometric"}})
-    assert config.readout == dataclasses.replace(ReadoutConfig(), smoothing=0.05) and config.inference.angles == "geometric"
+    config = config_from_dict({"readout": {"min_confidence": 0.5}, "inference": {"angles": "geometric"}})
+    assert config.readout == dataclasses.replace(ReadoutConfig(), min_confidence=0.5) and config.inference.angles == "geometric"
+    with pytest.raises(ValueError, match=r"'readout\.smoothing' was removed .*geometric_readout\.SMOOTHING"):
+        config_from_dict({"readout": {"smoothing": 0.05}})
     with pytest.raises(ValueError, match="inference.angles"):
         config_from_dict({"inference": {"angles": "both"}})
 

@@ -71,7 +71,7 @@ def test_regressor_can_start_as_the_mean_predictor():
     mean = np.array([38.7, 19.7, 18.5]) / 180.0
     inputs = images(channels=2)
     kernel = model.get_layer("head").kernel.numpy().copy()
-    start_at_mean_angles(model, mean, "mean_bias")  # the bias only: the kernel is kept
+    start_at_mean_angles(model, mean, keep_kernel=True)  # the bias only: the kernel is kept
     np.testing.assert_array_equal(model.get_layer("head").kernel.numpy(), kernel)
     start_at_mean_angles(model, mean)
     angles = keras.ops.convert_to_numpy(model(inputs)["angles"])
@@ -360,13 +360,3 @@ def test_resnet18_regressor_option_gives_the_same_outputs_and_survives_keras_fil
     assert_keras_file_round_trip(regressor, images(2, 64, 32, 2), tmp_path / "regressor.keras")
     with pytest.raises(ValueError, match="imagenet' exists only for backbone efficientnet_b1, not resnet18"):
         config_from_dict({"regressor": {"backbone": "resnet18"}})
-
-
-def test_vertebra_head_option_adds_the_dense_output_and_survives_keras_files(tmp_path):
-    values = SMOKE.to_dict()
-    config = config_from_dict({**values, "regressor": {**values["regressor"], "vertebra_weight": 0.5}})
-    regressor = build_regressor(config)
-    out = regressor(images(2, 64, 32, 2))
-    assert out["vertebrae"].shape == (2, 17, 4)
-    assert "vertebrae" not in build_regressor(SMOKE)(images(2, 64, 32, 2))  # the paper's N_R has no such head
-    assert_keras_file_round_trip(regressor, images(2, 64, 32, 2), tmp_path / "regressor.keras")

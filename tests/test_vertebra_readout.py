@@ -185,18 +185,9 @@ def test_merged_broken_and_missing_bodies_still_answer_and_lower_the_confidence_
     assert y0 - 8 <= centres[unsure, 1] <= y1 + 8 and confidence[2, unsure] < 0.5
 
 
-def test_auto_chooses_the_best_of_three_routes_and_centre_line_names_the_geometric_one():
+def test_the_vertebra_routes_settings_are_checked():
     from seg4reg_tf.config import config_from_dict
-    from seg4reg_tf.inference import choose_route
 
-    assert choose_route("auto", {"validation_smape": {"regressor": 14.6, "geometric": 10.3, "vertebrae": 9.7}}) == "vertebrae"
-    assert choose_route("auto", {"validation_smape": {"regressor": 14.6, "geometric": 10.3, "vertebrae": None}}) == "geometric"
-    assert choose_route("auto", {"validation_smape": {"regressor": 9.0, "geometric": 10.3, "vertebrae": float("nan")}}) == "regressor"
-    assert choose_route("auto", None) == "regressor"
-    assert choose_route("geometric", None) == "geometric" and choose_route("vertebrae", None) == "vertebrae"
-    # the config's other name for the centre line is read as the one name the outputs use
-    centre_line = config_from_dict({"inference": {"angles": "centre_line"}})
-    assert centre_line.inference.angles == "geometric" and choose_route(centre_line.inference.angles, None) == "geometric"
     with pytest.raises(ValueError, match="tilt_gain"):
         config_from_dict({"readout": {"tilt_gain": 3.0}})
     with pytest.raises(ValueError, match="tilt_weight"):

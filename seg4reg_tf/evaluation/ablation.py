@@ -31,11 +31,11 @@ import shutil
 import keras
 
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-from seg4reg_tf import files, scoring
+from seg4reg_tf import files, inference
 from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config, load_config, save_config
-from seg4reg_tf.evaluation import figures
+from seg4reg_tf.evaluation import figures, scoring
 from seg4reg_tf.training import run
-from seg4reg_tf.workdir import PHASES, is_done, network_path, phase_dir, pretrained_trunk_path
+from seg4reg_tf.workdir import PHASES, is_done, load_network, network_path, phase_dir, pretrained_trunk_path
 
 _LOG = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def write_cam_figure(out, split: str = "test", inputs=INPUTS, count: int = 4) ->
         `<out>/cam_ar.png`, or None when no input has both N_Rs yet.
     """
     out = pathlib.Path(out)
-    segmenter = keras.saving.load_model(network_path(out / "shared", "seg", "segmenter"), compile=False)
+    segmenter = load_network(network_path(out / "shared", "seg", "segmenter"))
     cams, images = {}, None
     for input_mode in inputs:
         workdirs = {"baseline": out / f"{input_mode}-baseline", "+ AR": out / f"{input_mode}-ar"}
@@ -224,8 +224,8 @@ def write_cam_figure(out, split: str = "test", inputs=INPUTS, count: int = 4) ->
         config = load_config(workdirs["+ AR"] / "config.yaml")
         _, records, _ = scoring.evaluation_records(config, None, split)
         for label, workdir in workdirs.items():
-            regressor = keras.saving.load_model(network_path(workdir, "reg", "regressor"), compile=False)
-            predicted = scoring.predict_records(segmenter, regressor, records[:count], config)
+            regressor = load_network(network_path(workdir, "reg", "regressor"))
+            predicted = inference.predict_records(segmenter, regressor, records[:count], config)
             cams[f"{input_mode}: {label}"], images = predicted["cams"], predicted["images"]
     if not cams:
         return None

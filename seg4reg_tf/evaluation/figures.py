@@ -40,7 +40,7 @@ from seg4reg_tf.data import decoding, synthetic, transforms
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS, read_split
 from seg4reg_tf.data.synthetic_render import RENDERERS
 from seg4reg_tf.models.regressor import regressor_inputs
-from seg4reg_tf.workdir import PHASES, network_path, phase_dir, phase_monitor
+from seg4reg_tf.workdir import HISTORY, PHASES, SUMMARY, load_network, network_path, phase_dir, phase_monitor
 
 _LOG = logging.getLogger(__name__)
 
@@ -92,12 +92,12 @@ def scatter(truth, predicted_by_route: dict, path: pathlib.Path) -> pathlib.Path
 
 def read_history(folder: pathlib.Path) -> dict[str, list[float]]:
     """A phase's per-epoch logs: history.csv (all epochs, across resumes), else summary.json."""
-    if (folder / "history.csv").exists():
-        with open(folder / "history.csv", newline="") as handle:
+    if (folder / HISTORY).exists():
+        with open(folder / HISTORY, newline="") as handle:
             rows = list(csv.DictReader(handle))
         return {key: [float(row[key]) for row in rows if row[key] != ""] for key in (rows[0] if rows else {}) if key != "epoch"}
-    if (folder / "summary.json").exists():
-        return json.loads((folder / "summary.json").read_text())["history"]
+    if (folder / SUMMARY).exists():
+        return json.loads((folder / SUMMARY).read_text())["history"]
     return {}
 
 
@@ -191,7 +191,7 @@ def regressor_cams(workdir: pathlib.Path, images, masks, config) -> dict:
     for phase, label in REGRESSOR_ROWS:
         path = network_path(workdir, phase, "regressor")
         if path.exists():
-            regressor = keras.saving.load_model(path, compile=False)
+            regressor = load_network(path)
             cams[label] = keras.ops.convert_to_numpy(regressor(inputs, training=False)["cam"][..., -1])
     return cams
 

@@ -21,8 +21,6 @@ import numpy as np
 from keras import layers, ops
 
 from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config
-from seg4reg_tf.dense_supervision import VALUES_PER_VERTEBRA
-from seg4reg_tf.geometry import NUM_VERTEBRAE
 from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels
 from seg4reg_tf.models.backbone import PLAIN_CNN_FIRST_CONV, dilated_resnet, efficientnet_b1, plain_cnn
 
@@ -60,8 +58,7 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
     Returns:
         A model (B, H, W, C) → {"angles" (B, 3) in [0, 1], "logits" (B, 3),
         "cam" (B, H/32, W/32, 4) in [0, 1], "features" (B, H/32k, W/32k, 1280 for
-        EfficientNet-B1, 512 for ResNet-18 and the plain CNN; k = `input_downsample`), and with
-        `regressor.vertebra_weight` > 0 "vertebrae" (B, 17, 4)}.
+        EfficientNet-B1, 512 for ResNet-18 and the plain CNN; k = `input_downsample`)}.
     """
     settings = config.regressor
     if settings.weights == PRETRAIN_IN_WORKDIR:
@@ -95,8 +92,6 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
         cam = layers.UpSampling2D(settings.input_downsample, interpolation="bilinear", name="cam_upsample")(cam)
     angles = layers.Activation("sigmoid", name="angles")(logits)
     outputs = {"angles": angles, "logits": logits, "cam": cam, "features": features}
-    if settings.vertebra_weight > 0:
-        outputs["vertebrae"] = vertebra_head(features)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -148,23 +143,14 @@ def _not_a_trunk(path: str, channels: int, error: Exception) -> ValueError:
     )
 
 
-def vertebra_head(features):
-    """Dense supervision's auxiliary head (`dense_supervision.py`): (B, h, w, C) trunk
-    features → 1×1 convolution to 32 channels, ReLU → flattened, so position is kept →
-    (B, 17, 4) per-vertebra centre and tilt (linear)."""
-    x = layers.Conv2D(32, 1, activation="relu", name="vertebra_reduce")(features)
-    x = layers.Dense(NUM_VERTEBRAE * VALUES_PER_VERTEBRA, name="vertebra_dense")(layers.Flatten(name="vertebra_flatten")(x))
-    return layers.Reshape((NUM_VERTEBRAE, VALUES_PER_VERTEBRA), name="vertebrae")(x)
-
-
-def start_at_mean_angles(regressor: keras.Model, mean_angles, head_start: str = "mean_predictor") -> None:
+def start_at_mean_angles(regressor: keras.Model, mean_angles, keep_kernel: bool = False) -> None:
     """Makes the constant predictor of `mean_angles` N_R's starting point.
 
     With a zero bias a new N_R starts at 90° for every angle (scale 180°) while AASCE means
     are about 39°, 20° and 18°; at Adam's step size the bias alone needs ~10³ steps to get
     there, which small CPU runs never leave. The bias is set to the logits of the mean.
 
-    With `head_start` "mean_predictor", the head's kernel is zeroed too, so N_R outputs the mean for every input
+    The head's kernel is zeroed too, so N_R outputs the mean for every input
     and training spends itself on the residual. With a random (Glorot) kernel on top of
     that bias, a from-scratch trunk's features move the logits far from the mean (measured
     on a batch of 4 smoke-sized masks: a starting L1 of 0.10–0.21 against 0.027 for the
@@ -175,13 +161,11 @@ def start_at_mean_angles(regressor: keras.Model, mean_angles, head_start: str = 
     Args:
         regressor: N_R from `build_regressor`.
         mean_angles: (3,) training-mean angles in [0, 1] (degrees / angle scale).
-        head_start: `regressor.head_start`: "mean_predictor" zeroes the head's kernel as
-            well; "mean_bias" sets the bias only.
+        keep_kernel: set the bias only, over the random kernel (how N_R started before; the
+            benches that reproduce those figures use it).
     """
     mean = np.clip(np.asarray(mean_angles, dtype="float64"), 1e-3, 1 - 1e-3)
     head = regressor.get_layer("head")
     head.bias.assign(np.log(mean / (1 - mean)).astype("float32"))
-    if head_start not in ("mean_predictor", "mean_bias"):
-        raise ValueError(f"head_start must be 'mean_predictor' or 'mean_bias', got {head_start!r}")
-    if head_start == "mean_predictor":
+    if not keep_kernel:
         head.kernel.assign(np.zeros(head.kernel.shape, "float32"))

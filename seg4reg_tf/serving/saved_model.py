@@ -52,52 +52,15 @@ import keras
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from seg4reg_tf.data import decoding, pipeline, synthetic, transforms
+from seg4reg_tf.data import pipeline, requests, synthetic
 from seg4reg_tf.data.aasce import ANGLE_COLUMNS
 from seg4reg_tf.inference import predict_images
 from seg4reg_tf.models.precision import with_precision
-from seg4reg_tf.scoring import route_for_workdir
+from seg4reg_tf.routes import route_for_workdir
 from seg4reg_tf.serving import client
 from seg4reg_tf.workdir import final_networks, load_refiner
 
 WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for in assets.extra/
-
-def decode_requests(encoded, config, max_pixels: int, names=None) -> dict:
-    """A batch of encoded images → model inputs and where each original lies in them.
-
-    Args:
-        encoded: (B,) tf.string.
-        config: the run's config (model size, CLAHE, the tilt refiner's fine image).
-        max_pixels: per-image pixel limit checked on the header before decoding.
-        names: (B,) tf.string naming each image in errors (default "image i of the request").
-
-    Returns:
-        {"images": (B, H, W, 1) float32 in [0, 1], "letterbox": (B, 3) float32 scale,
-        offset_y, offset_x, and with `refiner.enabled` "fine_images": (B, s·H, s·W, 1), the
-        same X-rays at `refiner.scale` times the size (`pipeline.fine_frame`)}; each
-        image is decoded once.
-    """
-    height, width = config.data.image_height, config.data.image_width
-    fine = pipeline.fine_frame(config.data, config.refiner.scale) if config.refiner.enabled else None
-    if names is None:
-        indices = tf.strings.as_string(tf.range(tf.shape(encoded, out_type=tf.int64)[0]))
-        names = tf.strings.join(["image ", indices, " of the request"])
-
-    def one(element):
-        data, name = element
-        image = decoding.decode_checked(data, name, max_pixels)  # checks once
-        size = tf.shape(image)
-        scale, ty, tx = transforms.letterbox(size[0], size[1], height, width)
-        out = {"images": pipeline.prepare_decoded(image, config.data), "letterbox": tf.stack([scale, ty, tx])}
-        if fine is not None:
-            out["fine_images"] = pipeline.prepare_decoded(image, fine)
-        return out
-
-    signature = {"images": tf.TensorSpec([height, width, 1], tf.float32), "letterbox": tf.TensorSpec([3], tf.float32)}
-    if fine is not None:
-        signature["fine_images"] = tf.TensorSpec([fine.image_height, fine.image_width, 1], tf.float32)
-    return tf.map_fn(one, (encoded, names), fn_output_signature=signature)
-
 
 def write_warmup_requests(path: pathlib.Path, model_name: str) -> None:
     """Writes TF Serving's warmup file (a TFRecord of PredictionLog): one `serving_default`
@@ -132,7 +95,7 @@ def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: 
         return predict_images(segmenter, regressor, images, config, route, refiner=refiner, fine_images=fine_images)
 
     def serving_default(images):
-        decoded = decode_requests(images, config, max_pixels)
+        decoded = requests.decode_requests(images, config, max_pixels)
         outputs = predict_images(segmenter, regressor, decoded["images"], config, route, decoded["letterbox"], refiner, decoded.get("fine_images"))
         return {**outputs, "letterbox": decoded["letterbox"]}
 
@@ -180,7 +143,7 @@ def export_saved_model(
     config, segmenter, regressor, sources = final_networks(workdir, {"segmenter_flips": segmenter_flips})
     overrides = {key: value for key, value in export_settings.items() if value is not None}
     config = dataclasses.replace(config, export=dataclasses.replace(config.export, **overrides))
-    route, routes = route_for_workdir(workdir, config, sources, segmenter, regressor)
+    route, recorded = route_for_workdir(workdir, config.inference.angles, sources)
     name = name or config.export.model_name
     max_pixels = max_image_pixels or config.export.max_image_pixels
     model_dir = pathlib.Path(export_base) / name
@@ -208,7 +171,8 @@ def export_saved_model(
             "max_image_pixels": max_pixels,
             "precision": config.export.precision,
             "threads": {"intra_op": config.export.intra_op_threads, "inter_op": config.export.inter_op_threads},
-            "angles": {"setting": config.inference.angles, "route": route, "validation_smape": (routes or {}).get("validation_smape")},
+            "angles": {"setting": config.inference.angles, "route": route, "validation_smape": (recorded or {}).get("validation_smape"),
+                       "recorded": recorded is not None},
             "config": config.to_dict(),
         }
         (extra / "seg4reg.json").write_text(json.dumps(info, indent=2))

@@ -7,7 +7,7 @@
 Inputs are files, folders (recursive) and glob patterns of JPEG, PNG (8/16-bit) and DICOM.
 The networks come from a training workdir (the last N_S and N_R, as `export` picks them) or
 from an exported SavedModel (its `predict_tensor` signature). Either way each file goes
-through the export's own preprocessing (`saved_model.decode_requests`), so predict and TF Serving
+through the export's own preprocessing (`data.requests.decode_requests`), so predict and TF Serving
 agree. Per image the report gives the three AASCE angles in degrees (column 1 the largest
 curve), the curve type (C / S / straight, from the predicted mask's centre line), the
 severity band of the largest angle and, with test-time augmentation, the spread of each
@@ -32,11 +32,11 @@ import tensorflow as tf
 
 from seg4reg_tf import clinical_reading, curve, geometric_readout
 from seg4reg_tf.config import Config, config_from_dict
-from seg4reg_tf.data import pipeline, radiographs
+from seg4reg_tf.data import pipeline, radiographs, requests
 from seg4reg_tf.geometry import VERTEBRA_NAMES
 from seg4reg_tf.inference import predict_images
-from seg4reg_tf.scoring import route_for_workdir
-from seg4reg_tf.serving import client, dicom_results, overlay, report, saved_model, tta
+from seg4reg_tf.routes import route_for_workdir
+from seg4reg_tf.serving import client, dicom_results, overlay, report, tta
 from seg4reg_tf.workdir import final_networks, load_refiner
 
 CAPTION_CURVE = {"C": "C curve", "S": "S curve", "straight": "straight spine", "unknown": "spine not found"}
@@ -70,7 +70,7 @@ class LoadedSystem:
             ValueError: the image is rejected (message names `name` and the problem).
         """
         try:
-            decoded = saved_model.decode_requests(tf.constant([encoded]), self.config, self.max_pixels, names=tf.constant([name]))
+            decoded = requests.decode_requests(tf.constant([encoded]), self.config, self.max_pixels, names=tf.constant([name]))
         except tf.errors.InvalidArgumentError as error:
             raise ValueError(_tf_message(error, name)) from None
         fine = decoded.get("fine_images")
@@ -131,7 +131,7 @@ def load_workdir(workdir: str, segmenter_flips: bool | None = None) -> LoadedSys
     """The last N_S and N_R of a training workdir (see `workdir.final_networks`);
     `segmenter_flips` replaces the config's `inference.segmenter_flips` unless None."""
     config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir), {"segmenter_flips": segmenter_flips})
-    route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
+    route, _ = route_for_workdir(workdir, config.inference.angles, sources)
     refiner = load_refiner(sources)
     height, width = config.data.image_height, config.data.image_width
     fine = pipeline.fine_frame(config.data, config.refiner.scale)

@@ -30,7 +30,6 @@ from keras import ops
 
 from seg4reg_tf import losses, metrics
 from seg4reg_tf.config import Config
-from seg4reg_tf.dense_supervision import vertebra_loss
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import mask_branch_inputs, regressor_inputs
 from seg4reg_tf.models.segment import segment
@@ -165,28 +164,20 @@ class RegressionPhase(PhaseTrainer):
 
     def term_names(self) -> tuple[str, ...]:
         """The logged loss terms: the angle loss on branch A (`reg.loss`: L1 or SMAPE), with
-        AR also on branch B and the attention regularisation, and dense supervision's term
-        when `regressor.vertebra_weight` > 0."""
-        names = ("loss_angles",) + (("loss_angles_mask", "loss_ar") if self.settings.ar_weight else ())
-        return names + (("loss_vertebrae",) if self.config.regressor.vertebra_weight else ())
+        AR also on branch B and the attention regularisation."""
+        return ("loss_angles",) + (("loss_angles_mask", "loss_ar") if self.settings.ar_weight else ())
 
-    def named_terms(self, angles, angles_mask=None, ar=None, dense=None) -> dict:
+    def named_terms(self, angles, angles_mask=None, ar=None) -> dict:
         """{term name: value} of `term_names`."""
-        values = {"loss_angles": angles, "loss_angles_mask": angles_mask, "loss_ar": ar, "loss_vertebrae": dense}
+        values = {"loss_angles": angles, "loss_angles_mask": angles_mask, "loss_ar": ar}
         return {name: values[name] for name in self.term_names()}
 
     def masks(self, batch):
-        if self.settings.mask_source == "ground_truth":
+        """N_R's masks: the frozen N_S's (B, H, W, 1) probabilities, or the true masks
+        without an N_S (pretraining on drawn masks)."""
+        if self.segmenter is None:
             return ops.cast(batch["mask"], "float32")
         return ops.stop_gradient(segment(self.segmenter, self.regressor, batch["image"], self.mode)["mask"])
-
-    def dense_term(self, batch, out):
-        """Dense supervision's L1 term (weighted, added to the loss) on branch A's
-        `vertebrae`, and 0 without the auxiliary head."""
-        weight = self.config.regressor.vertebra_weight
-        if weight == 0:
-            return ops.zeros(())
-        return weight * vertebra_loss(batch["landmarks"], out["vertebrae"], self.config.data.image_height, self.config.data.image_width)
 
     def compute(self, batch, training: bool):
         image, angles = batch["image"], batch["angles"]
@@ -196,8 +187,7 @@ class RegressionPhase(PhaseTrainer):
         if self.settings.ar_weight == 0:
             out = self.regressor(branch_a, training=training)
             angle = losses.angle_loss(self.settings.loss, angles, out["angles"], epsilon)
-            dense = self.dense_term(batch, out)
-            return angle + dense, self.named_terms(angle, dense=dense), out
+            return angle, self.named_terms(angle), out
         both = self.regressor(ops.concatenate([branch_a, mask_branch_inputs(mask, self.mode)], axis=0), training=training)
         half = ops.shape(image)[0]
         a = {key: value[:half] for key, value in both.items()}
@@ -205,9 +195,8 @@ class RegressionPhase(PhaseTrainer):
         smape_a = losses.angle_loss(self.settings.loss, angles, a["angles"], epsilon)
         smape_b = losses.angle_loss(self.settings.loss, angles, b["angles"], epsilon)
         ar = losses.attention_regularization_loss(a["cam"][..., :3], b["cam"][..., :3])
-        dense = self.dense_term(batch, a)
-        loss = smape_a + smape_b + self.settings.ar_weight * ar + dense
-        return loss, self.named_terms(smape_a, smape_b, ar, dense), a
+        loss = smape_a + smape_b + self.settings.ar_weight * ar
+        return loss, self.named_terms(smape_a, smape_b, ar), a
 
 
 class ConsistencyPhase(PhaseTrainer):

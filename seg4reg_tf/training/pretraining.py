@@ -124,11 +124,10 @@ def pretraining_config(config: Config) -> Config:
             f"pretraining writes the trunk of {' or '.join(PRETRAINABLE)}; regressor.backbone is {config.regressor.backbone} "
             "(train it from scratch, or choose one of those)"
         )
-    # the drawn masks carry no landmarks, so no dense supervision here
-    regressor = dataclasses.replace(config.regressor, input_mode="mask", weights=settings.weights, vertebra_weight=0.0)
+    regressor = dataclasses.replace(config.regressor, input_mode="mask", weights=settings.weights)
     reg = dataclasses.replace(
         config.reg, epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-        weight_decay=settings.weight_decay, ar_weight=0.0, mask_source="ground_truth",
+        weight_decay=settings.weight_decay, ar_weight=0.0,
     )
     return dataclasses.replace(config, regressor=regressor, reg=reg)
 
@@ -193,7 +192,7 @@ def pretrain(
     with loop.scope(strategy):
         regressor = build_regressor(run, synchronized=distributed)
         mean = angles.mean(axis=0)
-        start_at_mean_angles(regressor, mean / data.angle_scale_degrees, run.regressor.head_start)
+        start_at_mean_angles(regressor, mean / data.angle_scale_degrees)
         trainer = RegressionPhase(None, regressor, run, name="pretrain")
         step_size = learning_rate(settings, settings.count)
         trainer.compile(optimizer=keras.optimizers.Adam(step_size, weight_decay=settings.weight_decay or None), run_eagerly=run_eagerly)

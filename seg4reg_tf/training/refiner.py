@@ -31,6 +31,7 @@ from seg4reg_tf.data import pipeline
 from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES, build_tilt_refiner
 from seg4reg_tf.vertebra_crops import crop_vertebrae, true_frames
+from seg4reg_tf.workdir import SUMMARY
 
 # standard deviation of the training crops' centre error, in crop sides
 CENTRE_JITTER = 0.12
@@ -112,7 +113,7 @@ def train_refiner(training, validation, config: Config, out: pathlib.Path, verbo
         "validation_start_rms_degrees": float(np.sqrt(np.mean(np.square(val_targets.numpy() * RESIDUAL_UNIT_DEGREES)))) if validation else None,
     }
     temporary.replace(out / "tilt_refiner.keras")
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write(out / SUMMARY, json.dumps(summary, indent=2).encode())
     return summary
 
 

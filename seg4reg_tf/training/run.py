@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-from seg4reg_tf import metrics, scoring
+from seg4reg_tf import metrics
 from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config, SegmentationPhaseConfig
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.records import resolve_records
@@ -37,8 +37,13 @@ from seg4reg_tf.training.phases import learning_rate, make_trainer
 from seg4reg_tf.training.pretraining import pretrain, summary_path
 from seg4reg_tf.training.refiner import train_refiner
 from seg4reg_tf.workdir import (
+    BACKUP,
+    BEST_VALUE,
+    BEST_WEIGHTS,
+    HISTORY,
     PHASE_TABLE,
-    final_networks,
+    SUMMARY,
+    load_network,
     missing_predecessor,
     network_path,
     phase_dir,
@@ -53,8 +58,7 @@ _LOG = logging.getLogger(__name__)
 
 def check_predecessors(workdir: pathlib.Path, phase: str, config: Config) -> None:
     """Raises FileNotFoundError naming the phase to run first when its output is missing."""
-    skip = ("seg",) if phase == "reg" and config.reg.mask_source == "ground_truth" else ()
-    missing = missing_predecessor(workdir, phase, skip)
+    missing = missing_predecessor(workdir, phase)
     if missing:
         needed_phase, path = missing
         raise FileNotFoundError(
@@ -79,7 +83,7 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
     `synchronized`, every BatchNorm uses global batch statistics (files saved outside a
     strategy have them unsynchronised)."""
     def load(previous: str, network: str):
-        model = keras.saving.load_model(network_path(workdir, previous, network), compile=False)
+        model = load_network(network_path(workdir, previous, network))
         synchronize_batch_norm(model, synchronized)
         return model
 
@@ -88,11 +92,7 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
     # Only phase seg starts N_S from segmenter.weights; later phases take N_S from files.
     fresh = dataclasses.replace(config, segmenter=dataclasses.replace(config.segmenter, weights="none"))
     if phase == "reg":
-        if config.reg.mask_source == "ground_truth" and not network_path(workdir, "seg", "segmenter").exists():
-            segmenter = build_segmenter(fresh, synchronized=synchronized)  # unused: the masks are the true ones
-        else:
-            segmenter = load("seg", "segmenter")
-        return segmenter, build_regressor(with_pretrained_trunk(config, workdir), synchronized=synchronized)
+        return load("seg", "segmenter"), build_regressor(with_pretrained_trunk(config, workdir), synchronized=synchronized)
     needs = dict((network, previous) for previous, network in PHASE_TABLE[phase].needs)
     regressor = load(needs["regressor"], "regressor")
     if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one
@@ -143,8 +143,8 @@ def ensure_refiner(config: Config, workdir: pathlib.Path, verbose: int = 2, stra
     if not config.refiner.enabled:
         return None
     path = refiner_path(workdir)
-    if path.is_file() and (path.parent / "summary.json").is_file():
-        return json.loads((path.parent / "summary.json").read_text())
+    if path.is_file() and (path.parent / SUMMARY).is_file():
+        return json.loads((path.parent / SUMMARY).read_text())
     if verbose:
         print(f"--- the tilt refiner, on the vertebrae of the training X-rays at {config.refiner.scale}× (before phase reg) ---", flush=True)
     training, validation, _ = resolve_records(config)
@@ -193,7 +193,7 @@ def score_start(loop, validation_data, folder: pathlib.Path, best: _BestValue) -
     if best.load() is not None:
         return
     scores = loop.evaluate(validation_data)
-    loop.trainer.save_weights(folder / "best.weights.h5")
+    loop.trainer.save_weights(folder / BEST_WEIGHTS)
     best.record(0, scores[best.monitor[len("val_"):]])
 
 
@@ -212,11 +212,11 @@ def resume_state(trainer, folder: pathlib.Path, out: pathlib.Path | None = None)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     trainer.optimizer.build(trainer.trainable_variables)
     checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer, epoch=epoch)
-    latest = tf.train.latest_checkpoint(str(folder / "backup"))
+    latest = tf.train.latest_checkpoint(str(folder / BACKUP))
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
         _LOG.info("resuming from %s after epoch %d", latest, int(epoch.numpy()))
-    manager = tf.train.CheckpointManager(checkpoint, str((out or folder) / "backup"), max_to_keep=1)
+    manager = tf.train.CheckpointManager(checkpoint, str((out or folder) / BACKUP), max_to_keep=1)
 
     class SaveState(keras.callbacks.Callback):
         def on_epoch_end(self, finished, logs=None):
@@ -284,7 +284,7 @@ def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbo
         segmenter, regressor = load_networks(workdir, phase, config, synchronized=distributed)
         mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
         if phase == "reg":
-            start_at_mean_angles(regressor, mean, config.regressor.head_start)
+            start_at_mean_angles(regressor, mean)
         # seg and roie may train N_S in bfloat16 (`precision`); the other phases in float32
         precision = resolve_precision(settings.precision) if isinstance(settings, SegmentationPhaseConfig) else "float32"
         if precision != "float32":
@@ -295,7 +295,7 @@ def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbo
         initial_epoch, save_state = resume_state(trainer, folder, out)
     loop = Loop(trainer, strategy, run_eagerly)
     if out != folder and initial_epoch > 0:  # another worker, resumed: the chief's best so far
-        for name in ("best.json", "best.weights.h5"):
+        for name in (BEST_VALUE, BEST_WEIGHTS):
             if (folder / name).exists():
                 shutil.copy2(folder / name, out / name)
     train_data = pipeline.make_dataset(training, config.data, training=True, batch_size=settings.batch_size)
@@ -305,18 +305,18 @@ def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbo
     monitor, mode = phase_monitor(phase, config)
     if validation_data is None:
         monitor = monitor[len("val_"):]
-    best = _BestValue(out / "best.json", monitor, mode)
+    best = _BestValue(out / BEST_VALUE, monitor, mode)
     if settings.keep_start_unless_beaten and validation_data is not None and initial_epoch == 0:
         score_start(loop, validation_data, out, best)  # the config ensures a validation split
     callbacks = [
         save_state,
         keras.callbacks.ModelCheckpoint(
-            str(out / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True,
+            str(out / BEST_WEIGHTS), monitor=monitor, mode=mode, save_best_only=True,
             save_weights_only=True, initial_value_threshold=best.load(),
         ),
         best.callback,
         keras.callbacks.TensorBoard(str(out / "logs")),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),  # all epochs across resumes
+        keras.callbacks.CSVLogger(str(out / HISTORY), append=True),  # all epochs across resumes
         *extra_callbacks,
     ]
     started = time.perf_counter()
@@ -324,8 +324,8 @@ def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbo
         train_data, validation_data=validation_data, epochs=settings.epochs, initial_epoch=initial_epoch,
         callbacks=callbacks, verbose=verbose,
     )
-    if (out / "best.weights.h5").exists():
-        trainer.load_weights(out / "best.weights.h5")
+    if (out / BEST_WEIGHTS).exists():
+        trainer.load_weights(out / BEST_WEIGHTS)
     if precision != "float32":
         set_precision(segmenter, "float32")
         loop.reset()  # the final figures are float32 ones
@@ -351,7 +351,7 @@ def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbo
         summary["pretraining"] = pretraining
     if refining is not None:
         summary["refiner"] = refining
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -379,13 +379,3 @@ def report(summary: dict) -> str:
         line += (f"; tilt refiner trained in {refiner['seconds']:.0f} s (validation tilt error {refiner['history'][-1]['val_tilt_rms_degrees']:.2f}° RMS "
                  f"from {refiner['validation_start_rms_degrees']:.2f}°)")
     return line + f" [{summary['seconds']:.0f} s]"
-
-
-def record_routes(workdir: pathlib.Path) -> dict | None:
-    """Scores both angle routes of the workdir's final networks on the validation split
-    (`scoring.record_routes`, writes routes.json); None until N_S and N_R both exist."""
-    try:
-        config, segmenter, regressor, sources = final_networks(workdir)
-    except FileNotFoundError:
-        return None
-    return scoring.record_routes(workdir, config, sources, segmenter, regressor)

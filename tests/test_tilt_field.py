@@ -1,15 +1,9 @@
-"""Dense supervision of N_R: per-vertebra targets from the landmarks, the auxiliary head,
-and its term in phase reg."""
-
-import pathlib
+"""The tilt field's per-vertebra targets (`tilt_field.vertebra_targets`): each vertebra's
+centre and doubled tilt from its four corners."""
 
 import numpy as np
-import pytest
 
-from seg4reg_tf.config import config_from_dict, load_config
-from seg4reg_tf.dense_supervision import vertebra_loss, vertebra_targets
-
-SMOKE = load_config(pathlib.Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml")
+from seg4reg_tf.tilt_field import vertebra_targets
 
 
 def spine(tilts_degrees, height=64.0, width=32.0):
@@ -43,15 +37,3 @@ def test_tilt_targets_ignore_which_side_is_stored_first_and_a_mirror_negates_the
     np.testing.assert_allclose(reversed_, original, atol=1e-6)
     np.testing.assert_allclose(flipped[:, 2], original[:, 2], atol=1e-5)
     np.testing.assert_allclose(flipped[:, 3], -original[:, 3], atol=1e-5)
-
-
-def test_loss_is_zero_on_the_targets_and_the_mean_absolute_difference_otherwise():
-    landmarks = spine(np.zeros(17))[None]
-    targets = np.asarray(vertebra_targets(landmarks, 64, 32))
-    assert float(vertebra_loss(landmarks, targets, 64, 32)) == pytest.approx(0.0, abs=1e-7)
-    assert float(vertebra_loss(landmarks, targets + 0.25, 64, 32)) == pytest.approx(0.25, abs=1e-6)
-
-
-def test_a_negative_weight_is_refused():
-    with pytest.raises(ValueError, match="'vertebra_weight' must be >= 0"):
-        config_from_dict({"regressor": {"vertebra_weight": -1.0}})

@@ -5,28 +5,26 @@ ablation, the figures and the angle-route choice.
 split and scores the angles (SMAPE, MAE per column, beside the training-mean baseline), the
 masks of every N_S the workdir holds (paper Table 2's columns) and the system as it stood
 after each phase. Each (N_S, N_R) pair is run once per evaluation (`Runs`).
-`record_routes` / `route_for_workdir` decide `inference.angles: auto` on the validation split.
+`record_routes` writes the route record (`routes`) behind `inference.angles: auto`, from the
+validation split.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import pathlib
 
-import keras
 import numpy as np
 
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
-from seg4reg_tf import files, inference, metrics
-from seg4reg_tf.data import pipeline, transforms
+from seg4reg_tf import metrics, routes
+from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
 from seg4reg_tf.data.records import resolve_records
-from seg4reg_tf.geometric_readout import read_spine
-from seg4reg_tf.inference import predict_images
+from seg4reg_tf.inference import fine_batches, predict_records
 from seg4reg_tf.models.segment import is_gated
-from seg4reg_tf.workdir import PHASES, final_networks, load_refiner, network_path, phase_sources
+from seg4reg_tf.workdir import PHASES, final_networks, load_network, load_refiner, network_path, phase_sources
 
 _LOG = logging.getLogger(__name__)
 
@@ -52,64 +50,6 @@ def evaluation_records(config, data_root: str | None, split: str):
     return training, read_split(root, split), root
 
 
-def record_letterboxes(records, config) -> np.ndarray:
-    """(N, 3) scale, offset_y, offset_x placing each record's image in the model frame."""
-    heights = np.array([record.height for record in records], np.float32)
-    widths = np.array([record.width for record in records], np.float32)
-    box = transforms.letterbox(heights, widths, config.data.image_height, config.data.image_width)
-    return np.stack([np.asarray(value) for value in box], axis=1)
-
-
-def fine_batches(records, config, batch_size: int) -> list:
-    """The records' fine images (`pipeline.fine_images`), one (b, s·H, s·W, 1) tensor per
-    batch of `predict_records`: what the tilt refiner reads."""
-    return [pipeline.fine_images(records[start : start + batch_size], config.data, config.refiner.scale)
-            for start in range(0, len(records), batch_size)]
-
-
-def predict_records(segmenter, regressor, records, config, batch_size: int = 8, route: str = "regressor", refiner=None, fine=None) -> dict:
-    """Runs the inference path over records in order, and the readout on their true masks
-    (`refiner`: the tilt refiner, or None; it reads `fine`, the records' `fine_batches`,
-    made here when not given).
-
-    Returns:
-        {"angles" (N, 3) degrees of `route`, "angles_regressor", "angles_geometric",
-        "angles_geometric_truth" (the readout on the true masks), "angles_vertebrae" (N, 3)
-        degrees (NaN where no spine was found, or all NaN without N_S's tilt head),
-        "landmarks" (N, 68, 2) original pixels (the centre line's pseudo vertebrae),
-        "vertebra_landmarks" (N, 68, 2) the vertebra route's, "masks" (N, H, W)
-        probabilities, "cams" (N, h, w) in [0, 1], "images" (N, H, W) model inputs in
-        [0, 1], "truth_angles" (N, 3) degrees, "truth_masks" (N, H, W) in {0, 1}}.
-    """
-    dataset = pipeline.make_dataset(records, config.data, training=False, batch_size=batch_size)
-    letterboxes = record_letterboxes(records, config)
-    keys = ("angles", "angles_regressor", "angles_geometric", "angles_geometric_truth", "angles_vertebrae", "landmarks",
-            "vertebra_landmarks", "masks", "cams", "images", "truth_masks")
-    outputs = {key: [] for key in keys}
-    if refiner is not None and fine is None:
-        fine = fine_batches(records, config, batch_size)
-    start = 0
-    for index, batch in enumerate(dataset):
-        letterbox = letterboxes[start : start + len(batch["image"])]
-        start += len(letterbox)
-        out = predict_images(segmenter, regressor, batch["image"], config, route, letterbox, refiner, None if refiner is None else fine[index])
-        truth = read_spine(batch["mask"][..., 0], config.readout, letterbox)
-        outputs["angles"].append(np.asarray(out["cobb_angles"], np.float64))
-        outputs["angles_regressor"].append(np.asarray(out["cobb_angles_regressor"], np.float64))
-        outputs["angles_geometric"].append(np.asarray(out["cobb_angles_geometric"], np.float64))
-        outputs["angles_geometric_truth"].append(truth["cobb_angles"].numpy().astype(np.float64))
-        outputs["angles_vertebrae"].append(np.asarray(out["cobb_angles_vertebrae"], np.float64))
-        outputs["landmarks"].append(np.asarray(out["landmarks"]))
-        outputs["vertebra_landmarks"].append(np.asarray(out["vertebra_landmarks"]))
-        outputs["masks"].append(np.asarray(out["mask"]))
-        outputs["cams"].append(np.asarray(out["cam"]))
-        outputs["images"].append(batch["image"].numpy()[..., 0])
-        outputs["truth_masks"].append(batch["mask"].numpy()[..., 0])
-    return {key: np.concatenate(value) for key, value in outputs.items()} | {
-        "truth_angles": np.stack([record.angles for record in records])
-    }
-
-
 def has_route(angles) -> bool:
     """Whether a route answered at all: (N, 3) degrees not all NaN (the vertebra route is
     all NaN when N_S has no tilt head)."""
@@ -118,7 +58,7 @@ def has_route(angles) -> bool:
 
 def route_scores(truth, out, mean, with_regressor: bool = True) -> dict:
     """{route: validation SMAPE %, or None where the route does not answer} of a
-    `predict_records` output, for `inference.choose_route`."""
+    `predict_records` output, for `routes.choose_route`."""
     return {
         "regressor": angle_figures(truth, out["angles_regressor"], mean)["smape"] if with_regressor else None,
         "geometric": angle_figures(truth, out["angles_geometric"], mean)["smape"],
@@ -176,7 +116,7 @@ class Runs:
             return None
         path = str(path)
         if path not in self.networks:
-            self.networks[path] = keras.saving.load_model(path, compile=False)
+            self.networks[path] = load_network(path)
         return self.networks[path]
 
     def add(self, segmenter_path, regressor_path, segmenter, regressor, outputs: dict) -> None:
@@ -213,7 +153,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
     """
     workdir = pathlib.Path(workdir)
     config, segmenter, regressor, sources = final_networks(workdir, {"segmenter_flips": segmenter_flips})
-    route, _ = route_for_workdir(workdir, config, sources, segmenter, regressor)
+    route = route_for_evaluation(workdir, config, sources, segmenter, regressor)
     training, records, root = evaluation_records(config, data_root, split)
     refiner = load_refiner(sources)
     runs = Runs(records, config, batch_size, refiner)
@@ -285,38 +225,43 @@ def phase_rows(workdir, config, runs: Runs, mean, choose: bool = False) -> dict:
         setting = config.inference.angles
         route = None
         if sources["regressor"] is None:
-            route = inference.choose_route("auto", {"validation_smape": smape})
+            route = routes.choose_route("auto", {"validation_smape": smape})
         elif setting != "auto":
-            route = inference.choose_route(setting, None)
+            route = routes.choose_route(setting, None)
         elif choose:
-            route = inference.choose_route("auto", {"validation_smape": smape})
+            route = routes.choose_route("auto", {"validation_smape": smape})
         rows[phase] = {"dice": scores["dice"], "jaccard": scores["jaccard"], "readout": smape["geometric"], "regressor": smape["regressor"],
                        "vertebrae": smape["vertebrae"], "system": None if route is None else smape[route], "route": route}
     return rows
 
 
 def record_routes(workdir, config, sources, segmenter, regressor, batch_size: int = 8) -> dict:
-    """Scores the three routes on the validation split and writes
-    `<workdir>/routes.json`: {"validation_smape": {route: %}, "choice", "images",
-    "networks"}; the choice is what `inference.angles: auto` answers with."""
+    """Scores the three routes on the validation split and writes `<workdir>/routes.json`
+    (`routes.write_routes`); the choice is what `inference.angles: auto` answers with."""
     training, validation, _ = resolve_records(config)
-    scores = {route: None for route in inference.ROUTES}
+    scores = {route: None for route in routes.ROUTES}
     if validation:
         mean = np.stack([record.angles for record in training]).mean(axis=0)
         out = predict_records(segmenter, regressor, validation, config, batch_size, refiner=load_refiner(sources))
-        truth = out["truth_angles"]
-        scores = route_scores(truth, out, mean)
-    recorded = {"validation_smape": scores, "images": len(validation), "networks": inference.network_stamps(sources)}
-    recorded["choice"] = inference.choose_route("auto", recorded)
-    files.atomic_write(pathlib.Path(workdir) / inference.ROUTES_FILE, json.dumps(recorded, indent=2).encode("utf-8"))
-    return recorded
+        scores = route_scores(out["truth_angles"], out, mean)
+    return routes.write_routes(workdir, scores, len(validation), sources)
 
 
-def route_for_workdir(workdir, config, sources, segmenter, regressor) -> tuple[str, dict | None]:
-    """(route, record): the route `cobb_angles` takes for this workdir's networks, and the
-    routes.json record behind an "auto" choice (written now when missing or stale)."""
-    recorded = inference.read_routes(workdir, sources)
-    if config.inference.angles == "auto" and recorded is None:
+def record_workdir_routes(workdir) -> dict | None:
+    """`record_routes` for a workdir's final networks (what `train` does after its last
+    phase); None until N_S and N_R both exist."""
+    try:
+        config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir))
+    except FileNotFoundError:
+        return None
+    return record_routes(workdir, config, sources, segmenter, regressor)
+
+
+def route_for_evaluation(workdir, config, sources, segmenter, regressor) -> str:
+    """The route `cobb_angles` takes for this workdir's networks; with "auto" and no fresh
+    record, the record is written first (evaluation has the data that export and predict
+    lack)."""
+    if config.inference.angles == "auto" and routes.read_routes(workdir, sources) is None:
         _LOG.info("scoring the three routes on the validation split of %s (inference.angles: auto) ...", workdir)
-        recorded = record_routes(workdir, config, sources, segmenter, regressor)
-    return inference.choose_route(config.inference.angles, recorded), recorded
+        record_routes(workdir, config, sources, segmenter, regressor)
+    return routes.route_for_workdir(workdir, config.inference.angles, sources)[0]
