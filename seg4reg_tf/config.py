@@ -618,19 +618,23 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the YAML does not parse, or names an unknown key, or gives a value of the
-            wrong type or out of range; the message names the file and the dotted key.
+        ValueError: the file is not UTF-8 or UTF-16 text (a byte-order mark picks UTF-16),
+            the YAML does not parse or holds more than one document, a mapping names a key
+            twice, or a key is unknown, or a value is of the wrong type or out of range; the
+            message names the file (and the dotted key).
     """
     if path is None:
         return Config()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:  # bytes: PyYAML reads the byte-order mark (UTF-8 or UTF-16)
         try:
-            values = yaml.safe_load(handle)
+            values = yaml.load(handle, Loader=_StrictLoader)
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: not valid YAML: {error}") from None
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 (or UTF-16 with a byte-order mark) text: {error}") from None
     if not isinstance(values, dict) or not values:
         raise ValueError(
             f"{path}: expected a mapping of config sections (e.g. 'data: {{image_height: 256}}'), "
@@ -638,6 +642,31 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
             "omit --config for the paper's defaults"
         )
     return config_from_dict(values, source=path)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a mapping naming one key twice is an error (PyYAML
+    keeps the last silently, so a config could start a recipe other than the one read)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # keys merged in (<<: *anchor) may be overridden on purpose
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: the base class says so
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark,
+                        f"found the key {key!r} twice (first at line {first.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
 
 
 def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:

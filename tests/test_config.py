@@ -147,3 +147,71 @@ def test_fuzzed_yaml_configs_load_or_are_refused_by_name(tmp_path, document):
         for section in dataclasses.asdict(config).values():
             for value in (section.values() if isinstance(section, dict) else ()):
                 assert not isinstance(value, float) or math.isfinite(value)
+
+
+def test_a_key_named_twice_is_refused_with_its_lines_and_merged_keys_may_be_overridden(tmp_path):
+    """PyYAML keeps the last of two equal keys: the run would start another recipe than the
+    one the reader sees. Keys merged from an anchor (<<: *base) may be overridden on purpose."""
+    path = tmp_path / "c.yaml"
+    path.write_text("seg:\n  epochs: 3\nreg:\n  epochs: 4\nseg:\n  epochs: 30\n")
+    with pytest.raises(ValueError, match=r"(?s)c\.yaml: not valid YAML: .*found the key 'seg' twice \(first at line 1\)"):
+        load_config(path)
+    path.write_text("seg:\n  epochs: 3\n  batch_size: 2\n  epochs: 30\n")
+    with pytest.raises(ValueError, match=r"found the key 'epochs' twice \(first at line 2\)"):
+        load_config(path)
+    path.write_text("seg: &phase {epochs: 3, batch_size: 2}\nreg:\n  <<: *phase\n  epochs: 5\n")
+    config = load_config(path)
+    assert (config.seg.epochs, config.reg.epochs, config.reg.batch_size) == (3, 5, 2)
+
+
+def test_utf16_with_a_byte_order_mark_loads_and_other_encodings_are_refused_by_name(tmp_path):
+    text = "seg:\n  epochs: 3\ndata:\n  root: /données\n"
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text.encode("utf-8"))
+    expected = load_config(path)
+    for encoded in (text.encode("utf-16"), b"\xef\xbb\xbf" + text.encode("utf-8")):  # BOMs
+        path.write_bytes(encoded)
+        assert load_config(path) == expected
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"(?s)c\.yaml: not valid YAML: .*invalid continuation byte"):
+        load_config(path)
+
+
+SAMPLE_CONFIGS = [(CONFIGS / name).read_bytes() for name in ("smoke.yaml", "aasce_cpu.yaml", "demo.yaml")]
+# YAML features a hostile or careless file may use: anchors and merges, tags (safe and not),
+# several documents, flow style, odd scalars, deep nesting, non-mapping documents
+SNIPPETS = [b"\nseg: &a {epochs: 1}\n", b"\nreg: *a\n", b"\n<<: {seg: {epochs: 2}}\n", b"\nseg: !!python/object:os.system {}\n",
+            b"\nseg: {epochs: !!binary aGk=}\n", b"\n---\nseg: {}\n", b"\n...\n", b"\n? [a, b]\n: 1\n", b"\nseg: {epochs: !!float .nan}\n",
+            b"\n- 1\n- 2\n", b"\n" + b"[" * 200 + b"]" * 200 + b"\n", b"\ndata: {root: !custom x}\n", b"\nseg: {epochs: 0x10}\n",
+            b"\nseg: {epochs: 1_000}\n", b"\ninference: {angles: yes}\n", b"\n\t\n", b"\x00", b"\nseg: {epochs: 3}\nseg: {epochs: 4}\n"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    base=st.sampled_from(SAMPLE_CONFIGS),
+    cuts=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 40)), max_size=2),
+    inserts=st.lists(st.tuples(st.floats(0, 1), st.one_of(st.sampled_from(SNIPPETS), st.binary(max_size=12))), max_size=3),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32", "latin-1", "cp1252"]),
+)
+def test_byte_level_fuzzed_configs_load_or_are_refused_by_name(tmp_path, base, cuts, inserts, encoding):
+    """Shipped configs cut, spliced with YAML features and random bytes, and re-encoded: each
+    loads as a Config or is refused with a ValueError naming the file, never another error."""
+    data = bytearray(base)
+    for where, length in cuts:
+        start = int(where * len(data))
+        del data[start : start + length]
+    for where, piece in inserts:
+        start = int(where * len(data))
+        data[start:start] = piece
+    try:
+        data = bytes(data).decode("utf-8").encode(encoding)
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        data = bytes(data)  # random bytes that are no text in that encoding stay as they are
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(data)
+    try:
+        config = load_config(path)
+    except ValueError as error:
+        assert str(error).startswith(f"{path}: "), str(error)
+    else:
+        assert isinstance(config, Config)

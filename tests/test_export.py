@@ -405,5 +405,25 @@ def test_an_export_with_the_tilt_refiner_reads_fine_images_and_answers_as_in_mem
         np.testing.assert_allclose(tensor["cobb_angles_vertebrae"].numpy()[i], served["cobb_angles_vertebrae"].numpy()[i], atol=1e-3)
         moved = np.abs(keras.ops.convert_to_numpy(plain["vertebra_landmarks"]) - keras.ops.convert_to_numpy(refined["vertebra_landmarks"]))
         assert moved.max() > 0.5  # the refiner's residual turned the vertebrae
+    with pytest.raises(tf.errors.InvalidArgumentError, match="images and fine_images must hold the same number of X-rays"):
+        loaded.signatures["predict_tensor"](images=decoded["images"], fine_images=decoded["fine_images"][:1])
     info = json.loads((path / "assets.extra" / "seg4reg.json").read_text())
     assert info["networks"]["refiner"].endswith("tilt_refiner.keras")
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 9])
+def test_every_batch_size_a_client_can_send_answers_or_is_refused_in_words(exported, synthetic_root, count):
+    """Both signatures take any batch of one X-ray or more, and answer one row per X-ray; an
+    empty batch is INVALID_ARGUMENT saying so (it failed deep inside N_S before)."""
+    encoded = (synthetic_images(synthetic_root) * 5)[:count]
+    signatures = exported["loaded"].signatures
+    calls = {"serving_default": lambda: signatures["serving_default"](images=tf.constant(encoded, tf.string)),
+             "predict_tensor": lambda: signatures["predict_tensor"](images=tf.random.uniform((count, 64, 32, 1), seed=count))}
+    for name, call in calls.items():
+        if count == 0:
+            with pytest.raises(tf.errors.InvalidArgumentError, match="the request holds no images: send at least one"):
+                call()
+            continue
+        out = call()
+        assert out["cobb_angles"].shape == (count, 3) and out["vertebra_landmarks"].shape == (count, 68, 2), name
+        assert out["curve_apex"].shape[0] == out["spine_found"].shape[0] == count, name

@@ -18,9 +18,10 @@ from seg4reg_tf.training.workers import loopback_cluster, scratch_folder, write_
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
-# One worker of the pair (or, with no TF_CONFIG, the single device): phase seg of the smoke
-# config on the light networks, without dropout (replicas would draw their own masks), with
-# seed 1 for the networks. It writes the first step's loss and, at the end, its N_S weights
+# One worker of the pair (or, with no TF_CONFIG, the single device): a phase (seg, or reg
+# with N_R's pretraining and the tilt refiner before it) of the smoke config on the light
+# networks, without dropout (replicas would draw their own masks), with seed 1 for the
+# networks. It writes the first step's loss and, at the end, the trained network's weights
 # to files of the test's own, so that the workers can be compared.
 WORKER = textwrap.dedent(
     """
@@ -30,11 +31,15 @@ WORKER = textwrap.dedent(
     from seg4reg_tf.training import run
 
     configs, root, workdir, epochs, out = sys.argv[1:6]
+    phase = sys.argv[6] if len(sys.argv) > 6 else "seg"
     strategy = run.make_strategy("multiworker" if "TF_CONFIG" in os.environ else "none", 1)
     smoke = load_config(pathlib.Path(configs) / "smoke.yaml").to_dict()
     config = config_from_dict({**smoke, "data": {**smoke["data"], "root": root},
                                "segmenter": {**smoke["segmenter"], "dropout": 0.0, "backbone": "resnet18"},
-                               "seg": {**smoke["seg"], "epochs": int(epochs)}})
+                               "regressor": {**smoke["regressor"], "dropout": 0.0, "backbone": "plain_cnn", "weights": "pretrain"},
+                               "pretrain": {**smoke["pretrain"], "count": 8, "validation_count": 4, "epochs": 1, "batch_size": 4},
+                               "refiner": {"enabled": True, "crop_size": 16, "scale": 2, "epochs": 1, "batch_size": 16},
+                               phase: {**smoke[phase], "epochs": int(epochs)}})
     keras.utils.set_random_seed(1)
 
     class Record(keras.callbacks.Callback):
@@ -44,9 +49,10 @@ WORKER = textwrap.dedent(
                 first.write_text(json.dumps(float(logs["loss"])))
 
         def on_train_end(self, logs=None):
-            np.savez(out + ".weights.npz", *[np.asarray(w) for w in self.model.segmenter.weights])
+            network = self.model.segmenter if phase == "seg" else self.model.regressor
+            np.savez(out + ".weights.npz", *[np.asarray(w) for w in network.weights])
 
-    run.train_phase("seg", config, pathlib.Path(workdir), strategy, verbose=2, run_eagerly=True, extra_callbacks=[Record()])
+    run.train_phase(phase, config, pathlib.Path(workdir), strategy, verbose=2, run_eagerly=True, extra_callbacks=[Record()])
     """
 )
 
@@ -120,6 +126,50 @@ def test_two_workers_train_as_one_device_write_only_the_chiefs_workdir_and_resum
     history = (workdir / "seg" / "history.csv").read_text().splitlines()
     assert history[-1].startswith(f"{epochs - 1},")
     assert not workers_scratch(workdir / "seg").exists(), "worker 1 deletes what it wrote"
+
+
+@pytest.mark.slow
+def test_two_workers_pretrain_n_r_train_the_refiner_and_train_phase_reg_as_one_device(synthetic_root, tmp_path):
+    """Phase reg with what `train` runs before it: N_R's trunk pretrained under the strategy
+    (the global batch split across the workers), the tilt refiner (each worker trains its own
+    on one device, only the chief keeps it), then phase reg's custom loop. The pair's first
+    step equals the single device's, the two workers end with the same N_R, and only the
+    chief's workdir holds the trunk, the refiner and phase reg."""
+    import keras
+
+    from seg4reg_tf.config import config_from_dict, load_config
+    from seg4reg_tf.models import build_segmenter
+    from seg4reg_tf.workdir import network_path, pretrained_trunk_path, refiner_path
+
+    smoke = load_config(CONFIGS / "smoke.yaml").to_dict()
+    segmenter_config = config_from_dict({**smoke, "segmenter": {**smoke["segmenter"], "dropout": 0.0, "backbone": "resnet18"}})
+    keras.utils.set_random_seed(3)
+    segmenter = build_segmenter(segmenter_config)  # phase seg's N_S (untrained), the same in both workdirs
+    workdir, alone = tmp_path / "workdir", tmp_path / "alone"
+    for folder in (workdir, alone):
+        network_path(folder, "seg", "segmenter").parent.mkdir(parents=True)
+        segmenter.save(network_path(folder, "seg", "segmenter"))
+
+    def args(folder: pathlib.Path, out: str) -> list[str]:
+        return [str(CONFIGS), str(synthetic_root), str(folder), "1", str(tmp_path / out), "reg"]
+
+    single = subprocess.Popen([sys.executable, "-c", WORKER, *args(alone, "single")],
+                              env={key: value for key, value in os.environ.items() if key != "TF_CONFIG"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cluster = loopback_cluster(2)
+    logs = [tmp_path / f"reg-{index}.log" for index in range(2)]
+    pair = [launch(index, cluster, args(workdir, f"worker{index}"), logs[index]) for index in range(2)]
+    wait(pair, logs)
+    assert single.wait(timeout=600) == 0, single.stderr.read()[-4000:]
+
+    first = [json.loads((tmp_path / f"worker{index}.first.json").read_text()) for index in range(2)]
+    assert first[0] == first[1] == pytest.approx(json.loads((tmp_path / "single.first.json").read_text()), rel=1e-4)
+    chief, other = (np.load(tmp_path / f"worker{index}.weights.npz") for index in range(2))
+    assert len(chief.files) > 10
+    for name in chief.files:
+        np.testing.assert_array_equal(chief[name], other[name])
+    for path in (pretrained_trunk_path(workdir), refiner_path(workdir), network_path(workdir, "reg", "regressor"), workdir / "reg" / "summary.json"):
+        assert path.is_file(), path
+        assert not workers_scratch(path.parent).exists(), f"worker 1 deletes what it wrote beside {path}"
 
 
 class FakeStrategy:

@@ -80,6 +80,28 @@ def next_version(model_dir: pathlib.Path) -> int:
     return max(versions, default=0) + 1
 
 
+def checked_batch(images, fine_images=None):
+    """A signature's inputs, checked before any network runs: at least one image, and as many
+    fine images as images. A bad batch is INVALID_ARGUMENT with a message saying what is wrong
+    (without the checks, deep inside N_S).
+
+    Args:
+        images: (B,) encoded images or (B, H, W, 1) model inputs.
+        fine_images: (B, s·H, s·W, 1) or None.
+
+    Returns:
+        `images` (and `fine_images` when given), unchanged.
+    """
+    count = tf.shape(images)[0]
+    checks = [tf.debugging.assert_positive(count, message="the request holds no images: send at least one")]
+    if fine_images is not None:
+        checks.append(tf.debugging.assert_equal(count, tf.shape(fine_images)[0],
+                                                message="images and fine_images must hold the same number of X-rays"))
+    with tf.control_dependencies(checks):
+        images = tf.identity(images)
+        return images if fine_images is None else (images, tf.identity(fine_images))
+
+
 def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: int, route: str, refiner=None) -> None:
     """Writes the SavedModel with both signatures to `path` (which must not exist);
     `route` ("regressor", "geometric" or "vertebrae") is what `cobb_angles` repeats;
@@ -89,13 +111,14 @@ def write_archive(segmenter, regressor, config, path: pathlib.Path, max_pixels: 
     regressor = with_precision(regressor, config.export.precision)
 
     def predict_tensor(images):
-        return predict_images(segmenter, regressor, images, config, route)
+        return predict_images(segmenter, regressor, checked_batch(images), config, route)
 
     def predict_tensor_refined(images, fine_images):
+        images, fine_images = checked_batch(images, fine_images)
         return predict_images(segmenter, regressor, images, config, route, refiner=refiner, fine_images=fine_images)
 
     def serving_default(images):
-        decoded = requests.decode_requests(images, config, max_pixels)
+        decoded = requests.decode_requests(checked_batch(images), config, max_pixels)
         outputs = predict_images(segmenter, regressor, decoded["images"], config, route, decoded["letterbox"], refiner, decoded.get("fine_images"))
         return {**outputs, "letterbox": decoded["letterbox"]}
 

@@ -121,15 +121,8 @@ def ensure_pretrained_trunk(config: Config, workdir: pathlib.Path, verbose: int 
     if config.regressor.weights != PRETRAIN_IN_WORKDIR:
         return None
     path = pretrained_trunk_path(workdir)
-    if path.is_file() and summary_path(path).is_file():
-        return json.loads(summary_path(path).read_text())
-    if verbose:
-        print(f"--- pretraining N_R's trunk on {config.pretrain.count} drawn spine masks (before phase reg) ---", flush=True)
-    with workers.write_folder(path.parent, strategy) as out:
-        summary = pretrain(config, out / path.name, verbose=verbose, strategy=strategy)
-    if verbose:
-        print("--- phase reg ---", flush=True)
-    return {**summary, "weights": str(path)}
+    return _train_once(path, summary_path(path), f"pretraining N_R's trunk on {config.pretrain.count} drawn spine masks", verbose, strategy,
+                       lambda out: {**pretrain(config, out / path.name, verbose=verbose, strategy=strategy), "weights": str(path)})
 
 
 def ensure_refiner(config: Config, workdir: pathlib.Path, verbose: int = 2, strategy=None) -> dict | None:
@@ -143,13 +136,25 @@ def ensure_refiner(config: Config, workdir: pathlib.Path, verbose: int = 2, stra
     if not config.refiner.enabled:
         return None
     path = refiner_path(workdir)
-    if path.is_file() and (path.parent / SUMMARY).is_file():
-        return json.loads((path.parent / SUMMARY).read_text())
+
+    def train(out):
+        training, validation, _ = resolve_records(config)
+        return train_refiner(training, validation, config, out, verbose=verbose)
+
+    return _train_once(path, path.parent / SUMMARY, f"the tilt refiner, on the vertebrae of the training X-rays at {config.refiner.scale}×",
+                       verbose, strategy, train)
+
+
+def _train_once(path: pathlib.Path, summary_file: pathlib.Path, what: str, verbose: int, strategy, train) -> dict:
+    """What phase reg needs trained first (N_R's trunk, the refiner), trained once: the summary
+    read back when `path` and `summary_file` exist, else `train(folder)`'s, written into
+    `path.parent` by the chief alone (`workers.write_folder`) under a heading of its own."""
+    if path.is_file() and summary_file.is_file():
+        return json.loads(summary_file.read_text())
     if verbose:
-        print(f"--- the tilt refiner, on the vertebrae of the training X-rays at {config.refiner.scale}× (before phase reg) ---", flush=True)
-    training, validation, _ = resolve_records(config)
+        print(f"--- {what} (before phase reg) ---", flush=True)
     with workers.write_folder(path.parent, strategy) as out:
-        summary = train_refiner(training, validation, config, out, verbose=verbose)
+        summary = train(out)
     if verbose:
         print("--- phase reg ---", flush=True)
     return summary
