@@ -27,7 +27,7 @@ seg4reg_tf.quiet_start()
 
 from predict import timed_run, write_xrays  # noqa: E402
 
-from seg4reg_tf.serving import system  # noqa: E402
+from seg4reg_tf.serving import loaded_system  # noqa: E402
 
 
 def batch_seconds(saved_model: str, folder: pathlib.Path, out: pathlib.Path, workers: int) -> float:
@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument("--saved-model", required=True, help="an export (version or model folder)")
     parser.add_argument("--count", type=int, default=100, help="X-rays")
     args = parser.parse_args()
-    model = system.load_saved_model(args.saved_model)
+    model = loaded_system.load_saved_model(args.saved_model)
     settings = dataclasses.replace(model.config.predict, tta=False)
     rows = []
     with tempfile.TemporaryDirectory() as folder:

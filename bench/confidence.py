@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from seg4reg_tf.data import aasce, radiographs  # noqa: E402
 from seg4reg_tf.data.records import resolve_records  # noqa: E402
-from seg4reg_tf.serving import system, tta  # noqa: E402
+from seg4reg_tf.serving import analysis, loaded_system, tta  # noqa: E402
 
 THRESHOLDS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0)
 
@@ -52,12 +52,12 @@ def main():
     parser.add_argument("--data", help="AASCE root (default: the config's data, its synthetic test split)")
     parser.add_argument("--split", default="validation", choices=("validation", "training"), help="with --data: which part")
     args = parser.parse_args()
-    model = system.load_saved_model(args.saved_model)
+    model = loaded_system.load_saved_model(args.saved_model)
     settings = dataclasses.replace(model.config.predict, tta=True)
     records = labelled(model, args.data, args.split)
     spreads, errors = [], []
     for record in records:
-        row = system.predict_radiograph(model, radiographs.read_radiograph(str(record.image_path), model.max_pixels), settings)
+        row = analysis.predict_radiograph(model, radiographs.read_radiograph(str(record.image_path), model.max_pixels), settings)
         if row["status"] != "ok":
             continue
         spreads.append(max(row[f"spread_{name}_deg"] for name in ("largest", "second", "third")))

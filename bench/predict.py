@@ -27,7 +27,7 @@ seg4reg_tf.quiet_start()
 import cv2  # noqa: E402
 
 from seg4reg_tf.data import radiographs, synthetic  # noqa: E402
-from seg4reg_tf.serving import report, system, tta  # noqa: E402
+from seg4reg_tf.serving import analysis, loaded_system, report, tta  # noqa: E402
 
 
 def write_xrays(folder: pathlib.Path, count: int) -> list[str]:
@@ -42,11 +42,11 @@ def write_xrays(folder: pathlib.Path, count: int) -> list[str]:
 
 
 def timed_run(model, paths, settings, out: pathlib.Path) -> float:
-    """Seconds of `system.predict_files` over `paths` with `settings`, report included."""
+    """Seconds of `analysis.predict_files` over `paths` with `settings`, report included."""
     writer = report.ReportWriter(out, {"bench": True}, overwrite=True)
     started = time.perf_counter()
     try:
-        rows = system.predict_files(model, paths, writer, settings, verbose=False)
+        rows = analysis.predict_files(model, paths, writer, settings, verbose=False)
     finally:
         writer.close()
     seconds = time.perf_counter() - started
@@ -63,7 +63,7 @@ def main() -> int:
     source.add_argument("--saved-model", help="an export (version or model folder)")
     source.add_argument("--workdir", help="a trained workdir")
     args = parser.parse_args()
-    model = system.load_saved_model(args.saved_model) if args.saved_model else system.load_workdir(args.workdir)
+    model = loaded_system.load_saved_model(args.saved_model) if args.saved_model else loaded_system.load_workdir(args.workdir)
     with tempfile.TemporaryDirectory() as folder:
         folder = pathlib.Path(folder)
         (folder / "xrays").mkdir()

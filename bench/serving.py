@@ -37,7 +37,7 @@ from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs
 from seg4reg_tf.models.precision import with_precision  # noqa: E402
 from seg4reg_tf.models.segment import gate_is_idle, is_gated, segment  # noqa: E402
 from seg4reg_tf.serving import saved_model  # noqa: E402
-from seg4reg_tf.serving.system import apply_threads  # noqa: E402
+from seg4reg_tf.serving.loaded_system import apply_threads  # noqa: E402
 from seg4reg_tf.workdir import final_networks, load_refiner, write_networks  # noqa: E402
 
 

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         from seg4reg_tf.serving import batch_inference
     except ImportError:
         return cli.fail(RuntimeError(INSTALL_HINT))
-    from seg4reg_tf.serving.system import read_export
+    from seg4reg_tf.serving.loaded_system import read_export
 
     try:
         version, _, config = read_export(args.saved_model)

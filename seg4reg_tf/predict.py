@@ -5,7 +5,7 @@
     python -m seg4reg_tf.predict --saved-model exports/seg4reg  --dicomweb http://pacs:8042/dicom-web --study UID --out report/
 
 Inputs are files, folders (recursive) and glob patterns of JPEG, PNG (8/16-bit) and DICOM.
-What each row holds: `serving.system`. A file that cannot be read or predicted becomes an
+What each row holds: `serving.analysis`. A file that cannot be read or predicted becomes an
 error row and the run goes on; the exit status is 1 when any input failed, 2 when the run
 could not start.
 """
@@ -20,7 +20,8 @@ import sys
 from seg4reg_tf import cli
 from seg4reg_tf.data import radiographs
 from seg4reg_tf.serving import pacs, report
-from seg4reg_tf.serving.system import load_saved_model, load_workdir, predict_files
+from seg4reg_tf.serving.analysis import predict_files
+from seg4reg_tf.serving.loaded_system import load_saved_model, load_workdir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tf_serving and args.tta:
         parser.error("--tta needs the loaded export: TF Serving answers one view")
 
-    from seg4reg_tf.serving import system
+    from seg4reg_tf.serving import loaded_system
     from seg4reg_tf.serving.viewer_app import create_app
 
     try:
-        model = system.served_system(args.tf_serving, args.saved_model) if args.tf_serving else system.load_saved_model(args.saved_model)
+        model = loaded_system.served_system(args.tf_serving, args.saved_model) if args.tf_serving else loaded_system.load_saved_model(args.saved_model)
     except (FileNotFoundError, ValueError) as error:
         return cli.fail(error)
     settings = model.config.predict

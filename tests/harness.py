@@ -185,7 +185,7 @@ def drawn_system(landmarks, height=768, width=640, mask=None, found=True):
     their AASCE angles, and N_S's `mask` ((height, width) probabilities, default empty).
     The model frame is the original (radiographs of `height` × `width`, letterbox scale 1)."""
     from seg4reg_tf.geometry import cobb_angles
-    from seg4reg_tf.serving import system
+    from seg4reg_tf.serving import loaded_system
 
     angles = cobb_angles(landmarks[None], float(height)).astype(np.float32)
     ends = np.array([[[5, 11], [0, 5], [11, 16]]], np.int32)
@@ -200,4 +200,4 @@ def drawn_system(landmarks, height=768, width=640, mask=None, found=True):
                 **{key: np.repeat(ends, views, 0) for key in ("end_vertebrae", "vertebra_end_vertebrae")}}  # fmt: skip
 
     config = config_from_dict({"data": {"image_height": height, "image_width": width}})
-    return system.LoadedSystem(config, {"drawn": True}, run, height * width, route="vertebrae")
+    return loaded_system.LoadedSystem(config, {"drawn": True}, run, height * width, route="vertebrae")

@@ -14,7 +14,7 @@ import pytest
 
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
-from seg4reg_tf.serving import system
+from seg4reg_tf.serving import analysis
 from tests.harness import drawn_spine, drawn_system, write_dx
 
 TRIPLE = {"T1": 15, "T6": -15, "T12": 25, "L5": -15}
@@ -41,7 +41,7 @@ def dciodvfy_errors(path) -> list[str]:
 def predict_into(tmp_path, source_path, mask=None, found=True):
     model = drawn_system(drawn_spine(TRIPLE), mask=spine_mask() if mask is None else mask, found=found)
     radiograph = radiographs.read_radiograph(str(source_path))
-    return system.predict_radiograph(model, radiograph, PredictConfig(), dicom_target=tmp_path / "out" / "spine")
+    return analysis.predict_radiograph(model, radiograph, PredictConfig(), dicom_target=tmp_path / "out" / "spine")
 
 
 def test_sr_and_seg_are_valid_and_read_back(tmp_path):

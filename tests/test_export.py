@@ -24,7 +24,7 @@ from seg4reg_tf import export, serving_client
 from seg4reg_tf.data import pipeline, requests
 from seg4reg_tf.inference import mask_probabilities, predict_images, segmenter_outputs
 from seg4reg_tf.models.segment import segment
-from seg4reg_tf.serving import client, saved_model, system
+from seg4reg_tf.serving import client, loaded_system, saved_model
 from seg4reg_tf.workdir import final_networks
 from tests.harness import make_workdir
 from tests.loopback_server import LoopbackServer
@@ -375,8 +375,8 @@ def test_bfloat16_and_thread_settings_survive_export_and_load(synthetic_root, tm
     # up to 0.35°; measured on the trained recipe, N_R's answers moved by 0.93° at most.
     np.testing.assert_allclose(fast["cobb_angles_regressor"].numpy(), np.stack([out["cobb_angles_regressor"] for out in default]), atol=1.0)
     applied = []
-    monkeypatch.setattr(system, "apply_threads", lambda intra, inter: applied.append((intra, inter)))
-    model = system.load_saved_model(str(tmp_path / "seg4reg"))
+    monkeypatch.setattr(loaded_system, "apply_threads", lambda intra, inter: applied.append((intra, inter)))
+    model = loaded_system.load_saved_model(str(tmp_path / "seg4reg"))
     assert applied == [(2, 1)] and model.config.export.precision == "bfloat16"
 
 

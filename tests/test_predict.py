@@ -16,7 +16,7 @@ import tensorflow as tf
 from seg4reg_tf import curve, predict
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
-from seg4reg_tf.serving import report, system, tta
+from seg4reg_tf.serving import analysis, loaded_system, report, tta
 from tests.harness import drawn_spine, drawn_system, write_dicom
 
 # --- severity and curve type ----------------------------------------------------------------
@@ -162,7 +162,7 @@ def synthetic_gray(synthetic_root) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def workdir_model(exported):
-    return system.load_workdir(str(exported["workdir"]))
+    return loaded_system.load_workdir(str(exported["workdir"]))
 
 
 @pytest.mark.slow
@@ -183,7 +183,7 @@ def test_jpeg_png16_and_dicom_of_one_image_agree(workdir_model, synthetic_root, 
         radiograph = radiographs.read_radiograph(str(path))
         assert radiograph.file_format == kind.split("-")[0]
         inputs[kind] = workdir_model.decode(radiograph.encoded, str(path))[0].numpy()
-        rows[kind] = system.predict_radiograph(workdir_model, radiograph, settings)
+        rows[kind] = analysis.predict_radiograph(workdir_model, radiograph, settings)
     for kind in paths:
         # The model sees the same picture (JPEG loses a little), so the angles agree.
         np.testing.assert_allclose(inputs[kind], inputs["PNG"], atol=0.03 if kind == "JPEG" else 2e-3, err_msg=kind)
@@ -228,7 +228,7 @@ def test_segmenter_flips_apply_to_a_workdir_and_are_refused_with_a_saved_model(e
     """`--segmenter-flips` sets the loaded workdir's `inference.segmenter_flips` (which
     `predict_images` applies; tests/test_export.py); a SavedModel has its export's choice
     built in, so the option is refused there, before any report is written."""
-    assert system.load_workdir(str(exported["workdir"]), segmenter_flips=True).config.inference.segmenter_flips is True
+    assert loaded_system.load_workdir(str(exported["workdir"]), segmenter_flips=True).config.inference.segmenter_flips is True
     assert exported["config"].inference.segmenter_flips is False  # the workdir's own setting
     with pytest.raises(SystemExit) as exit_:
         predict.main(["--saved-model", str(exported["path"]), "x.jpg", "--out", str(tmp_path / "out"), "--segmenter-flips"])
@@ -289,8 +289,8 @@ def test_a_folder_with_bad_files_reports_them_and_keeps_the_good_rows(exported, 
 
 
 def test_end_vertebrae_are_named_t1_to_l5():
-    assert system.end_vertebrae_names([[5, 11], [0, 5], [11, 16]]) == ["T6–T12", "T1–T6", "T12–L5"]
-    assert system.end_vertebrae_names([[-1, -1]] * 3) == ["", "", ""]
+    assert analysis.end_vertebrae_names([[5, 11], [0, 5], [11, 16]]) == ["T6–T12", "T1–T6", "T12–L5"]
+    assert analysis.end_vertebrae_names([[-1, -1]] * 3) == ["", "", ""]
 
 
 def overlay_scene():
@@ -327,7 +327,7 @@ def test_overlay_draws_the_end_plates_of_the_largest_curve():
 
 
 def test_apply_threads_sets_the_pools_before_tensorflow_starts():
-    code = ("from seg4reg_tf.serving.system import apply_threads; import tensorflow as tf; assert apply_threads(1, 1); "
+    code = ("from seg4reg_tf.serving.loaded_system import apply_threads; import tensorflow as tf; assert apply_threads(1, 1); "
             "tf.constant(1.0) + 1.0; t = tf.config.threading; print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads()); "
             "print(apply_threads(2, 1))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -348,14 +348,14 @@ def test_the_vertebra_route_fills_the_row_and_draws_the_fitted_vertebrae(workdir
     vertebral = dataclasses.replace(workdir_model, run=by_vertebrae, route="vertebrae")
     path = sorted((pathlib.Path(synthetic_root) / "data" / "test").glob("*.jpg"))[0]
     radiograph = radiographs.read_radiograph(str(path))
-    row = system.predict_radiograph(vertebral, radiograph, PredictConfig(), tmp_path / "v.png")
-    centre_line = system.predict_radiograph(workdir_model, radiograph, PredictConfig(), tmp_path / "c.png")
+    row = analysis.predict_radiograph(vertebral, radiograph, PredictConfig(), tmp_path / "v.png")
+    centre_line = analysis.predict_radiograph(workdir_model, radiograph, PredictConfig(), tmp_path / "c.png")
     assert centre_line["route"] == workdir_model.route and centre_line["overlay"] == str(tmp_path / "c.png")
     assert row["status"] == "ok" and row["route"] == "vertebrae"
     assert [row[field] for field in report.ANGLE_FIELDS] == [row[field] for field in report.VERTEBRAE_FIELDS]
     assert all(row[field] is not None for field in report.VERTEBRAE_FIELDS)
     outputs = workdir_model.run(workdir_model.decode(radiograph.encoded, str(path))[0][None].numpy())
-    assert [row[field] for field in report.END_VERTEBRAE_FIELDS] == system.end_vertebrae_names(outputs["vertebra_end_vertebrae"][0])
+    assert [row[field] for field in report.END_VERTEBRAE_FIELDS] == analysis.end_vertebrae_names(outputs["vertebra_end_vertebrae"][0])
 
     def sky_blue(picture):
         blue, green, red = (picture[..., channel].astype(int) for channel in range(3))
@@ -392,7 +392,7 @@ def test_the_row_carries_the_clinical_reading(tmp_path):
     stored = np.random.default_rng(0).integers(0, 4096, (768, 640))
     png = tmp_path / "spine.png"
     cv2.imwrite(str(png), (stored // 16).astype(np.uint8))
-    row = system.predict_radiograph(model, radiographs.read_radiograph(str(png)), PredictConfig(), tmp_path / "o.png")
+    row = analysis.predict_radiograph(model, radiographs.read_radiograph(str(png)), PredictConfig(), tmp_path / "o.png")
     assert (row["curve_pt_levels"], row["curve_mt_levels"], row["curve_tll_levels"]) == ("T1–T6", "T6–T12", "T12–L5")
     assert (row["curve_pt_apex"], row["curve_mt_apex"], row["curve_tll_apex"]) == ("T3–T4", "T9", "L2–L3")
     assert row["curve_mt_deg"] == pytest.approx(40.0) and row["curve_pt_deg"] == pytest.approx(30.0)
@@ -404,7 +404,7 @@ def test_the_row_carries_the_clinical_reading(tmp_path):
     assert cv2.imread(row["overlay"]) is not None
 
     dicom_path = write_dicom(tmp_path / "spine.dcm", stored, PatientOrientation=["R", "F"])
-    mirrored = system.predict_radiograph(model, radiographs.read_radiograph(str(dicom_path)), PredictConfig())
+    mirrored = analysis.predict_radiograph(model, radiographs.read_radiograph(str(dicom_path)), PredictConfig())
     assert (mirrored["curve_pt_convexity"], mirrored["curve_mt_convexity"]) == ("left", "right")
     assert "PatientOrientation" in mirrored["convexity_convention"]
     line = report.csv_line(mirrored).decode()

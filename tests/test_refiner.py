@@ -127,17 +127,17 @@ def test_predict_from_a_workdir_with_the_refiner_answers_as_in_memory(synthetic_
     from seg4reg_tf.config import PredictConfig
     from seg4reg_tf.data import radiographs
     from seg4reg_tf.inference import predict_images
-    from seg4reg_tf.serving import system
+    from seg4reg_tf.serving import analysis, loaded_system
     from seg4reg_tf.serving.report import ANGLE_FIELDS
     from seg4reg_tf.workdir import final_networks, load_refiner
     from tests.harness import make_workdir
 
     workdir = make_workdir(tmp_path / "workdir", segmenter={"tilt_weight": 1.0}, refiner={"enabled": True, "crop_size": 16, "scale": 2},
                            inference={"angles": "vertebrae"})
-    model = system.load_workdir(str(workdir))
+    model = loaded_system.load_workdir(str(workdir))
     path = sorted((pathlib.Path(synthetic_root) / "data" / "training").glob("*.jpg"))[0]
     radiograph = radiographs.read_radiograph(str(path))
-    row = system.predict_radiograph(model, radiograph, PredictConfig())
+    row = analysis.predict_radiograph(model, radiograph, PredictConfig())
     image, letterbox, fine = model.decode(radiograph.encoded, str(path))
     assert fine.shape == (128, 64, 1)
     config, segmenter, regressor, sources = final_networks(workdir)
@@ -145,7 +145,7 @@ def test_predict_from_a_workdir_with_the_refiner_answers_as_in_memory(synthetic_
     angles = keras.ops.convert_to_numpy(expected["cobb_angles"])[0]
     assert row["route"] == "vertebrae"
     np.testing.assert_allclose([row[field] for field in ANGLE_FIELDS], angles, atol=1e-3)
-    with_views = system.predict_radiograph(model, radiograph, PredictConfig(tta=True))
+    with_views = analysis.predict_radiograph(model, radiograph, PredictConfig(tta=True))
     assert with_views["views"] > 1 and all(np.isfinite(with_views[field]) for field in ANGLE_FIELDS)
 
 

@@ -70,13 +70,13 @@ def test_predict_loads_a_workdir_without_its_training_data(exported, tmp_path):
     is no route record. Loading it for predict reads no data and answers with the default."""
     import shutil
 
-    from seg4reg_tf.serving import system
+    from seg4reg_tf.serving import loaded_system
 
     workdir = tmp_path / "workdir"
     shutil.copytree(exported["workdir"], workdir)
     (workdir / routes.ROUTES_FILE).unlink()
     config = load_config(workdir / "config.yaml").to_dict()
     save_config(config_from_dict({**config, "data": {**config["data"], "root": str(tmp_path / "gone")}}), workdir / "config.yaml")
-    loaded = system.load_workdir(str(workdir))
+    loaded = loaded_system.load_workdir(str(workdir))
     assert loaded.route == routes.DEFAULT_ROUTE
     assert not (workdir / routes.ROUTES_FILE).exists() and not (tmp_path / "gone").exists()

@@ -26,7 +26,7 @@ import tensorflow as tf
 from seg4reg_tf import viewer
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
-from seg4reg_tf.serving import report, system
+from seg4reg_tf.serving import analysis, loaded_system, report
 from seg4reg_tf.serving.viewer_app import create_app
 from tests.harness import write_dx
 from tests.loopback_server import LoopbackServer
@@ -66,7 +66,7 @@ class Running:
 
 @pytest.fixture(scope="module")
 def loaded(exported):
-    return system.load_saved_model(str(exported["path"]))
+    return loaded_system.load_saved_model(str(exported["path"]))
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_the_page_shows_the_savedmodels_answer(browser, loaded, exported, files,
         direct = exported["loaded"].signatures["serving_default"](images=tf.constant([files["jpeg"].read_bytes()]))
         assert shown_angles(jpeg) == expected_angles(direct["cobb_angles"].numpy()[0])
         # the DICOM, as predict reads it (a 16-bit PNG of its display pixels)
-        row = system.predict_radiograph(loaded, radiographs.read_radiograph(str(files["dicom"])), PredictConfig())
+        row = analysis.predict_radiograph(loaded, radiographs.read_radiograph(str(files["dicom"])), PredictConfig())
         assert shown_angles(dicom) == expected_angles([row[f] if row[f] is not None else np.nan for f in report.ANGLE_FIELDS])
 
         overlay = jpeg.locator("[data-testid=overlay]")
@@ -201,7 +201,7 @@ def test_concurrent_requests_get_their_own_answers(loaded, files):
 
 def test_tf_serving_mode_answers_like_the_loaded_export(loaded, exported, files):
     with LoopbackServer("seg4reg", str(exported["path"])) as serving:
-        served = system.served_system(f"http://127.0.0.1:{serving.rest_port}", str(exported["path"]))
+        served = loaded_system.served_system(f"http://127.0.0.1:{serving.rest_port}", str(exported["path"]))
         with Running(served) as through, Running(loaded) as direct:
             data = files["jpeg"].read_bytes()
             remote, local = post(through.url, data, "x.jpg")["row"], post(direct.url, data, "x.jpg")["row"]

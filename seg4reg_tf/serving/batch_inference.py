@@ -9,13 +9,13 @@ a pattern, on any Beam runner (command: `python -m seg4reg_tf.batch`).
 
 Each file is admitted and decoded exactly as `predict` does
 (`radiographs.radiograph_from_bytes`, the same DICOM handling), and predicted through the
-export's `predict_tensor` signature (`system.predict_radiograph`), so a row equals
+export's `predict_tensor` signature (`analysis.predict_radiograph`), so a row equals
 predict's row for the same file. A file that cannot be read or predicted becomes a refused
 row; it never fails the pipeline.
 
 Beam's own `TFModelHandlerTensor` cannot load these exports: it imports tensorflow_hub and
 loads through `tf.keras.models.load_model`, which Keras 3 refuses for a SavedModel. The
-handler here wraps `tf.saved_model.load` (`system.load_saved_model`); each Beam worker
+handler here wraps `tf.saved_model.load` (`loaded_system.load_saved_model`); each Beam worker
 process loads the model once.
 """
 
@@ -34,7 +34,8 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
 from seg4reg_tf.serving import report
-from seg4reg_tf.serving.system import LoadedSystem, load_saved_model, predict_radiograph
+from seg4reg_tf.serving.analysis import predict_radiograph
+from seg4reg_tf.serving.loaded_system import LoadedSystem, load_saved_model
 
 _LOG = logging.getLogger(__name__)
 # X-rays per call of the handler: Beam groups elements up to this many (each X-ray is one

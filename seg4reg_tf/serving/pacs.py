@@ -198,7 +198,7 @@ def round_trip(model, client, study: str, series: str | None, settings, writer: 
     """Predicts every radiograph of a study from the PACS and stores their SR and SEG back.
 
     Args:
-        model: a `system.LoadedSystem`.
+        model: a `loaded_system.LoadedSystem`.
         client: from `connect`.
         study, series: the Study Instance UID, and a Series Instance UID or None for all.
         settings: the predict settings.
@@ -212,7 +212,7 @@ def round_trip(model, client, study: str, series: str | None, settings, writer: 
     Raises:
         PacsError: the search or the store failed (rows predicted so far are in the report).
     """
-    from seg4reg_tf.serving import system
+    from seg4reg_tf.serving import analysis
 
     instances = find_instances(client, study, series)
     results: list[tuple[dict, list[str]]] = []
@@ -221,7 +221,7 @@ def round_trip(model, client, study: str, series: str | None, settings, writer: 
         try:
             radiograph = radiographs.radiograph_from_bytes(retrieve(client, instance), name, model.max_pixels)
             overlay = pathlib.Path(overlay_dir) / f"{number:04d}-{instance.sop}.png" if overlay_dir else None
-            row = system.predict_radiograph(model, radiograph, settings, overlay, pathlib.Path(dicom_dir) / f"{number:04d}-{instance.sop}")
+            row = analysis.predict_radiograph(model, radiograph, settings, overlay, pathlib.Path(dicom_dir) / f"{number:04d}-{instance.sop}")
         except (ValueError, OSError, PacsError) as error:
             row = report.error_row(name, str(error))
         made = [row[key] for key in ("dicom_sr", "dicom_seg") if row.get(key)]

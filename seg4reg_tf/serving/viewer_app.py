@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 
 from seg4reg_tf.data import radiographs
 from seg4reg_tf.geometry import VERTEBRA_NAMES
-from seg4reg_tf.serving import client, dicom_results, overlay, system
+from seg4reg_tf.serving import analysis, client, dicom_results, overlay
 
 PAGE = pathlib.Path(__file__).with_name("viewer_page.html")
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def shown(points, scale: float) -> list:
     return np.round(overlay.to_display_points(points, scale), 1).tolist()
 
 
-def layers(seen: system.Analysis, height: int, width: int, scale: float) -> dict:
+def layers(seen: analysis.Analysis, height: int, width: int, scale: float) -> dict:
     """What the page draws over the radiograph, in display pixels: {"outline": contours of
     the spine mask [[x, y], ...], "vertebrae": 17 × 4 corners (TL, TR, BR, BL) or [],
     "curves": [{"label", "upper": [[x, y], [x, y]], "lower": [...], "names": [upper, lower]}]}."""
@@ -62,9 +62,9 @@ def layers(seen: system.Analysis, height: int, width: int, scale: float) -> dict
     return drawn
 
 
-def sr_download(radiograph, seen: system.Analysis, route: str) -> tuple[str | None, str]:
+def sr_download(radiograph, seen: analysis.Analysis, route: str) -> tuple[str | None, str]:
     """The DICOM SR of a DICOM input whose spine was found, base64, and a note otherwise."""
-    refusal = system.dicom_refusal(radiograph, seen.reading)
+    refusal = analysis.dicom_refusal(radiograph, seen.reading)
     if refusal:
         return None, f"no DICOM SR: {refusal}"
     data = dicom_results.encode(dicom_results.structured_report(radiograph.dicom.dataset, seen.reading, route))
@@ -79,7 +79,7 @@ def answer(model, settings, data: bytes, name: str) -> dict:
         client.ServingError: TF Serving's request failed.
     """
     radiograph = radiographs.radiograph_from_bytes(data, name, model.max_pixels)
-    seen = system.analyse(model, radiograph, settings)
+    seen = analysis.analyse(model, radiograph, settings)
     height, width = radiograph.pixels.shape
     scale = overlay.display_scale_for(height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -97,7 +97,7 @@ def create_app(model, settings, max_upload_bytes: int = 64 << 20) -> flask.Flask
     """The Flask application of the viewer.
 
     Args:
-        model: a `system.LoadedSystem` or `system.ServedSystem`.
+        model: a `loaded_system.LoadedSystem` or `loaded_system.ServedSystem`.
         settings: predict's settings (TTA with a loaded system).
         max_upload_bytes: the largest request body accepted (413 beyond).
     """
