@@ -58,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     phases = list(PHASES) if args.phase == "all" else [args.phase]
     lines = []
     try:
-        check_weight_files(config, [phase for phase in phases if args.phase != "all" or not is_done(workdir, phase)])
+        check_weight_files(config, [phase for phase in phases if not is_done(workdir, phase)])
         for phase in phases:
-            if args.phase == "all" and is_done(workdir, phase):
+            if is_done(workdir, phase):  # a finished phase keeps no backup to train on from
                 summary = json.loads((phase_dir(workdir, phase) / SUMMARY).read_text())
-                print(f"phase {phase}: already complete in {phase_dir(workdir, phase)}")
+                print(f"phase {phase}: already complete in {phase_dir(workdir, phase)} (delete that folder to train it again)")
             else:
                 print(f"=== phase {phase} ===", flush=True)
                 summary = train_phase(phase, config, workdir, strategy, jit, verbose, run_eagerly=args.run_eagerly)

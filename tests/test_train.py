@@ -90,6 +90,8 @@ def test_interrupted_phase_resumes_from_its_last_epoch(tmp_path, data_home):
     segmenter = keras.saving.load_model(workdir / "seg" / "segmenter.keras", compile=False)
     assert segmenter.name == "segmenter"
     assert (workdir / "seg" / "summary.json").exists() and any((workdir / "seg" / "logs").iterdir())
+    # Finished, the phase keeps its network and figures, not what only a resume needs.
+    assert not (workdir / "seg" / "backup").exists() and not (workdir / "seg" / "best.weights.h5").exists()
 
 
 def test_all_phases_end_to_end(smoke_ablation, capsys):

@@ -6,6 +6,9 @@ validation monitor, and a summary.json with the figures next to the image-blind 
                                          epoch): a killed run resumes from it
     <workdir>/<phase>/best.weights.h5    best weights so far by the validation metric
     <workdir>/<phase>/logs/              TensorBoard
+    <workdir>/<phase>/<network>.keras, summary.json, history.csv, best.json
+                                         what a finished phase keeps (backup/ and
+                                         best.weights.h5 are deleted once summary.json is written)
 
 The command is `python -m seg4reg_tf.train`.
 """
@@ -357,7 +360,16 @@ def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbo
     if refining is not None:
         summary["refiner"] = refining
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    discard_resume_state(out)
     return summary
+
+
+def discard_resume_state(folder: pathlib.Path) -> None:
+    """Deletes what only an unfinished phase needs (its backup and its best weights so far,
+    each as large as the trained networks), once its summary says it finished: the phase's
+    network, summary, history, best.json and TensorBoard logs stay."""
+    shutil.rmtree(folder / BACKUP, ignore_errors=True)
+    (folder / BEST_WEIGHTS).unlink(missing_ok=True)
 
 
 def report(summary: dict) -> str:
