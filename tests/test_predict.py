@@ -1,5 +1,5 @@
-"""predict: curve type and severity, TTA, input discovery, file formats, workdir vs SavedModel,
-failures in a folder, the report files and overlays."""
+"""predict and its library (serving/analysis.py): input discovery, file formats, workdir vs
+SavedModel, failures in a folder, the report files and overlays."""
 
 import csv
 import dataclasses
@@ -11,100 +11,12 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from seg4reg_tf import curve, predict
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
-from seg4reg_tf.serving import analysis, loaded_system, report, tta
+from seg4reg_tf.serving import analysis, loaded_system, report
 from tests.harness import drawn_spine, drawn_system, write_dicom
-
-# --- severity and curve type ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "degrees, band",
-    [(0.0, "none"), (9.99, "none"), (10.0, "mild"), (24.99, "mild"), (25.0, "moderate"),
-     (40.0, "moderate"), (40.01, "severe"), (95.0, "severe")],
-)  # fmt: skip
-def test_severity_bands(degrees, band):
-    assert curve.severity(degrees) == band
-
-
-def test_severity_refuses_nan():
-    with pytest.raises(ValueError, match="finite"):
-        curve.severity(float("nan"))
-
-
-def spine_mask(offset, height=128, width=64, half_width=4, top=10, bottom=118) -> np.ndarray:
-    """A binary mask drawn along column(row) = width / 2 + offset(t), t = 0..1 over the spine."""
-    mask = np.zeros((height, width), np.float32)
-    for row in range(top, bottom):
-        centre = width / 2 + offset((row - top) / (bottom - top - 1))
-        mask[row, int(round(centre - half_width)) : int(round(centre + half_width)) + 1] = 1.0
-    return mask
-
-
-def test_centre_line_of_a_straight_bar_is_its_middle_column():
-    mask = np.zeros((20, 10), np.float32)
-    mask[3:15, 2:5] = 1.0  # columns 2, 3, 4 → centre 3
-    mask[0, 9] = 1.0  # a speck that is not the largest component
-    rows, columns = curve.centre_line(mask)
-    np.testing.assert_array_equal(rows, np.arange(3, 15))
-    np.testing.assert_allclose(columns, 3.0)
-
-
-@pytest.mark.parametrize(
-    "offset, expected",
-    [
-        (lambda t: 12 * np.sin(np.pi * t), "C"),
-        (lambda t: -12 * np.sin(np.pi * t), "C"),
-        (lambda t: 10 * np.sin(2 * np.pi * t), "S"),
-        (lambda t: 0.0 * t, "straight"),
-        (lambda t: 20 * (t - 0.5), "straight"),  # tilted but not bent
-    ],
-    ids=["C-right", "C-left", "S", "vertical", "tilted"],
-)
-def test_curve_type_on_constructed_masks(offset, expected):
-    mask = spine_mask(offset)
-    assert curve.curve_type(mask) == expected
-    # Soft probabilities and a false-positive blob away from the spine change nothing.
-    noisy = mask * 0.9
-    noisy[2:6, 2:6] = 0.8
-    assert curve.curve_type(noisy) == expected
-
-
-def test_curve_type_of_an_empty_mask_is_unknown():
-    assert curve.curve_type(np.zeros((64, 32))) == "unknown"
-    assert curve.curve_type(spine_mask(lambda t: 0 * t, top=10, bottom=14)) == "unknown"
-
-
-# --- test-time augmentation ----------------------------------------------------------------
-
-
-def test_tta_views():
-    assert tta.views(PredictConfig(tta=False)) == [(1.0, 1.0)]
-    views = tta.views(PredictConfig(tta=True, tta_scales=(0.9, 1.1)))
-    assert views[0] == (1.0, 1.0) and len(views) == 6 and len(set(views)) == 6
-    assert tta.views(PredictConfig(tta=True, tta_flip=False, tta_scales=(1.0, 0.8))) == [(1.0, 1.0), (1.0, 0.8)]
-
-
-def test_tta_augment_flips_and_zooms_about_the_centre():
-    image = np.random.default_rng(0).random((16, 8, 1)).astype(np.float32)
-    views = tta.augment(tf.constant(image), [(1.0, 1.0), (-1.0, 1.0), (1.0, 0.5)]).numpy()
-    np.testing.assert_array_equal(views[0], image)
-    np.testing.assert_allclose(views[1], image[:, ::-1], atol=1e-5)
-    # Zoomed out by 2: the border is empty, the centre pixel pair holds the image's mean
-    # neighbourhood, and nothing is brighter than the image.
-    assert np.all(views[2][:3] == 0) and np.all(views[2][:, :1] == 0)
-    assert views[2].max() <= image.max() + 1e-6
-
-
-def test_tta_aggregate():
-    mean, spread = tta.aggregate([[10.0, 5.0, 1.0], [14.0, 5.0, 3.0], [12.0, 5.0, 2.0]])
-    np.testing.assert_allclose(mean, [12.0, 5.0, 2.0])
-    np.testing.assert_allclose(spread, [4.0, 0.0, 2.0])
-
 
 # --- finding and reading inputs ------------------------------------------------------------
 
