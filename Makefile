@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo clean
+.PHONY: install test test-fast lint demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(VENV)/.installed
 ## test: run the test suite (real-data tests run when SEG4REG_AASCE_ROOT is set)
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 tests
+
+## test-fast: the suite without the tests marked slow (each over a few seconds: training,
+## exports, services); `make test` runs them all
+test-fast: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" tests
 
 ## lint: ruff over the package, tests and benchmarks (settings in pyproject.toml)
 lint: install

@@ -30,8 +30,8 @@ import seg4reg_tf.layers  # noqa: E402, F401  (registers the custom layers)
 from seg4reg_tf.config import load_config  # noqa: E402
 from seg4reg_tf.data import pipeline  # noqa: E402
 from seg4reg_tf.evaluation import figures, scoring  # noqa: E402
+from seg4reg_tf.evaluation.segmentation_errors import dice, lost_points  # noqa: E402
 from seg4reg_tf.inference import mask_probabilities  # noqa: E402
-from seg4reg_tf.metrics import segmentation_per_image  # noqa: E402
 from seg4reg_tf.models.segment import gate_is_idle, is_gated  # noqa: E402
 from seg4reg_tf.workdir import network_path  # noqa: E402
 
@@ -53,36 +53,6 @@ def predict(segmenter, records, config, batch_size: int = 8):
         plain.append(mask_probabilities(segmenter, None, image, mode).numpy()[..., 0])
         flipped.append(mask_probabilities(segmenter, None, image, mode, flips=True).numpy()[..., 0])
     return tuple(np.concatenate(parts) for parts in (images, truths, plain, flipped))
-
-
-def dice(truth: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """(N,) per-image Dice (%) of (N, H, W) masks and probabilities (`metrics.segmentation_per_image`)."""
-    return 100.0 * np.asarray(segmentation_per_image(truth[..., None], probabilities[..., None], "dice", threshold))
-
-
-def lost_points(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Mean over images of the Dice points lost (%): false positives above, inside and below
-    the rows the true spine spans, and false negatives. The parts sum to 100 − mean Dice."""
-    predicted = probabilities > 0.5
-    positive = truth > 0.5
-    rows = np.any(positive, axis=2)  # (N, H)
-    index = np.arange(rows.shape[1])[None]
-    top = np.where(rows.any(axis=1), rows.argmax(axis=1), rows.shape[1])[:, None]
-    bottom = np.where(rows.any(axis=1), rows.shape[1] - 1 - rows[:, ::-1].argmax(axis=1), -1)[:, None]
-    regions = {
-        "above the spine's rows": index < top,
-        "inside them": (index >= top) & (index <= bottom),
-        "below them": index > bottom,
-    }
-    denominator = 2 * np.sum(predicted & positive, axis=(1, 2)) + np.sum(predicted ^ positive, axis=(1, 2))
-    denominator = np.maximum(denominator, 1)
-    parts = {}
-    for where, region in regions.items():
-        wrong = predicted & ~positive & region[:, :, None]
-        parts[f"false positives, {where}"] = float(np.mean(100.0 * np.sum(wrong, axis=(1, 2)) / denominator))
-    # false negatives are true pixels, so all of them lie inside the true spine's rows
-    parts["false negatives"] = float(np.mean(100.0 * np.sum(~predicted & positive, axis=(1, 2)) / denominator))
-    return parts
 
 
 def main() -> None:

@@ -39,12 +39,14 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Marks the tests of each shared fixture with its group. First: xdist's own hook turns
-    the marks into the node-id suffixes it schedules by, and a plain hook here ran after it."""
+    """Marks the tests of each shared fixture with its group, and as slow (`make test-fast`
+    leaves them out). First: xdist's own hook turns the marks into the node-id suffixes it
+    schedules by, and a plain hook here ran after it."""
     for item in items:
         for fixture, group in SHARED_FIXTURE_GROUPS:
             if fixture in item.fixturenames:
                 item.add_marker(pytest.mark.xdist_group(group))
+                item.add_marker(pytest.mark.slow)  # it needs a fixture that trains for minutes
                 break
 
 

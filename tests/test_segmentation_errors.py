@@ -1,20 +1,10 @@
-"""bench/segmentation_errors.py's Dice and its split of the lost points, worked out by hand."""
-
-import importlib.util
-import pathlib
+"""Where N_S loses Dice (seg4reg_tf/evaluation/segmentation_errors.py, read by
+bench/segmentation_errors.py): Dice and its split of the lost points, worked out by hand."""
 
 import numpy as np
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "bench" / "segmentation_errors.py"
-
-
-@pytest.fixture(scope="module")
-def errors():
-    spec = importlib.util.spec_from_file_location("segmentation_errors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from seg4reg_tf.evaluation import segmentation_errors as errors
 
 
 def example():
@@ -28,7 +18,7 @@ def example():
     return truth, probabilities
 
 
-def test_dice_by_hand(errors):
+def test_dice_by_hand():
     truth, probabilities = example()
     # TP 7, predicted 9, true 8: 2·7 / 17
     np.testing.assert_allclose(errors.dice(truth, probabilities), [100 * 14 / 17], rtol=1e-6)
@@ -36,7 +26,7 @@ def test_dice_by_hand(errors):
     np.testing.assert_allclose(errors.dice(np.zeros_like(truth), np.zeros_like(truth)), [100.0])
 
 
-def test_lost_points_split_by_hand(errors):
+def test_lost_points_split_by_hand():
     truth, probabilities = example()
     parts = errors.lost_points(truth, probabilities)
     assert parts["false positives, above the spine's rows"] == pytest.approx(100 * 2 / 17)
