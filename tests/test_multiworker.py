@@ -83,6 +83,22 @@ def wait(processes, logs, timeout: float = 600) -> None:
             process.kill()
 
 
+def pair_beside_one_device(synthetic_root, tmp_path, workdir, alone, phases: str, name: str) -> None:
+    """Runs `phases` (comma-separated) for one epoch on two workers in `workdir` and, at the
+    same time, on one device in `alone`; both must exit 0. Outputs: `tmp_path/worker{0,1}.*`
+    and `tmp_path/single.*` (the worker script's files)."""
+    def args(folder: pathlib.Path, out: str) -> list[str]:
+        return [str(CONFIGS), str(synthetic_root), str(folder), "1", str(tmp_path / out), phases]
+
+    single = subprocess.Popen([sys.executable, "-c", WORKER, *args(alone, "single")],
+                              env={key: value for key, value in os.environ.items() if key != "TF_CONFIG"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cluster = loopback_cluster(2)
+    logs = [tmp_path / f"{name}-{index}.log" for index in range(2)]
+    pair = [launch(index, cluster, args(workdir, f"worker{index}"), logs[index]) for index in range(2)]
+    wait(pair, logs)
+    assert single.wait(timeout=600) == 0, single.stderr.read()[-4000:]
+
+
 @pytest.mark.slow
 def test_two_workers_train_as_one_device_write_only_the_chiefs_workdir_and_resume_after_a_kill(synthetic_root, tmp_path):
     workdir = tmp_path / "workdir"  # every worker is given the same workdir; the chief writes it
@@ -156,16 +172,7 @@ def test_two_workers_pretrain_n_r_train_the_refiner_and_train_phase_reg_as_one_d
         network_path(folder, "seg", "segmenter").parent.mkdir(parents=True)
         segmenter.save(network_path(folder, "seg", "segmenter"))
 
-    def args(folder: pathlib.Path, out: str) -> list[str]:
-        return [str(CONFIGS), str(synthetic_root), str(folder), "1", str(tmp_path / out), "reg"]
-
-    single = subprocess.Popen([sys.executable, "-c", WORKER, *args(alone, "single")],
-                              env={key: value for key, value in os.environ.items() if key != "TF_CONFIG"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    cluster = loopback_cluster(2)
-    logs = [tmp_path / f"reg-{index}.log" for index in range(2)]
-    pair = [launch(index, cluster, args(workdir, f"worker{index}"), logs[index]) for index in range(2)]
-    wait(pair, logs)
-    assert single.wait(timeout=600) == 0, single.stderr.read()[-4000:]
+    pair_beside_one_device(synthetic_root, tmp_path, workdir, alone, "reg", "reg")
 
     first = [json.loads((tmp_path / f"worker{index}.reg.first.json").read_text()) for index in range(2)]
     assert first[0] == first[1] == pytest.approx(json.loads((tmp_path / "single.reg.first.json").read_text()), rel=1e-4)
@@ -203,16 +210,7 @@ def test_two_workers_train_roie_tcl_and_refine_as_one_device(synthetic_root, tmp
             network.save(network_path(folder, phase, network.name))
     phases = ("roie", "tcl", "refine")
 
-    def args(folder: pathlib.Path, out: str) -> list[str]:
-        return [str(CONFIGS), str(synthetic_root), str(folder), "1", str(tmp_path / out), ",".join(phases)]
-
-    single = subprocess.Popen([sys.executable, "-c", WORKER, *args(alone, "single")],
-                              env={key: value for key, value in os.environ.items() if key != "TF_CONFIG"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    cluster = loopback_cluster(2)
-    logs = [tmp_path / f"after-reg-{index}.log" for index in range(2)]
-    pair = [launch(index, cluster, args(workdir, f"worker{index}"), logs[index]) for index in range(2)]
-    wait(pair, logs)
-    assert single.wait(timeout=600) == 0, single.stderr.read()[-4000:]
+    pair_beside_one_device(synthetic_root, tmp_path, workdir, alone, ",".join(phases), "after-reg")
 
     for phase in phases:
         first = [json.loads((tmp_path / f"worker{index}.{phase}.first.json").read_text()) for index in range(2)]
