@@ -349,12 +349,10 @@ class ConsistencyPhaseConfig(PhaseConfig):
             geometric readout, L1 between the Cobb angles it reads off s(x) and off the true
             mask, in the model frame; images where either reading finds no spine are left
             out). The readout needs no trained N_R, so TCL cannot copy an N_R's errors into
-            the masks. Or "vertebrae" (beyond the paper; needs N_S's tilt head): L1 between
-            the Cobb angles the vertebra route reads off s(x) and its tilt field (the tilt
-            refiner left out) and the true angles, over the images where it finds a spine.
+            the masks.
     """
 
-    through: Literal["regressor", "readout", "vertebrae"] = "regressor"
+    through: Literal["regressor", "readout"] = "regressor"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -588,8 +586,6 @@ class Config:
         kept = [phase for phase in phases if getattr(self, phase).keep_start_unless_beaten]
         if kept and self.data.validation_fraction == 0:
             raise ValueError(f"{', '.join(phase + '.keep_start_unless_beaten' for phase in kept)} needs a validation split (data.validation_fraction > 0)")
-        if self.tcl.through == "vertebrae" and self.segmenter.tilt_weight == 0:
-            raise ValueError("tcl.through: vertebrae reads N_S's tilt field: set segmenter.tilt_weight > 0")
         step = 32 * self.regressor.input_downsample
         if self.data.image_height % step or self.data.image_width % step:
             raise ValueError(

@@ -14,9 +14,7 @@ from seg4reg_tf.data.aasce import read_split
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles
 from seg4reg_tf.models.precision import set_precision
 from seg4reg_tf.models.segment import segment
-from seg4reg_tf.tilt_field import tilt_loss
 from seg4reg_tf.training import phases
-from seg4reg_tf.vertebra_readout import read_vertebrae
 
 # Eager steps: tracing ResNet-50 + EfficientNet-B1 into a graph takes far longer than a few
 # eager steps at 64×32. Graph mode is exercised end to end in tests/test_train.py.
@@ -314,80 +312,41 @@ def test_inference_shares_one_backbone_run_between_the_gated_passes(decoder, bat
     assert np.abs(expected.numpy() - gated({"image": image, "cam": zero}, training=False)["mask"].numpy()).max() > 1e-4  # the CAM matters
 
 
-def reading_config(through: str):
-    """SMOKE with TCL through a geometric reading (the vertebra route needs N_S's tilt head)."""
-    changes = {"tcl": {**SMOKE.to_dict()["tcl"], "through": through}}
-    if through == "vertebrae":
-        changes["segmenter"] = {**SMOKE.to_dict()["segmenter"], "tilt_weight": 1.0}
-    return config_from_dict({**SMOKE.to_dict(), **changes})
-
-
-def reading_tcl_trainer(through: str, bias: float):
-    """The tcl trainer through `through` over a gated N_S whose classifier bias is `bias`
-    (+3: most of the frame is spine, so the reading finds one; −10: it finds none)."""
-    config = reading_config(through)
+def readout_tcl_step(batch, bias: float):
+    """One tcl step through the geometric readout, N_S's classifier bias set to `bias`
+    (+3: most of the frame is spine, so the readout finds one; −10: it finds none)."""
+    config = with_setting("tcl", "through", "readout")
     segmenter = build_segmenter(config, with_roie=True)
     segmenter.get_layer("roie_gate").alpha.assign(0.1)
     segmenter.get_layer("classifier").bias.assign(np.array([bias], "float32"))
     trainer = phases.make_trainer("tcl", segmenter, build_regressor(config), config)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
-    return trainer
-
-
-def reading_tcl_step(batch, through: str, bias: float):
-    """One tcl step through `through` → (logs, moved weight paths, all weights finite)."""
-    trainer = reading_tcl_trainer(through, bias)
-    segmenter = trainer.segmenter
     before = snapshot(segmenter)
     logs = trainer.train_on_batch(batch, return_dict=True)
     weights_finite = all(np.isfinite(v.numpy()).all() for v in segmenter.weights)
     return logs, changed(before, segmenter), weights_finite
 
 
-@pytest.mark.parametrize("through", ["readout", "vertebrae"])
-def test_tcl_through_a_reading_trains_the_segmenter(batch, through):
+def test_tcl_through_the_readout_trains_the_segmenter(batch):
     assert SMOKE.tcl.through == "regressor"  # the paper's TCL unless asked
-    logs, moved, finite = reading_tcl_step(batch, through, 3.0)
+    logs, moved, finite = readout_tcl_step(batch, 3.0)
     assert np.isfinite(logs["loss"]) and logs["loss"] > 0 and finite
     assert any("conv" in path for path in moved)  # the gradient reaches N_S's convolutions
-    if through == "vertebrae":
-        assert any("tilt" in path for path in moved)  # and its tilt head
 
 
-@pytest.mark.parametrize("through", ["readout", "vertebrae"])
-def test_tcl_through_a_reading_skips_images_without_a_spine_and_keeps_eq1(batch, through):
+def test_tcl_through_the_readout_skips_images_without_a_spine_and_keeps_eq1(batch):
     """Nothing above threshold: no reading, so the consistency term is 0 and the loss is
-    Eq. 1 on the true mask (and the tilt loss with the tilt head), the anchor that keeps TCL
-    from erasing the masks."""
-    logs, _, finite = reading_tcl_step(batch, through, -10.0)
+    Eq. 1 on the true mask (the anchor that keeps TCL from erasing the masks)."""
+    logs, _, finite = readout_tcl_step(batch, -10.0)
     assert np.isfinite(logs["loss"]) and logs["loss"] > 0 and finite
-    trainer = reading_tcl_trainer(through, -10.0)
+    config = with_setting("tcl", "through", "readout")
+    segmenter = build_segmenter(config, with_roie=True)
+    segmenter.get_layer("classifier").bias.assign(np.array([-10.0], "float32"))
+    trainer = phases.make_trainer("tcl", segmenter, build_regressor(config), config)
     loss, _, out = trainer.compute(batch, training=False)
-    settings = trainer.config.segmenter
+    settings = config.segmenter
     anchor = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight)
-    if through == "vertebrae":
-        anchor += tilt_loss(batch["landmarks"], batch["mask"], out["tilt"])
     np.testing.assert_allclose(float(loss), float(anchor), rtol=1e-6)
-
-
-def test_tcl_through_the_vertebrae_is_the_l1_to_the_true_angles(batch):
-    """The vertebra route's consistency term: the mean over found images of the mean |route's
-    angles − true angles| in units of the angle scale, on top of the anchor."""
-    trainer = reading_tcl_trainer("vertebrae", 3.0)
-    loss, _, out = trainer.compute(batch, training=False)
-    config = trainer.config
-    reading = read_vertebrae(out["mask"][..., 0], out["tilt"], config.readout)
-    found = reading["found"].numpy()
-    assert found.any()
-    error = np.abs(reading["cobb_angles"].numpy() / config.data.angle_scale_degrees - batch["angles"].numpy()).mean(axis=1)
-    anchor = losses.segmentation_loss(batch["mask"], out["mask_logits"], config.segmenter.ce_weight)
-    anchor += tilt_loss(batch["landmarks"], batch["mask"], out["tilt"])
-    np.testing.assert_allclose(float(loss), error[found].mean() + float(anchor), rtol=1e-5)
-
-
-def test_tcl_through_the_vertebrae_needs_the_tilt_head():
-    with pytest.raises(ValueError, match="tilt_weight"):
-        config_from_dict({**SMOKE.to_dict(), "tcl": {**SMOKE.to_dict()["tcl"], "through": "vertebrae"}})
 
 
 @pytest.mark.parametrize("phase", ["seg", "tcl"])

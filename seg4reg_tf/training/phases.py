@@ -12,8 +12,7 @@ sources of the tape, yet gradients still flow *through* it where a phase needs t
     roie    lines 11–14         the ROIE-gated N_S trains on Eq. 1, fed the CAM of frozen N_R.
     tcl     lines 15–18         gated N_S trains on SMAPE(r(x ⊕ y), r(x ⊕ s(x))) through the
                                 frozen N_R: masks become what N_R reads best (or, with
-                                `tcl.through: readout` or `vertebrae`, what the geometric
-                                readout or the vertebra route reads best).
+                                `tcl.through: readout`, what the geometric readout reads best).
     refine  line 19             `reg` again, on masks of the refined N_S.
 
 With a gated N_S, s(x) takes the gate's two passes (`models.segment`), in training and at
@@ -35,7 +34,6 @@ from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import mask_branch_inputs, regressor_inputs
 from seg4reg_tf.models.segment import segment
 from seg4reg_tf.tilt_field import tilt_loss
-from seg4reg_tf.vertebra_readout import read_vertebrae
 from seg4reg_tf.workdir import PHASES
 
 
@@ -230,44 +228,31 @@ class ConsistencyPhase(PhaseTrainer):
         image = batch["image"]
         out = segment(self.segmenter, self.regressor, image, self.mode, training)
         truth = ops.cast(batch["mask"], "float32")
-        if self.config.tcl.through != "regressor":
-            return self.compute_through_reading(batch, out, truth)
+        if self.config.tcl.through == "readout":
+            return self.compute_through_readout(batch, out, truth)
         target = ops.stop_gradient(self.regressor(self.reading(image, truth), training=False)["angles"])
         predicted = self.regressor(self.reading(image, out["mask"]), training=False)["angles"]
         loss = losses.smape_loss(target, predicted, self.config.regressor.smape_epsilon)
         return loss, {}, {**out, "angles": predicted}
 
-    def compute_through_reading(self, batch, out, truth):
-        """TCL through a geometric reading instead of N_R, plus Eq. 1 (and the tilt loss) on
-        the true mask, in units of the angle scale:
-
-        - `tcl.through: readout`: L1 between the Cobb angles the centre-line readout reads
-          off N_S's probabilities and off the true mask (both in the model frame), over the
-          images where both readings find a spine;
-        - `tcl.through: vertebrae`: L1 between the Cobb angles the vertebra route reads off
-          N_S's probabilities and tilt field (the tilt refiner left out) and the true angles,
-          over the images where it finds a spine.
-
-        The validation SMAPE scores the reading of s(x) against the true angles, the
-        training-mean angles where it finds no spine. Both readings are differentiable
-        almost everywhere in N_S's outputs. Eq. 1 anchors the masks: without it, a mask the
-        reading does not find costs nothing, and a measured run drove every mask below the
-        threshold within one epoch."""
+    def compute_through_readout(self, batch, out, truth):
+        """`tcl.through: readout`: L1 between the Cobb angles the geometric readout reads
+        off N_S's probabilities and off the true mask (both in the model frame), in units
+        of the angle scale, over the images where both readings find a spine, plus Eq. 1
+        on the true mask. The validation SMAPE scores the reading of s(x) against the true
+        angles, the training-mean angles where it finds no spine. The readout is differentiable almost everywhere in the
+        probabilities above its threshold. Eq. 1 anchors the masks: without it, a mask the
+        readout does not find costs nothing, and a measured run drove every mask below
+        the threshold within one epoch."""
         scale = self.config.data.angle_scale_degrees
-        if self.config.tcl.through == "vertebrae":
-            reading = read_vertebrae(out["mask"][..., 0], out["tilt"], self.config.readout)
-            found = reading["found"]
-            expected = ops.cast(batch["angles"], "float32")
-        else:
-            reading = read_spine(out["mask"][..., 0], self.config.readout)
-            target = read_spine(truth[..., 0], self.config.readout)
-            found = ops.logical_and(target["found"], reading["found"])
-            expected = ops.where(found[:, None], target["cobb_angles"], 0.0) / scale
+        target = read_spine(truth[..., 0], self.config.readout)
+        reading = read_spine(out["mask"][..., 0], self.config.readout)
+        both = ops.logical_and(target["found"], reading["found"])
         # NaN where nothing was found: replaced before the difference, so no NaN reaches a gradient.
-        predicted = ops.where(found[:, None], reading["cobb_angles"], 0.0) / scale
-        expected = ops.stop_gradient(ops.where(found[:, None], expected, 0.0))
+        predicted = ops.where(both[:, None], reading["cobb_angles"], 0.0) / scale
+        expected = ops.stop_gradient(ops.where(both[:, None], target["cobb_angles"], 0.0) / scale)
         per_image = ops.mean(ops.abs(predicted - expected), axis=-1)
-        consistency = ops.sum(per_image) / ops.maximum(ops.sum(ops.cast(found, "float32")), 1.0)
+        consistency = ops.sum(per_image) / ops.maximum(ops.sum(ops.cast(both, "float32")), 1.0)
         anchor = self.segmentation_loss(batch, out)
         return consistency + anchor, {}, {**out, "angles": self.readout_angles(reading)}
 
