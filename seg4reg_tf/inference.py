@@ -34,7 +34,7 @@ from seg4reg_tf.data import pipeline, transforms
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE, regressor_inputs
 from seg4reg_tf.models.segment import segment
-from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES, refiner_residual
+from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES
 from seg4reg_tf.routes import ROUTES
 from seg4reg_tf.tilt_field import mirror_tilt
 from seg4reg_tf.vertebra_crops import crop_vertebrae
@@ -135,7 +135,7 @@ def refined_tilts(refiner, fine_images, settings):
         side = 2.0 * settings.margin * ops.reshape(frames["half_width"], [-1])
         crops = crop_vertebrae(fine_images, index, ops.reshape(frames["centre"], [-1, 2]), ops.reshape(theta, [-1]), side,
                                settings.crop_size, settings.scale)
-        residual = ops.cast(refiner_residual(refiner(crops, training=False)), "float32")
+        residual = ops.cast(refiner(crops, training=False), "float32")
         return theta + ops.reshape(residual, [batch, count]) * (math.pi / 180.0 * RESIDUAL_UNIT_DEGREES)
 
     return refine

@@ -5,13 +5,6 @@ a first estimate φ of its tilt, and answers the tilt left over, in units of
 
     crop (K, S, S, 1) → 4 × [3×3 conv, BN, ReLU; 3×3 conv stride 2, BN, ReLU] → flatten
                       → dense 128, ReLU → dense 1 → residual (K, 1)
-                                        → dense 8 → corners (K, 8)
-
-The corners head is trained beside the residual (`training.refiner`) and read by nobody:
-the vertebra's four corners in the crop's frame, (u, v) of TL, TR, BL, BR in crop sides
-from the crop's centre along its x and y axes, times `CORNER_SCALE`. Their supervision
-sharpens the residual; the tilt of the predicted corners' own mid-line reads worse
-(docs/benchmarks.md, "The tilt refiner").
 """
 
 from __future__ import annotations
@@ -22,15 +15,12 @@ from seg4reg_tf.config import RefinerConfig
 
 # the refiner's output unit: a residual of 1 means 5° (a first estimate is off by a few degrees)
 RESIDUAL_UNIT_DEGREES = 5.0
-# the corners head's unit: a crop side is 10 (the corners lie within about ±4)
-CORNER_SCALE = 10.0
 _FILTERS = (16, 32, 64, 128)
 
 
 def build_tilt_refiner(settings: RefinerConfig, *, synchronized: bool = False, name: str = "tilt_refiner") -> keras.Model:
-    """The refiner for `settings.crop_size` crops: (K, S, S, 1) float32 in [0, 1] →
-    {"residual": (K, 1) float32 residual tilts (× `RESIDUAL_UNIT_DEGREES` degrees, image
-    axes, y down), "corners": (K, 8) float32 (training only, see above)}.
+    """The refiner for `settings.crop_size` crops: (K, S, S, 1) float32 in [0, 1] → (K, 1)
+    float32 residual tilts (× `RESIDUAL_UNIT_DEGREES` degrees, image axes, y down).
     `synchronized`: BatchNorm synchronised across replicas (multi-worker training)."""
     size = settings.crop_size
     inputs = keras.Input((size, size, 1), name="crop")
@@ -42,12 +32,5 @@ def build_tilt_refiner(settings: RefinerConfig, *, synchronized: bool = False, n
             x = keras.layers.ReLU()(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(128, activation="relu", name="hidden")(x)
-    residual = keras.layers.Dense(1, name="residual", dtype="float32")(x)
-    corners = keras.layers.Dense(8, name="corners", dtype="float32")(x)
-    return keras.Model(inputs, {"residual": residual, "corners": corners}, name=name)
-
-
-def refiner_residual(outputs):
-    """The residual the route adds, from the refiner's outputs: (K, 1) (a refiner saved
-    before the corners head answers the residual alone)."""
-    return outputs["residual"] if isinstance(outputs, dict) else outputs
+    outputs = keras.layers.Dense(1, name="residual", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -5,10 +5,9 @@ Each epoch cuts one crop per vertebra of every training X-ray (`vertebra_crops`)
 X-ray letterboxed at `refiner.scale` times the model frame, at the true vertebra jittered as
 the vertebra route's first estimate is wrong: turned by the true tilt plus a uniform error
 in ±`jitter_degrees`, centre moved by a normal error of 12% of the crop's side, side scaled
-in [0.85, 1.2], and mirrored left-right half the time (which negates the residual and
-swaps the left and right corners). The refiner learns the residual tilt (true − turn) in
-units of 5° and, beside it, the four true corners in the crop's frame (`CORNER_SCALE` per
-crop side), each under a Huber loss of weight 1, with Adam and a cosine-decayed step size. The validation figure is the RMS residual error in degrees on
+in [0.85, 1.2], and mirrored left-right half the time (which negates the residual). The
+refiner learns the residual tilt (true − turn) in units of 5° under a Huber loss, with Adam
+and a cosine-decayed step size. The validation figure is the RMS residual error in degrees on
 the validation X-rays' vertebrae, cut the same way with a fixed seed, beside the RMS of the
 turn's own error.
 
@@ -30,15 +29,13 @@ import tensorflow as tf
 from seg4reg_tf.config import Config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.files import atomic_write
-from seg4reg_tf.models.tilt_refiner import CORNER_SCALE, RESIDUAL_UNIT_DEGREES, build_tilt_refiner, refiner_residual
+from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES, build_tilt_refiner
 from seg4reg_tf.vertebra_crops import crop_vertebrae, true_frames
 from seg4reg_tf.workdir import SUMMARY
 
 # standard deviation of the training crops' centre error, in crop sides
 CENTRE_JITTER = 0.12
 SIDE_RANGE = (0.85, 1.2)
-# the corner order of a mirrored crop: TL, TR, BL, BR ← TR, TL, BR, BL
-MIRRORED_CORNERS = (1, 0, 3, 2)
 
 
 def jittered_crops(fine, landmarks, settings, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -51,10 +48,8 @@ def jittered_crops(fine, landmarks, settings, seed: int) -> tuple[tf.Tensor, tf.
         seed: the jitter's seed (the same seed, the same crops).
 
     Returns:
-        (crops (N·17, S, S, 1) float32, {"residual": (N·17, 1) float32 in units of
-        `RESIDUAL_UNIT_DEGREES`, "corners": (N·17, 8) float32, (u, v) of TL, TR, BL, BR in
-        the crop's frame: crop sides × `CORNER_SCALE` from its centre along its x and y axes,
-        as the (mirrored) crop shows them}).
+        (crops (N·17, S, S, 1) float32, residuals (N·17, 1) float32 in units of
+        `RESIDUAL_UNIT_DEGREES`).
     """
     frames = true_frames(tf.convert_to_tensor(landmarks, tf.float32))
     count = tf.size(frames["tilt"])
@@ -67,26 +62,10 @@ def jittered_crops(fine, landmarks, settings, seed: int) -> tuple[tf.Tensor, tf.
     crops = crop_vertebrae(fine, image_index, centre, turn, side, settings.crop_size, settings.scale)
     residual = tf.reshape(frames["tilt"], [-1]) - turn
     residual = tf.atan2(tf.sin(residual), tf.cos(residual))  # within (−π, π]; the jitter keeps it small
-    u, v = crop_frame_corners(tf.reshape(tf.cast(landmarks, tf.float32), [-1, 4, 2]), centre, turn, side)
     mirror = rng.uniform([count]) < 0.5
     crops = tf.where(mirror[:, None, None, None], tf.reverse(crops, axis=[2]), crops)
     residual = tf.where(mirror, -residual, residual)
-    # mirrored: u changes sign and the left corners become the right ones (TL ↔ TR, BL ↔ BR)
-    u = tf.where(mirror[:, None], -tf.gather(u, MIRRORED_CORNERS, axis=1), u)
-    v = tf.where(mirror[:, None], tf.gather(v, MIRRORED_CORNERS, axis=1), v)
-    corners = tf.reshape(tf.stack([u, v], axis=-1), [-1, 8]) * CORNER_SCALE
-    return crops, {"residual": (residual * (180.0 / math.pi) / RESIDUAL_UNIT_DEGREES)[:, None], "corners": corners}
-
-
-def crop_frame_corners(quads, centre, turn, side) -> tuple[tf.Tensor, tf.Tensor]:
-    """Corners in their crops' frames: (K, 4, 2) model-frame corners, (K, 2) crop centres,
-    (K,) turns (radians) and sides (pixels) → (u, v), each (K, 4) in crop sides along the
-    crop's x axis (cos φ, sin φ) and y axis (−sin φ, cos φ)."""
-    offset = quads - centre[:, None]
-    cos, sin = tf.cos(turn)[:, None], tf.sin(turn)[:, None]
-    u = (offset[..., 0] * cos + offset[..., 1] * sin) / side[:, None]
-    v = (-offset[..., 0] * sin + offset[..., 1] * cos) / side[:, None]
-    return u, v
+    return crops, (residual * (180.0 / math.pi) / RESIDUAL_UNIT_DEGREES)[:, None]
 
 
 def train_refiner(training, validation, config: Config, out: pathlib.Path, verbose: int = 2) -> dict:
@@ -112,7 +91,7 @@ def train_refiner(training, validation, config: Config, out: pathlib.Path, verbo
     refiner = build_tilt_refiner(settings)
     steps = settings.epochs * max(1, (len(training) * 17) // settings.batch_size)
     refiner.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps)),
-                    loss={"residual": keras.losses.Huber(1.0), "corners": keras.losses.Huber(1.0)})
+                    loss=keras.losses.Huber(1.0))
     history = []
     for epoch in range(settings.epochs):
         crops, targets = jittered_crops(fine, landmarks, settings, settings.seed * 1000 + epoch + 2)
@@ -131,7 +110,7 @@ def train_refiner(training, validation, config: Config, out: pathlib.Path, verbo
         "settings": dataclasses.asdict(settings),
         "seconds": round(time.perf_counter() - started, 1),
         "history": history,
-        "validation_start_rms_degrees": float(np.sqrt(np.mean(np.square(val_targets["residual"].numpy() * RESIDUAL_UNIT_DEGREES)))) if validation else None,
+        "validation_start_rms_degrees": float(np.sqrt(np.mean(np.square(val_targets.numpy() * RESIDUAL_UNIT_DEGREES)))) if validation else None,
     }
     temporary.replace(out / "tilt_refiner.keras")
     atomic_write(out / SUMMARY, json.dumps(summary, indent=2).encode())
@@ -139,6 +118,6 @@ def train_refiner(training, validation, config: Config, out: pathlib.Path, verbo
 
 
 def residual_rms(refiner, crops, targets) -> float:
-    """RMS (degrees) of the refiner's residual error on crops with known targets."""
-    predicted = refiner_residual(refiner.predict(crops, batch_size=256, verbose=0))
-    return float(np.sqrt(np.mean(np.square((predicted - targets["residual"].numpy()) * RESIDUAL_UNIT_DEGREES))))
+    """RMS (degrees) of the refiner's residual error on crops with known residuals."""
+    predicted = refiner.predict(crops, batch_size=256, verbose=0)
+    return float(np.sqrt(np.mean(np.square((predicted - targets.numpy()) * RESIDUAL_UNIT_DEGREES))))
