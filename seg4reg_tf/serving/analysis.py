@@ -1,17 +1,10 @@
 """The analysis of radiographs by a loaded system (`serving.loaded_system`): predict's
-library, also used by the viewer, batch scoring and the PACS round trip; command:
-`python -m seg4reg_tf.predict`.
-
-    python -m seg4reg_tf.predict --workdir workdirs/demo  xrays/ more/*.dcm  --out report/
-    python -m seg4reg_tf.predict --saved-model exports/seg4reg/1  xrays/  --out report/ --tta --overlays
-
-Inputs are files, folders (recursive) and glob patterns of JPEG, PNG (8/16-bit) and DICOM.
-Per image the report gives the three AASCE angles in degrees (column 1 the largest
-curve), the curve type (C / S / straight, from the predicted mask's centre line), the
-severity band of the largest angle and, with test-time augmentation, the spread of each
-angle over the views and a `low_confidence` flag. `--overlays` also writes
-OUT/overlays/<name>.png. A file that cannot be read or predicted becomes an error row and the
-run goes on; the exit status is 1 when any input failed, 2 when the run could not start.
+library (`python -m seg4reg_tf.predict` is its command line), also used by the viewer, batch
+scoring and the PACS round trip. Per image: the report row (the three AASCE angles in degrees,
+column 1 the largest curve; the curve type from the predicted mask's centre line; the
+severity band of the largest angle; with test-time augmentation the spread of each angle over
+the views and a `low_confidence` flag; the clinical reading), the overlay and the DICOM
+results. A file that cannot be read or predicted becomes an error row and the run goes on.
 """
 
 from __future__ import annotations

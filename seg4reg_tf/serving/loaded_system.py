@@ -101,7 +101,7 @@ def served_system(url: str, export: str, timeout: float = 60.0) -> ServedSystem:
     if parts.scheme != "http" or not parts.hostname or not parts.port:
         raise ValueError(f"{url}: not TF Serving's REST address (http://host:port)")
     _, info, config = read_export(export)
-    route = info.get("angles", {}).get("route", "regressor")
+    route = export_route(info)
     source = {"tf_serving": url, "model": info.get("name", config.export.model_name), "version": info.get("version")}
     return ServedSystem(config, source, int(info["max_image_pixels"]), route, parts.hostname, parts.port, source["model"], timeout)
 
@@ -189,6 +189,12 @@ def read_export(path: str) -> tuple[pathlib.Path, dict, Config]:
     return version, info, config_from_dict(info["config"], source=str(info_path))
 
 
+def export_route(info: dict) -> str:
+    """The route an export's seg4reg.json says `cobb_angles` repeats (an export written
+    before the route was recorded answers with N_R's)."""
+    return info.get("angles", {}).get("route", "regressor")
+
+
 def load_saved_model(path: str) -> LoadedSystem:
     """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature,
     with the thread settings the export recorded."""
@@ -204,5 +210,5 @@ def load_saved_model(path: str) -> LoadedSystem:
         outputs = signature(**inputs)
         return {key: value.numpy() for key, value in outputs.items()}
 
-    route = info.get("angles", {}).get("route", "regressor")
+    route = export_route(info)
     return LoadedSystem(config, {"saved_model": str(version)}, run_numpy, int(info["max_image_pixels"]), route, loaded)
