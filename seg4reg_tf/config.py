@@ -472,15 +472,21 @@ class ReadoutConfig:
         tilt_gain: the vertebra route multiplies each tilt it reads off N_S's tilt field by
             this (a calibration: a trained tilt head draws tilts slightly shrunk towards
             upright; `bench/vertebrae.py --fit-gain` fits it on the training part).
+        centre_line_share: the vertebra route moves each tilt (after the refiner) this share
+            of the way to the centre line's direction at that vertebra: 0 reads the tilts
+            alone, 1 gives the centre line's angles (`bench/centre_line_share.py` fits it on
+            the training part).
     """
 
     min_confidence: float = 0.0
     tilt_gain: float = 1.0
+    centre_line_share: float = 0.0
 
     def __post_init__(self) -> None:
         _check_range(self, ("min_confidence",), 0.0, 1.0, low_open=False, high_open=True)
         if not 0.5 <= self.tilt_gain <= 2.0:
             raise ValueError(f"'tilt_gain' must lie in [0.5, 2], got {self.tilt_gain}")
+        _check_range(self, ("centre_line_share",), 0.0, 1.0, low_open=False, high_open=False)
 
 
 @dataclasses.dataclass(frozen=True)
