@@ -3,7 +3,7 @@
     python bench/load.py --export exports/seg4reg/1 [--clients 8] [--seconds 120]
     python bench/load.py --workdir W                 # exports the workdir first
 
-Starts `tests/loopback_server.py` (TF Serving cannot be installed here; it serves the
+Starts `seg4reg_tf.serving.loopback_server` (TF Serving cannot be installed here; it serves the
 export over the real gRPC PredictionService and the REST `:predict` API) on loopback ports
 in a child process, then runs `--clients` threads for `--seconds`, half of them over gRPC
 and half over REST, each sending one X-ray per request with `seg4reg_tf.serving_client`.
@@ -80,7 +80,7 @@ def bad_images(good: bytes) -> dict[str, bytes]:
 def start_server(export: pathlib.Path, name: str):
     """The loopback server in a child process; returns (process, ports {"grpc", "rest"})."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.loopback_server", str(export), "--name", name],
+        [sys.executable, "-m", "seg4reg_tf.serving.loopback_server", str(export), "--name", name],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     line = process.stdout.readline()

@@ -27,9 +27,9 @@ from seg4reg_tf import viewer
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
 from seg4reg_tf.serving import analysis, loaded_system, report
+from seg4reg_tf.serving.loopback_server import LoopbackServer
 from seg4reg_tf.serving.viewer_app import create_app
 from tests.harness import write_dx
-from tests.loopback_server import LoopbackServer
 
 CHROMIUM = "/usr/bin/chromium"
 ANGLES = report.ANGLE_FIELDS + report.REGRESSOR_FIELDS + report.GEOMETRIC_FIELDS

@@ -1,7 +1,9 @@
-"""A loopback stand-in for TF Serving's model server, for tests only.
+"""A loopback stand-in for TF Serving's model server, for development, benches and tests
+where TF Serving is not installed (it cannot be on this project's test machines).
 
-TF Serving cannot be installed on the test machines, so this serves an exported SavedModel
-over the same two protocols: gRPC `tensorflow.serving.PredictionService/Predict` (the real
+    python -m seg4reg_tf.serving.loopback_server exports/seg4reg/1 [--name seg4reg]
+
+It serves an exported SavedModel over TF Serving's two protocols, on loopback only: gRPC `tensorflow.serving.PredictionService/Predict` (the real
 service definition from tensorflow-serving-api) and REST `POST /v1/models/<name>:predict`
 with TF Serving's JSON conventions (row-format `instances`, `{"b64": ...}` for bytes,
 `{"predictions": [...]}` answers, HTTP 400 with `{"error": ...}` for bad input).
@@ -18,7 +20,7 @@ from concurrent import futures
 
 import seg4reg_tf
 
-seg4reg_tf.quiet_start()  # run as `python -m tests.loopback_server`: no TensorFlow start-up lines
+seg4reg_tf.quiet_start()  # run as a command: no TensorFlow start-up lines
 
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
@@ -125,14 +127,14 @@ class LoopbackServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tests.loopback_server EXPORT [--name seg4reg]`: serves EXPORT (a version
+    """`python -m seg4reg_tf.serving.loopback_server EXPORT [--name seg4reg]`: serves EXPORT (a version
     folder) on free loopback ports, prints one JSON line {"grpc": port, "rest": port, "pid": pid}
     and serves until its standard input closes (bench/load.py runs it this way)."""
     import argparse
     import os
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m tests.loopback_server", description=main.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m seg4reg_tf.serving.loopback_server", description=main.__doc__.splitlines()[0])
     parser.add_argument("export", help="an exported version folder (…/seg4reg/1)")
     parser.add_argument("--name", default="seg4reg", help="the served model name")
     args = parser.parse_args(argv)
