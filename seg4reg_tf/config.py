@@ -472,10 +472,9 @@ class ReadoutConfig:
         tilt_gain: the vertebra route multiplies each tilt it reads off N_S's tilt field by
             this (a calibration: a trained tilt head draws tilts slightly shrunk towards
             upright; `bench/vertebrae.py --fit-gain` fits it on the training part).
-        centre_line_share: the vertebra route moves each tilt (after the refiner) this share
-            of the way to the centre line's direction at that vertebra: 0 reads the tilts
-            alone, 1 gives the centre line's angles (`bench/centre_line_share.py` fits it on
-            the training part).
+        centre_line_share: the vertebra route answers (1 − this) × its own angles + this ×
+            the centre line's (0: its own alone; its drawn vertebrae stay its own);
+            `bench/centre_line_share.py` fits it on the training part.
     """
 
     min_confidence: float = 0.0

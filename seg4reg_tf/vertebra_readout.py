@@ -15,10 +15,10 @@ route keeps its positions and reads each vertebra's tilt off N_S's tilt field
    on the training part); the vertebra's corners are
    c ∓ w·d ∓ h·n with d = (cos θ, sin θ), n = (−sin θ, cos θ) (image axes, y down): its
    mid-line has the read tilt, its endplate centres stay where the centre line put them;
-   with `readout.centre_line_share` s > 0, each tilt (after the refiner's second look) is
-   moved a share s of the way to the centre line's own direction there (s = 1: the centre
-   line's angles; the two routes' errors are partly independent, so a mix can beat both);
-4. those 68 corners go through the organisers' algorithm like the centre line's.
+4. those 68 corners go through the organisers' algorithm like the centre line's;
+5. with `readout.centre_line_share` s > 0 the route answers (1 − s) × its angles + s × the
+   centre line's at the same positions (the two readings' errors are partly independent, so
+   the mix beats both); its corners and end vertebrae stay its own.
 
 A vertebra's confidence is the length of its mean doubled-angle vector (1 when the samples
 agree, near 0 when they cancel) times the mean mask probability under them. Everything is
@@ -91,20 +91,11 @@ def read_tilts(tilt: tf.Tensor, probabilities: tf.Tensor, frames: dict) -> tuple
     return theta, agreement * tf.reduce_mean(probability[..., 0], axis=2)
 
 
-def toward_centre_line(frames: dict, theta: tf.Tensor, share: float) -> tf.Tensor:
-    """Tilts moved a share of the way to the centre line's direction at each vertebra:
-    `vertebra_frames`, θ (B, 17) radians and share in [0, 1] → (B, 17) radians in
-    [−π/2, π/2], θ + share·d taken modulo π, d the difference from θ to the pseudo
-    vertebra's left-to-right direction taken modulo π into [−π/2, π/2] (a tilt read off the
-    doubled-angle field has no arrow; the mid-line points to the image's right, as the
-    centre line's do, which the organisers' algorithm needs)."""
-    centre_line = tf.atan2(frames["across"][..., 1], frames["across"][..., 0])
-    return _half_turn(theta + share * _half_turn(centre_line - theta))
-
-
-def _half_turn(angle: tf.Tensor) -> tf.Tensor:
-    """Radians modulo π, into [−π/2, π/2]."""
-    return angle - math.pi * tf.round(angle / math.pi)
+def pointing_right(theta: tf.Tensor) -> tf.Tensor:
+    """Tilts (B, 17) radians modulo π, into [−π/2, π/2]: a tilt read off the doubled-angle
+    field has no arrow, and a gained or refined one may pass the vertical; the organisers'
+    algorithm needs mid-lines that point to the image's right, as the centre line's do."""
+    return theta - math.pi * tf.round(theta / math.pi)
 
 
 def tilted_corners(frames: dict, theta: tf.Tensor) -> tf.Tensor:
@@ -131,7 +122,8 @@ def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None,
             field) → θ (B, 17) radians (`inference.refined_tilts`, the tilt refiner).
 
     Returns:
-        {"cobb_angles" (B, 3) float32 degrees, "landmarks" (B, 68, 2) the 17 vertebrae's
+        {"cobb_angles" (B, 3) float32 degrees (with `centre_line_share`, mixed with the
+        centre line's), "landmarks" (B, 68, 2) the 17 vertebrae's
         corners in original pixels (AASCE order), "end_vertebrae" (B, 3, 2) int32,
         "found" (B,) bool, "confidence" (B, 17) in [0, 1]}; NaN, −1 and 0 where nothing was found.
     """
@@ -142,6 +134,10 @@ def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None,
     theta = settings.tilt_gain * theta
     if refine is not None:
         theta = refine(frames, theta)
-    theta = toward_centre_line(frames, theta, settings.centre_line_share)
-    reading = read_corners(tilted_corners(frames, theta), found, letterbox, probabilities.shape[1])
+    height = probabilities.shape[1]
+    reading = read_corners(tilted_corners(frames, pointing_right(theta)), found, letterbox, height)
+    share = settings.centre_line_share
+    if share > 0.0:
+        centre_line = read_corners(positions, found, letterbox, height)["cobb_angles"]
+        reading["cobb_angles"] = (1.0 - share) * reading["cobb_angles"] + share * centre_line
     return {**reading, "confidence": tf.where(found[:, None], confidence, 0.0)}

@@ -13,7 +13,7 @@ from seg4reg_tf.config import ReadoutConfig
 from seg4reg_tf.data import transforms
 from seg4reg_tf.geometric_readout import read_spine, trace_spine
 from seg4reg_tf.tilt_field import mirror_tilt, row_tilt_targets, tilt_loss
-from seg4reg_tf.vertebra_readout import WEIGHT_FLOOR, read_vertebrae, toward_centre_line, vertebra_frames
+from seg4reg_tf.vertebra_readout import WEIGHT_FLOOR, pointing_right, read_vertebrae, vertebra_frames
 from tests.harness import drawn_spines as generated_spines
 
 SETTINGS = ReadoutConfig()
@@ -141,33 +141,22 @@ def test_tilt_gain_scales_the_tilts(spines):
     np.testing.assert_allclose(midline_tilts(gained["landmarks"].numpy()), 1.1 * midline_tilts(plain["landmarks"].numpy()), atol=1e-4)
 
 
-def test_a_full_centre_line_share_gives_the_centre_lines_angles_and_a_half_share_the_middle_tilt(spines):
+def test_the_centre_line_share_mixes_the_two_routes_angles_and_keeps_the_routes_vertebrae(spines):
     masks, _, _, field = spines
     mask, tilt = tf.constant(masks[:6]), tf.constant(field[:6])
-    centre = read_spine(mask, SETTINGS)
+    centre = read_spine(mask, SETTINGS)["cobb_angles"].numpy()
     alone = read_vertebrae(mask, tilt, SETTINGS)
-    full = read_vertebrae(mask, tilt, dataclasses.replace(SETTINGS, centre_line_share=1.0))
-    half = read_vertebrae(mask, tilt, dataclasses.replace(SETTINGS, centre_line_share=0.5))
-    assert np.abs(midline_tilts(alone["landmarks"].numpy()) - midline_tilts(centre["landmarks"].numpy())).max() > 0.02  # the routes differ
-    np.testing.assert_allclose(full["cobb_angles"].numpy(), centre["cobb_angles"].numpy(), atol=1e-3)
-    np.testing.assert_array_equal(full["end_vertebrae"].numpy(), centre["end_vertebrae"].numpy())
-    np.testing.assert_allclose(full["landmarks"].numpy(), centre["landmarks"].numpy(), atol=1e-3)
-    middle = (midline_tilts(alone["landmarks"].numpy()) + midline_tilts(centre["landmarks"].numpy())) / 2
-    np.testing.assert_allclose(midline_tilts(half["landmarks"].numpy()), middle, atol=1e-4)
+    assert np.abs(alone["cobb_angles"].numpy() - centre).max() > 1.0  # the routes differ
+    for share in (0.3, 1.0):
+        mixed = read_vertebrae(mask, tilt, dataclasses.replace(SETTINGS, centre_line_share=share))
+        np.testing.assert_allclose(mixed["cobb_angles"].numpy(), (1 - share) * alone["cobb_angles"].numpy() + share * centre, atol=1e-3)
+        for key in ("landmarks", "end_vertebrae", "confidence", "found"):
+            np.testing.assert_array_equal(mixed[key].numpy(), alone[key].numpy())
 
 
-def test_the_share_moves_a_tilt_the_short_way_round_and_keeps_the_mid_line_pointing_right():
-    directions = np.array([-0.1, -1.5, 0.0, -1.4])
-    frames = {"across": tf.constant(np.stack([np.cos(directions), np.sin(directions)], -1)[None], tf.float32)}
-    theta = tf.constant([[0.2, 1.4, 0.3, 1.5]])
-    # 0.2 → −0.1 (difference −0.3); 1.4 → −1.5 is π − 2.9 the short way; 0.3 → 0;
-    # 1.5 → −1.4 is also π − 2.9 the short way, and half of it lands past π/2: −π/2 + 0.0208
-    half = np.array([[0.05, 1.4 + (np.pi - 2.9) / 2, 0.15, 1.5 + (np.pi - 2.9) / 2 - np.pi]])
-    np.testing.assert_allclose(toward_centre_line(frames, theta, 0.5).numpy(), half, atol=1e-5)
-    np.testing.assert_allclose(toward_centre_line(frames, theta, 1.0).numpy(), directions[None], atol=1e-5)
-    np.testing.assert_allclose(toward_centre_line(frames, theta, 0.0).numpy(), theta.numpy())
-    beyond = tf.constant([[1.7, -1.8, 0.0, 0.0]])  # a gained or refined tilt past the vertical
-    np.testing.assert_allclose(toward_centre_line(frames, beyond, 0.0).numpy()[0, :2], [1.7 - np.pi, np.pi - 1.8], atol=1e-5)
+def test_a_tilt_past_the_vertical_is_turned_to_point_right():
+    theta = tf.constant([[0.3, -0.2, 1.7, -1.8, np.pi / 2]])
+    np.testing.assert_allclose(pointing_right(theta).numpy(), [[0.3, -0.2, 1.7 - np.pi, np.pi - 1.8, np.pi / 2]], atol=1e-6)
 
 
 def test_an_empty_mask_gives_nan_and_not_found():
