@@ -215,10 +215,12 @@ def test_two_workers_train_roie_tcl_and_refine_as_one_device(synthetic_root, tmp
     for phase in phases:
         first = [json.loads((tmp_path / f"worker{index}.{phase}.first.json").read_text()) for index in range(2)]
         # tcl and refine start from networks the pair and the device trained apart, equal up to
-        # round-off, which Adam's step on tcl's near-zero gradients (its loss is about 1.5e-4)
-        # lifts to a few 1e-4 of refine's first loss: 1e-3 relative, 1e-6 absolute after roie
-        # (a batch split or a loss scale gone wrong moves the first loss by far more)
-        tolerance = {"rel": 1e-4} if phase == phases[0] else {"rel": 1e-3, "abs": 1e-6}
+        # round-off, which Adam's steps on near-zero gradients (tcl's loss is about 1.5e-4) lift:
+        # refine's first loss differed by a few 1e-4 on one CPU and by 1.1% on another with the
+        # same code (stop 51), so 2e-2 relative, 1e-6 absolute after roie. A loss scale gone wrong
+        # moves it by far more; roie's 1e-4 holds the batch split, and the workers' networks must
+        # be equal exactly below.
+        tolerance = {"rel": 1e-4} if phase == phases[0] else {"rel": 2e-2, "abs": 1e-6}
         assert first[0] == first[1] == pytest.approx(json.loads((tmp_path / f"single.{phase}.first.json").read_text()), **tolerance), phase
         chief, other = (np.load(tmp_path / f"worker{index}.{phase}.weights.npz") for index in range(2))
         assert len(chief.files) > 10
