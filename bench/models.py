@@ -42,9 +42,9 @@ def main() -> None:
     image = tf.TensorSpec([1, h, w, 1], tf.float32)
     cam = tf.TensorSpec([1, h // 32, w // 32, 1], tf.float32)
     rows = [
-        ("N_S (dilated PSPNet, ResNet-50)", build_segmenter(config), {"image": image}),
-        ("N_S with ROIE gate", build_segmenter(config, with_roie=True), {"image": image, "cam": cam}),
-        ("N_R (EfficientNet-B1, image+mask)", build_regressor(config), tf.TensorSpec([1, h, w, 2], tf.float32)),
+        ("N_S (dilated PSPNet, ResNet-50)", build_segmenter(config.segmenter, config.data.image_size), {"image": image}),
+        ("N_S with ROIE gate", build_segmenter(config.segmenter, config.data.image_size, with_roie=True), {"image": image, "cam": cam}),
+        ("N_R (EfficientNet-B1, image+mask)", build_regressor(config.regressor, config.data.image_size), tf.TensorSpec([1, h, w, 2], tf.float32)),
     ]
     print(f"| network at {h}×{w} | parameters | trainable | GFLOPs / image | GMACs / image |")
     print("| --- | ---: | ---: | ---: | ---: |")

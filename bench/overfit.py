@@ -53,7 +53,7 @@ def run(batch, head_pooling: str, head_start: str, steps: int, learning_rate: fl
         "reg": {**values["reg"], "loss": "l1", "ar_weight": 0.0},
     })
     keras.utils.set_random_seed(0)
-    segmenter, regressor = None, build_regressor(config)  # N_R on the true masks
+    segmenter, regressor = None, build_regressor(config.regressor, config.data.image_size)  # N_R on the true masks
     start_at_mean_angles(regressor, batch["angles"].numpy().mean(axis=0), keep_kernel=head_start == "mean_bias")
     trainer = phases.make_trainer("reg", segmenter, regressor, config)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=True)

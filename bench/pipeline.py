@@ -82,10 +82,10 @@ def main() -> None:
     masks = tf.constant(rng.random((args.batch, 512, 256, 1)) > 0.8, tf.float32)
     angles = tf.constant(rng.random((args.batch, 3)), tf.float32)
     segmenter_rate = step_rate(
-        build_segmenter(full), lambda y, out: losses.segmentation_loss(y, out["mask_logits"]), {"image": images}, masks, args.steps
+        build_segmenter(full.segmenter, full.data.image_size), lambda y, out: losses.segmentation_loss(y, out["mask_logits"]), {"image": images}, masks, args.steps
     )
     regressor_rate = step_rate(
-        build_regressor(full), lambda y, out: losses.smape_loss(y, out["angles"]), tf.concat([images, masks], -1), angles, args.steps
+        build_regressor(full.regressor, full.data.image_size), lambda y, out: losses.smape_loss(y, out["angles"]), tf.concat([images, masks], -1), angles, args.steps
     )
     slower = min(segmenter_rate, regressor_rate)
     print(f"training steps at 512×256, batch {args.batch}: N_S {segmenter_rate:.2f} img/s, N_R {regressor_rate:.2f} img/s")

@@ -76,7 +76,7 @@ def build(size, overrides, mean, keep_kernel: bool = False):
         "data": {"image_height": size[0], "image_width": size[1]},
         "regressor": {"weights": "none", "input_mode": "mask", **overrides},
     })
-    regressor = build_regressor(config)
+    regressor = build_regressor(config.regressor, config.data.image_size)
     start_at_mean_angles(regressor, mean, keep_kernel)
     model = keras.Model(regressor.input, regressor.output["angles"])
     model.trunk_inputs = keras.Model(regressor.input, regressor.get_layer("to_255").output)  # coordinates included

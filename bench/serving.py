@@ -47,7 +47,7 @@ def make_workdir(folder: pathlib.Path, config) -> pathlib.Path:
     values = config.to_dict()
     config = config_from_dict({**values, "segmenter": {**values["segmenter"], "weights": "none"},
                                "regressor": {**values["regressor"], "weights": "none"}, "inference": {"angles": "regressor"}})
-    return write_networks(folder, config, build_segmenter(config, with_roie=True), build_regressor(config), alpha=0.5)
+    return write_networks(folder, config, build_segmenter(config.segmenter, config.data.image_size, with_roie=True), build_regressor(config.regressor, config.data.image_size), alpha=0.5)
 
 
 def timed(function, repeats: int) -> float:

@@ -52,8 +52,8 @@ def rate(phase: str, config, batch: int, steps: int, jit: bool, strategy) -> flo
     with strategy.scope():
         gated = phase in ("roie", "tcl", "refine")
         synchronized = strategy.num_replicas_in_sync > 1  # as train.py builds them
-        segmenter = build_segmenter(config, with_roie=gated, synchronized=synchronized)
-        regressor = build_regressor(config, synchronized=synchronized) if phase != "seg" else None
+        segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=gated, synchronized=synchronized)
+        regressor = build_regressor(config.regressor, config.data.image_size, synchronized=synchronized) if phase != "seg" else None
         trainer = phases.make_trainer(phase, segmenter, regressor, config)
         trainer.compile(optimizer=keras.optimizers.Adam(1e-4), jit_compile=jit)
     data = tf.data.Dataset.from_tensors(batch_for(config, batch)).repeat()

@@ -83,7 +83,7 @@ def segmenter_from(args, config):
     if args.segmenter:
         return keras.saving.load_model(args.segmenter, compile=False)
     if args.weights:  # a seg trainer's weights (`<workdir>/seg/best.weights.h5`)
-        segmenter = build_segmenter(config)
+        segmenter = build_segmenter(config.segmenter, config.data.image_size)
         make_trainer("seg", segmenter, None, config).load_weights(args.weights)
         return segmenter
     return None

@@ -96,6 +96,11 @@ class DataConfig:
     synthetic_test: int = 50
     synthetic_seed: int = 0
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The networks' input size (height, width) in pixels."""
+        return self.image_height, self.image_width
+
     def __post_init__(self) -> None:
         for name in ("image_height", "image_width"):
             value = getattr(self, name)

@@ -56,12 +56,12 @@ def make_workdir(folder: pathlib.Path, **sections) -> pathlib.Path:
     values = load_config(SMOKE).to_dict()
     config = config_from_dict({**values, **{name: {**values[name], **changes} for name, changes in sections.items()}})
     keras.utils.set_random_seed(0)
-    segmenter = build_segmenter(config, with_roie=True)
+    segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
     segmenter.get_layer("classifier").bias.assign(np.array([3.0], "float32"))
     refiner = build_tilt_refiner(config.refiner) if config.refiner.enabled else None
     if refiner is not None:  # an untrained refiner that turns every vertebra by ~3° or more
         refiner.get_layer("residual").bias.assign(np.array([0.6], "float32"))
-    return write_networks(folder, config, segmenter, build_regressor(config), alpha=0.5, refiner=refiner)
+    return write_networks(folder, config, segmenter, build_regressor(config.regressor, config.data.image_size), alpha=0.5, refiner=refiner)
 
 
 def write_dicom(path, stored: np.ndarray, photometric="MONOCHROME2", bits=12, syntax=None, frames_data=None, **elements):

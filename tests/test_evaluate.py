@@ -29,7 +29,8 @@ def evaluated(exported, synthetic_root, tmp_path_factory):
     shutil.copytree(exported["workdir"], workdir)
     keras.utils.set_random_seed(5)
     (workdir / "seg").mkdir()
-    build_segmenter(load_config(workdir / "config.yaml")).save(workdir / "seg" / "segmenter.keras")
+    saved = load_config(workdir / "config.yaml")
+    build_segmenter(saved.segmenter, saved.data.image_size).save(workdir / "seg" / "segmenter.keras")
     # Training logs as CSVLogger leaves them, for the training-curve figure.
     (workdir / "seg" / "history.csv").write_text("epoch,dice,loss,val_dice,val_loss\n0,20,1.0,15,1.1\n1,40,0.8,30,0.9\n2,50,0.7,35,0.85\n")
     out = workdir / "evaluation"

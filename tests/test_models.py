@@ -33,7 +33,7 @@ def with_mode(config, mode):
 
 
 def test_segmenter_shapes_and_output_stride_8():
-    model = build_segmenter(SMOKE)
+    model = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size)
     out = model({"image": images()})
     assert out["mask"].shape == (2, 64, 32, 1) and out["mask_logits"].shape == (2, 64, 32, 1)
     assert 0.0 <= float(tf.reduce_min(out["mask"])) <= float(tf.reduce_max(out["mask"])) <= 1.0
@@ -43,10 +43,10 @@ def test_segmenter_shapes_and_output_stride_8():
 @pytest.mark.slow
 def test_paper_size_shapes():
     config = config_from_dict({"segmenter": {"weights": "none"}, "regressor": {"weights": "none"}})
-    segmenter = build_segmenter(config)
+    segmenter = build_segmenter(config.segmenter, config.data.image_size)
     assert segmenter.get_layer("dilated_resnet50").output.shape == (None, 64, 32, 2048)
     assert segmenter({"image": images(1, 512, 256)})["mask"].shape == (1, 512, 256, 1)
-    out = build_regressor(config)(images(1, 512, 256, 2))
+    out = build_regressor(config.regressor, config.data.image_size)(images(1, 512, 256, 2))
     assert out["angles"].shape == (1, 3) and out["cam"].shape == (1, 16, 8, 4)
     assert out["features"].shape == (1, 16, 8, 1280)
 
@@ -54,7 +54,7 @@ def test_paper_size_shapes():
 @pytest.mark.parametrize("mode, channels", [("image", 1), ("mask", 1), ("image+mask", 2)])
 def test_regressor_modes(mode, channels):
     config = with_mode(SMOKE, mode)
-    model = build_regressor(config)
+    model = build_regressor(config.regressor, config.data.image_size)
     assert model.input.shape == (None, 64, 32, channels)
     image, mask = images(), (images() > 0.5).astype("float32")
     out = model(regressor_inputs(image, mask, mode))
@@ -67,7 +67,7 @@ def test_regressor_modes(mode, channels):
 
 
 def test_regressor_can_start_as_the_mean_predictor():
-    model = build_regressor(SMOKE)
+    model = build_regressor(SMOKE.regressor, SMOKE.data.image_size)
     mean = np.array([38.7, 19.7, 18.5]) / 180.0
     inputs = images(channels=2)
     kernel = model.get_layer("head").kernel.numpy().copy()
@@ -79,8 +79,8 @@ def test_regressor_can_start_as_the_mean_predictor():
 
 
 def test_gated_segmenter_at_alpha_zero_equals_the_ungated_one():
-    plain = build_segmenter(SMOKE)
-    gated = build_segmenter(SMOKE, with_roie=True)
+    plain = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size)
+    gated = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size, with_roie=True)
     assert copy_weights_by_name(plain, gated) == sum(1 for layer in plain.layers if layer.weights)
     x = images()
     cam = RNG.random((2, 2, 1, 1)).astype("float32")
@@ -98,13 +98,13 @@ def test_gated_segmenter_at_alpha_zero_equals_the_ungated_one():
 
 
 def test_models_survive_keras_files(tmp_path):
-    gated = build_segmenter(SMOKE, with_roie=True)
+    gated = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size, with_roie=True)
     gated.get_layer("roie_gate").alpha.assign(0.3)
     inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
     assert_keras_file_round_trip(gated, inputs, tmp_path / "segmenter.keras")
     # 128×64 input: a 4×2 CAM (a 2×1 one is too small for its min-max normalisation).
     larger = config_from_dict({**SMOKE.to_dict(), "data": {**SMOKE.to_dict()["data"], "image_height": 128, "image_width": 64}})
-    regressor = build_regressor(larger)
+    regressor = build_regressor(larger.regressor, larger.data.image_size)
     assert_keras_file_round_trip(regressor, images(2, 128, 64, 2), tmp_path / "regressor.keras")
 
 
@@ -113,12 +113,12 @@ def batch_norms(model):
 
 
 def test_batch_norm_synchronised_on_request_and_kept_in_keras_files(tmp_path):
-    regressor = build_regressor(SMOKE, synchronized=True)
+    regressor = build_regressor(SMOKE.regressor, SMOKE.data.image_size, synchronized=True)
     assert len(batch_norms(regressor)) > 50 and all(layer.synchronized for layer in batch_norms(regressor))
-    assert not any(layer.synchronized for layer in batch_norms(build_regressor(SMOKE)))
+    assert not any(layer.synchronized for layer in batch_norms(build_regressor(SMOKE.regressor, SMOKE.data.image_size)))
     # A segmenter saved unsynchronised (trained outside a strategy), synchronised after loading:
     # the backbone's and the pyramid's BatchNorms, and the pyramid's own config.
-    segmenter = build_segmenter(SMOKE)
+    segmenter = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size)
     assert not any(layer.synchronized for layer in batch_norms(segmenter))
     segmenter.save(tmp_path / "segmenter.keras")
     loaded = keras.saving.load_model(tmp_path / "segmenter.keras")
@@ -134,10 +134,10 @@ def test_batch_norm_synchronised_on_request_and_kept_in_keras_files(tmp_path):
 
 def test_segmenter_batch_norm_momentum_option_reaches_backbone_and_pyramid_and_survives_keras_files(tmp_path):
     assert SMOKE.segmenter.batch_norm_momentum == 0.99  # Keras' unless asked
-    assert all(layer.momentum == 0.99 for layer in batch_norms(build_segmenter(SMOKE)))
+    assert all(layer.momentum == 0.99 for layer in batch_norms(build_segmenter(SMOKE.segmenter, SMOKE.data.image_size)))
     values = SMOKE.to_dict()
     config = config_from_dict({**values, "segmenter": {**values["segmenter"], "backbone": "resnet18", "batch_norm_momentum": 0.9}})
-    segmenter = build_segmenter(config, with_roie=True)
+    segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
     assert len(batch_norms(segmenter.get_layer("pyramid"))) == 3 and len(batch_norms(segmenter)) > 20
     assert all(layer.momentum == 0.9 for layer in batch_norms(segmenter))
     inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
@@ -157,11 +157,11 @@ def test_local_weights_files_load_by_name_with_channel_adaptation(tmp_path):
         "segmenter": {**SMOKE.to_dict()["segmenter"], "weights": str(tmp_path / "resnet.weights.h5")},
         "regressor": {**SMOKE.to_dict()["regressor"], "weights": str(tmp_path / "effnet.weights.h5")},
     })
-    backbone = build_segmenter(config).get_layer("dilated_resnet50")
+    backbone = build_segmenter(config.segmenter, config.data.image_size).get_layer("dilated_resnet50")
     stock_kernel = stock_resnet.get_layer("conv1_conv").kernel.numpy()
     np.testing.assert_allclose(backbone.get_layer("conv1_conv").kernel.numpy()[:, :, 0], stock_kernel.sum(axis=2), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(backbone.get_layer("conv5_block3_3_conv").kernel.numpy(), stock_resnet.get_layer("conv5_block3_3_conv").kernel.numpy())
-    trunk = build_regressor(config).get_layer("efficientnetb1")
+    trunk = build_regressor(config.regressor, config.data.image_size).get_layer("efficientnetb1")
     stem = stock_effnet.get_layer("stem_conv").kernel.numpy()
     np.testing.assert_allclose(trunk.get_layer("stem_conv").kernel.numpy(), stem[:, :, :2] * 1.5, rtol=1e-6)
     np.testing.assert_array_equal(trunk.get_layer("top_conv").kernel.numpy(), stock_effnet.get_layer("top_conv").kernel.numpy())
@@ -170,28 +170,29 @@ def test_local_weights_files_load_by_name_with_channel_adaptation(tmp_path):
 def test_bad_weights_options_are_named(tmp_path, monkeypatch):
     missing = config_from_dict({"segmenter": {"weights": str(tmp_path / "nope.h5")}, "data": {"image_height": 64, "image_width": 32}})
     with pytest.raises(FileNotFoundError, match="nope.h5"):
-        build_segmenter(missing)
+        build_segmenter(missing.segmenter, missing.data.image_size)
     garbage = tmp_path / "garbage.weights.h5"
     garbage.write_bytes(b"not weights")
     bad = config_from_dict({"regressor": {"weights": str(garbage)}, "data": {"image_height": 64, "image_width": 32}})
     with pytest.raises(ValueError, match="garbage.weights.h5 does not fit"):
-        build_regressor(bad)
+        build_regressor(bad.regressor, bad.data.image_size)
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(keras.applications, "ResNet50", offline)
     with pytest.raises(ValueError, match="ImageNet weights could not be downloaded.*'none'"):
-        build_segmenter(config_from_dict({"data": {"image_height": 64, "image_width": 32}}))
+        imagenet = config_from_dict({"data": {"image_height": 64, "image_width": 32}})
+        build_segmenter(imagenet.segmenter, imagenet.data.image_size)
 
 
 def test_regressor_batch_norm_momentum_and_stochastic_depth_options_survive_keras_files(tmp_path):
     config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "batch_norm_momentum": 0.9, "stochastic_depth": False}})
-    regressor = build_regressor(config)
+    regressor = build_regressor(config.regressor, config.data.image_size)
     drops = [layer for layer in regressor._flatten_layers() if isinstance(layer, keras.layers.Dropout) and layer.name.startswith("block")]
     assert len(drops) > 10 and all(layer.rate == 0.0 for layer in drops)
     assert all(layer.momentum == 0.9 for layer in batch_norms(regressor))
-    default = build_regressor(SMOKE)
+    default = build_regressor(SMOKE.regressor, SMOKE.data.image_size)
     assert all(layer.momentum == 0.99 for layer in batch_norms(default))
     assert any(layer.rate > 0 for layer in default._flatten_layers() if isinstance(layer, keras.layers.Dropout) and layer.name.startswith("block"))
     regressor.save(tmp_path / "regressor.keras")
@@ -205,16 +206,16 @@ def test_regressor_batch_norm_momentum_and_stochastic_depth_options_survive_kera
 @pytest.mark.parametrize("backbone, channels", [("resnet18", 512), ("resnet34", 512)])
 def test_lighter_segmenter_backbones_keep_the_output_stride_and_survive_keras_files(backbone, channels, tmp_path):
     config = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "backbone": backbone}})
-    segmenter = build_segmenter(config, with_roie=True)
+    segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
     assert segmenter.get_layer(f"dilated_{backbone}").output.shape == (None, 64 // 8, 32 // 8, channels)
-    assert segmenter.count_params() < build_segmenter(SMOKE).count_params()
+    assert segmenter.count_params() < build_segmenter(SMOKE.segmenter, SMOKE.data.image_size).count_params()
     segmenter.get_layer("roie_gate").alpha.assign(0.3)
     inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
     assert_keras_file_round_trip(segmenter, inputs, tmp_path / "segmenter.keras")
     # A weights file of the same network loads; ImageNet weights do not exist for it.
     segmenter.get_layer(f"dilated_{backbone}").save_weights(tmp_path / "backbone.weights.h5")
     from_file = config_from_dict({**config.to_dict(), "segmenter": {**config.to_dict()["segmenter"], "weights": str(tmp_path / "backbone.weights.h5")}})
-    loaded = build_segmenter(from_file).get_layer(f"dilated_{backbone}")
+    loaded = build_segmenter(from_file.segmenter, from_file.data.image_size).get_layer(f"dilated_{backbone}")
     np.testing.assert_array_equal(loaded.get_layer("conv1_conv").kernel.numpy(), segmenter.get_layer(f"dilated_{backbone}").get_layer("conv1_conv").kernel.numpy())
     with pytest.raises(ValueError, match="imagenet' exists only for backbone resnet50"):
         config_from_dict({"segmenter": {"backbone": backbone}})
@@ -227,7 +228,7 @@ def test_decoder_option_classifies_at_stride_4_and_survives_keras_files(output_s
     settings = {**SMOKE.to_dict()["segmenter"], "decoder": "low_level", "decoder_filters": 8, "output_stride": output_stride}
     config = config_from_dict({**SMOKE.to_dict(), "segmenter": settings})
     assert SMOKE.segmenter.decoder == "none"  # the paper's PSPNet unless asked
-    segmenter = build_segmenter(config, with_roie=True)
+    segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
     assert segmenter.get_layer("dilated_resnet50").output[0].shape[1:3] == (64 // output_stride, 32 // output_stride)
     assert segmenter.get_layer("dilated_resnet50").output[1].shape == (None, 64 // 4, 32 // 4, 256)
     assert segmenter.get_layer("classifier").output.shape == (None, 64 // 4, 32 // 4, 1)
@@ -237,10 +238,10 @@ def test_decoder_option_classifies_at_stride_4_and_survives_keras_files(output_s
     loaded = assert_keras_file_round_trip(segmenter, inputs, tmp_path / "segmenter.keras")
     assert loaded.get_layer("decoder").filters == 8
     # An N_S without the decoder cannot start this one (`segmenter.weights`): named.
-    build_segmenter(SMOKE).save(tmp_path / "pspnet.keras")
+    build_segmenter(SMOKE.segmenter, SMOKE.data.image_size).save(tmp_path / "pspnet.keras")
     started = config_from_dict({**config.to_dict(), "segmenter": {**config.to_dict()["segmenter"], "weights": str(tmp_path / "pspnet.keras")}})
     with pytest.raises(ValueError, match="pspnet.keras has no layer 'decoder'"):
-        build_segmenter(started)
+        build_segmenter(started.segmenter, started.data.image_size)
     with pytest.raises(ValueError, match="'decoder' must be one of none, low_level, got 'unet'"):
         config_from_dict({"segmenter": {"decoder": "unet"}})
     with pytest.raises(ValueError, match="'decoder_filters' must be positive"):
@@ -251,49 +252,51 @@ def test_segmenter_starts_from_a_trained_segmenter_file_of_another_input_size(tm
     # Fine-tuning (e.g. an N_S trained on the synthetic generator): every layer is copied,
     # whatever the input size it was trained at; a gated source's gate is not.
     small = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "backbone": "resnet18", "weights": "none"}})
-    trained = build_segmenter(small, with_roie=True)
+    trained = build_segmenter(small.segmenter, small.data.image_size, with_roie=True)
     trained.get_layer("roie_gate").alpha.assign(0.5)
     for weight in trained.weights:  # BatchNorm statistics included
         weight.assign(RNG.normal(0.0, 0.1, weight.shape).astype("float32") + (1.0 if "variance" in weight.path else 0.0))
     trained.save(tmp_path / "segmenter.keras")
     options = {**small.to_dict()["segmenter"], "weights": str(tmp_path / "segmenter.keras")}
     larger = config_from_dict({**small.to_dict(), "segmenter": options, "data": {**small.to_dict()["data"], "image_height": 128, "image_width": 64}})
-    started = build_segmenter(larger)
+    started = build_segmenter(larger.segmenter, larger.data.image_size)
     assert started.input["image"].shape == (None, 128, 64, 1)
     for layer in started.layers:
         for ours, theirs in zip(layer.weights, trained.get_layer(layer.name).weights if layer.weights else []):
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=f"{layer.name}: {ours.path}")
-    assert float(build_segmenter(larger, with_roie=True).get_layer("roie_gate").alpha.numpy()) == 0.0
+    assert float(build_segmenter(larger.segmenter, larger.data.image_size, with_roie=True).get_layer("roie_gate").alpha.numpy()) == 0.0
     assert_keras_file_round_trip(started, {"image": images(1, 128, 64)}, tmp_path / "started.keras")
     # Another pyramid (or backbone) does not fit, and says which layer; a missing or foreign
     # file is named.
     wider = config_from_dict({**larger.to_dict(), "segmenter": {**options, "pyramid_filters": 2 * small.segmenter.pyramid_filters}})
     with pytest.raises(ValueError, match="segmenter.keras: layer 'pyramid' has other shapes"):
-        build_segmenter(wider)
+        build_segmenter(wider.segmenter, wider.data.image_size)
     deeper = config_from_dict({**larger.to_dict(), "segmenter": {**options, "backbone": "resnet34"}})
     with pytest.raises(ValueError, match="segmenter.keras has no layer 'dilated_resnet34'"):
-        build_segmenter(deeper)
+        build_segmenter(deeper.segmenter, deeper.data.image_size)
     with pytest.raises(FileNotFoundError, match="trained N_S file not found: .*nope.keras"):
-        build_segmenter(config_from_dict({**larger.to_dict(), "segmenter": {**options, "weights": str(tmp_path / "nope.keras")}}))
+        missing_file = config_from_dict({**larger.to_dict(), "segmenter": {**options, "weights": str(tmp_path / "nope.keras")}})
+        build_segmenter(missing_file.segmenter, missing_file.data.image_size)
     (tmp_path / "garbage.keras").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="garbage.keras is not a loadable N_S"):
-        build_segmenter(config_from_dict({**larger.to_dict(), "segmenter": {**options, "weights": str(tmp_path / "garbage.keras")}}))
+        foreign_file = config_from_dict({**larger.to_dict(), "segmenter": {**options, "weights": str(tmp_path / "garbage.keras")}})
+        build_segmenter(foreign_file.segmenter, foreign_file.data.image_size)
 
 
 def test_regressor_coordinate_channels_option_survives_keras_files(tmp_path):
     config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "coordinate_channels": True}})
     assert not SMOKE.regressor.coordinate_channels  # off unless asked (beyond the paper)
-    regressor = build_regressor(config)
+    regressor = build_regressor(config.regressor, config.data.image_size)
     assert regressor.input.shape == (None, 64, 32, 2)  # callers still pass the mode's channels
     assert regressor.get_layer("coordinates").output.shape == (None, 64, 32, 4)
     larger = config_from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "image_height": 128, "image_width": 64}})
-    assert_keras_file_round_trip(build_regressor(larger), images(2, 128, 64, 2), tmp_path / "regressor.keras")
+    assert_keras_file_round_trip(build_regressor(larger.regressor, larger.data.image_size), images(2, 128, 64, 2), tmp_path / "regressor.keras")
 
 
 def test_regressor_position_head_option_survives_keras_files(tmp_path):
     assert SMOKE.regressor.head_pooling == "average"  # the paper's CAM unless asked
     config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "head_pooling": "position"}})
-    regressor = build_regressor(config)
+    regressor = build_regressor(config.regressor, config.data.image_size)
     assert regressor.get_layer("head").kernel.shape == (2, 1, 1280, 3)  # one weight per position of the 2×1 map
     assert_keras_file_round_trip(regressor, images(2, 64, 32, 2), tmp_path / "regressor.keras")
     with pytest.raises(ValueError, match="key 'regressor.head_pooling' must be one of 'average', 'position', got 'max'"):
@@ -307,7 +310,7 @@ def test_regressor_input_downsample_option_reads_pooled_inputs_keeps_the_cam_gri
         **values, "data": {**values["data"], "image_height": 128, "image_width": 64},
         "regressor": {**values["regressor"], "backbone": "plain_cnn", "coordinate_channels": True, "head_pooling": "position", "input_downsample": 2},
     })
-    regressor = build_regressor(config)
+    regressor = build_regressor(config.regressor, config.data.image_size)
     inputs = images(2, 128, 64, 2)
     out = regressor(inputs, training=False)
     assert out["features"].shape == (2, 2, 1, 512)  # the trunk reads 64×32
@@ -329,7 +332,7 @@ def test_regressor_input_downsample_option_reads_pooled_inputs_keeps_the_cam_gri
         **config.to_dict(), "data": {**values["data"], "image_height": 192, "image_width": 96},
         "regressor": {**config.to_dict()["regressor"], "input_downsample": 3},
     })
-    out = build_regressor(thirds)(images(1, 192, 96, 2), training=False)
+    out = build_regressor(thirds.regressor, thirds.data.image_size)(images(1, 192, 96, 2), training=False)
     assert out["features"].shape == (1, 2, 1, 512)  # the trunk reads 64×32
     assert out["cam"].shape == (1, 6, 3, 4)
     with pytest.raises(ValueError, match="input_downsample 2 needs data.image_height and image_width to be multiples of 64, got 64×32"):
@@ -339,10 +342,10 @@ def test_regressor_input_downsample_option_reads_pooled_inputs_keeps_the_cam_gri
 def test_plain_cnn_regressor_option_gives_the_same_outputs_and_survives_keras_files(tmp_path):
     config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "backbone": "plain_cnn", "batch_norm_momentum": 0.9}})
     larger = config_from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "image_height": 128, "image_width": 64}})
-    regressor = build_regressor(larger)
+    regressor = build_regressor(larger.regressor, larger.data.image_size)
     out = regressor(images(2, 128, 64, 2))
     assert out["angles"].shape == (2, 3) and out["cam"].shape == (2, 4, 2, 4) and out["features"].shape == (2, 4, 2, 512)
-    assert regressor.count_params() < build_regressor(SMOKE).count_params()
+    assert regressor.count_params() < build_regressor(SMOKE.regressor, SMOKE.data.image_size).count_params()
     assert all(layer.momentum == 0.9 for layer in batch_norms(regressor))
     assert_keras_file_round_trip(regressor, images(2, 128, 64, 2), tmp_path / "regressor.keras")
     with pytest.raises(ValueError, match="imagenet' exists only for backbone efficientnet_b1"):
@@ -352,7 +355,7 @@ def test_plain_cnn_regressor_option_gives_the_same_outputs_and_survives_keras_fi
 def test_resnet18_regressor_option_gives_the_same_outputs_and_survives_keras_files(tmp_path):
     values = SMOKE.to_dict()
     config = config_from_dict({**values, "regressor": {**values["regressor"], "backbone": "resnet18", "batch_norm_momentum": 0.9}})
-    regressor = build_regressor(config)
+    regressor = build_regressor(config.regressor, config.data.image_size)
     out = regressor(images(2, 64, 32, 2))
     assert out["angles"].shape == (2, 3) and out["cam"].shape == (2, 2, 1, 4) and out["features"].shape == (2, 2, 1, 512)
     assert any(layer.name == "dilated_resnet18" for layer in regressor.layers)

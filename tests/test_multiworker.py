@@ -166,7 +166,7 @@ def test_two_workers_pretrain_n_r_train_the_refiner_and_train_phase_reg_as_one_d
     smoke = load_config(CONFIGS / "smoke.yaml").to_dict()
     segmenter_config = config_from_dict({**smoke, "segmenter": {**smoke["segmenter"], "dropout": 0.0, "backbone": "resnet18"}})
     keras.utils.set_random_seed(3)
-    segmenter = build_segmenter(segmenter_config)  # phase seg's N_S (untrained), the same in both workdirs
+    segmenter = build_segmenter(segmenter_config.segmenter, segmenter_config.data.image_size)  # phase seg's N_S (untrained), the same in both workdirs
     workdir, alone = tmp_path / "workdir", tmp_path / "alone"
     for folder in (workdir, alone):
         network_path(folder, "seg", "segmenter").parent.mkdir(parents=True)
@@ -202,7 +202,7 @@ def test_two_workers_train_roie_tcl_and_refine_as_one_device(synthetic_root, tmp
     start = config_from_dict({**smoke, "segmenter": {**smoke["segmenter"], "dropout": 0.0, "backbone": "resnet18"},
                               "regressor": {**smoke["regressor"], "dropout": 0.0, "backbone": "plain_cnn"}})
     keras.utils.set_random_seed(3)
-    segmenter, regressor = build_segmenter(start), build_regressor(start)
+    segmenter, regressor = build_segmenter(start.segmenter, start.data.image_size), build_regressor(start.regressor, start.data.image_size)
     workdir, alone = tmp_path / "workdir", tmp_path / "alone"
     for folder in (workdir, alone):
         for phase, network in (("seg", segmenter), ("reg", regressor)):

@@ -36,8 +36,8 @@ def batch(synthetic_root):
 
 
 def networks(phase):
-    segmenter = build_segmenter(SMOKE, with_roie=phase in ("roie", "tcl", "refine"))
-    regressor = build_regressor(SMOKE) if phase != "seg" else None
+    segmenter = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size, with_roie=phase in ("roie", "tcl", "refine"))
+    regressor = build_regressor(SMOKE.regressor, SMOKE.data.image_size) if phase != "seg" else None
     return segmenter, regressor
 
 
@@ -92,10 +92,10 @@ def test_roie_moves_alpha_off_zero(precision, batch):
 
 
 def test_gated_two_pass_equals_ungated_at_alpha_zero(batch):
-    plain = build_segmenter(SMOKE)
-    gated = build_segmenter(SMOKE, with_roie=True)
+    plain = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size)
+    gated = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size, with_roie=True)
     copy_weights_by_name(plain, gated)
-    regressor = build_regressor(SMOKE)
+    regressor = build_regressor(SMOKE.regressor, SMOKE.data.image_size)
     expected = segment(plain, None, batch["image"], "image+mask")["mask"]
     actual = segment(gated, regressor, batch["image"], "image+mask")["mask"]
     np.testing.assert_allclose(actual.numpy(), expected.numpy(), atol=1e-6)
@@ -104,8 +104,8 @@ def test_gated_two_pass_equals_ungated_at_alpha_zero(batch):
 def test_inference_skips_an_idle_gate_and_only_an_idle_one(batch):
     """At α = 0 `skip_idle_gate` gives the two-pass mask in one pass, without N_R (None
     here: a CAM pass would fail); at α ≠ 0 it changes nothing."""
-    gated = build_segmenter(SMOKE, with_roie=True)
-    regressor = build_regressor(SMOKE)
+    gated = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size, with_roie=True)
+    regressor = build_regressor(SMOKE.regressor, SMOKE.data.image_size)
     two_pass = segment(gated, regressor, batch["image"], "image+mask")["mask"]
     one_pass = segment(gated, None, batch["image"], "image+mask", skip_idle_gate=True)["mask"]
     np.testing.assert_allclose(one_pass.numpy(), two_pass.numpy(), atol=1e-6)
@@ -155,7 +155,7 @@ def test_regressor_overfits_a_fixed_batch_from_the_mean_predictor(batch, seed):
         "reg": {**values["reg"], "loss": "l1", "ar_weight": 0.0},
     })
     keras.utils.set_random_seed(seed)  # the same start whatever ran before in this process
-    segmenter, regressor = None, build_regressor(config)  # N_R on the true masks
+    segmenter, regressor = None, build_regressor(config.regressor, config.data.image_size)  # N_R on the true masks
     truth = batch["angles"].numpy()
     start_at_mean_angles(regressor, truth.mean(axis=0))
     masks = tf.cast(batch["mask"], tf.float32)
@@ -193,9 +193,9 @@ def test_tcl_trains_the_segmenter_for_every_regressor_input(mode, batch):
     # With N_R on the image alone, r(x) does not depend on the mask: TCL must feed the masks
     # to N_R (in its image channel) or N_S gets no gradient at all.
     config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "input_mode": mode}})
-    segmenter = build_segmenter(config, with_roie=True)
+    segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
     segmenter.get_layer("roie_gate").alpha.assign(0.1)
-    trainer = phases.make_trainer("tcl", segmenter, build_regressor(config), config)
+    trainer = phases.make_trainer("tcl", segmenter, build_regressor(config.regressor, config.data.image_size), config)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
     before = snapshot(segmenter)
     logs = trainer.train_on_batch(batch, return_dict=True)
@@ -211,8 +211,8 @@ def with_setting(section: str, key: str, value):
 
 def one_step_moves(phase: str, config, batch) -> None:
     """One step of `phase` built from `config`: a finite loss, and the trained network moves."""
-    segmenter = build_segmenter(config)
-    regressor = build_regressor(config) if phase != "seg" else None
+    segmenter = build_segmenter(config.segmenter, config.data.image_size)
+    regressor = build_regressor(config.regressor, config.data.image_size) if phase != "seg" else None
     trainer = phases.make_trainer(phase, segmenter, regressor, config)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
     trained = segmenter if phase == "seg" else regressor
@@ -235,7 +235,7 @@ def test_seg_phase_steps_with_the_stride_4_decoder(batch):
 
 
 def test_seg_phase_steps_from_a_trained_segmenter_file(batch, tmp_path):
-    trained = build_segmenter(SMOKE)
+    trained = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size)
     trained.save(tmp_path / "segmenter.keras")
     one_step_moves("seg", with_setting("segmenter", "weights", str(tmp_path / "segmenter.keras")), batch)
 
@@ -250,7 +250,7 @@ def test_reg_phase_terms_add_up_to_its_loss(ar_weight, batch):
     """Eq. 3 on branch A, and with AR (Eq. 4) Eq. 3 on branch B and L_AR weighted."""
     values = SMOKE.to_dict()
     config = config_from_dict({**values, "regressor": {**values["regressor"], "backbone": "plain_cnn"}, "reg": {**values["reg"], "ar_weight": ar_weight}})
-    trainer = phases.make_trainer("reg", build_segmenter(config), build_regressor(config), config)
+    trainer = phases.make_trainer("reg", build_segmenter(config.segmenter, config.data.image_size), build_regressor(config.regressor, config.data.image_size), config)
     loss, terms, _ = trainer.compute(batch, training=False)
     assert set(terms) == ({"loss_angles", "loss_angles_mask", "loss_ar"} if ar_weight else {"loss_angles"})
     expected = float(terms["loss_angles"]) + (float(terms["loss_angles_mask"]) + ar_weight * float(terms["loss_ar"]) if ar_weight else 0.0)
@@ -265,7 +265,7 @@ def test_seg_phase_weights_the_outline_band(batch):
     """`segmenter.boundary_weight` reaches the seg phase's loss: it grows by the extra
     cross-entropy on the band (λ·weight·mean of the band's CE), and a step trains N_S."""
     config = with_setting("segmenter", "boundary_weight", 4.0)
-    segmenter = build_segmenter(config)
+    segmenter = build_segmenter(config.segmenter, config.data.image_size)
     plain = phases.make_trainer("seg", segmenter, None, SMOKE).compute(batch, training=False)[0]
     weighted = phases.make_trainer("seg", segmenter, None, config).compute(batch, training=False)[0]
     logits = segment(segmenter, None, batch["image"], config.regressor.input_mode)["mask_logits"]
@@ -293,9 +293,10 @@ def test_reg_phase_steps_with_a_downsampled_input(synthetic_root):
 def test_inference_shares_one_backbone_run_between_the_gated_passes(decoder, batch, monkeypatch):
     """segment(training=False) equals the two full N_S passes of Eq. 2 at α ≠ 0, and runs
     the backbone once (with the decoder, its stride-4 features come from that one run)."""
-    gated = build_segmenter(with_setting("segmenter", "decoder", decoder), with_roie=True)
+    decoded = with_setting("segmenter", "decoder", decoder)
+    gated = build_segmenter(decoded.segmenter, decoded.data.image_size, with_roie=True)
     gated.get_layer("roie_gate").alpha.assign(0.7)
-    regressor = build_regressor(SMOKE)
+    regressor = build_regressor(SMOKE.regressor, SMOKE.data.image_size)
     image = batch["image"]
     zero = tf.zeros((image.shape[0], *gated.input["cam"].shape[1:]))
     first = gated({"image": image, "cam": zero}, training=False)["mask"]
@@ -316,10 +317,10 @@ def readout_tcl_step(batch, bias: float):
     """One tcl step through the geometric readout, N_S's classifier bias set to `bias`
     (+3: most of the frame is spine, so the readout finds one; −10: it finds none)."""
     config = with_setting("tcl", "through", "readout")
-    segmenter = build_segmenter(config, with_roie=True)
+    segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
     segmenter.get_layer("roie_gate").alpha.assign(0.1)
     segmenter.get_layer("classifier").bias.assign(np.array([bias], "float32"))
-    trainer = phases.make_trainer("tcl", segmenter, build_regressor(config), config)
+    trainer = phases.make_trainer("tcl", segmenter, build_regressor(config.regressor, config.data.image_size), config)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
     before = snapshot(segmenter)
     logs = trainer.train_on_batch(batch, return_dict=True)
@@ -340,9 +341,9 @@ def test_tcl_through_the_readout_skips_images_without_a_spine_and_keeps_eq1(batc
     logs, _, finite = readout_tcl_step(batch, -10.0)
     assert np.isfinite(logs["loss"]) and logs["loss"] > 0 and finite
     config = with_setting("tcl", "through", "readout")
-    segmenter = build_segmenter(config, with_roie=True)
+    segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
     segmenter.get_layer("classifier").bias.assign(np.array([-10.0], "float32"))
-    trainer = phases.make_trainer("tcl", segmenter, build_regressor(config), config)
+    trainer = phases.make_trainer("tcl", segmenter, build_regressor(config.regressor, config.data.image_size), config)
     loss, _, out = trainer.compute(batch, training=False)
     settings = config.segmenter
     anchor = losses.segmentation_loss(batch["mask"], out["mask_logits"], settings.ce_weight)
@@ -354,10 +355,10 @@ def test_readout_smape_scores_masks_without_a_spine_as_the_mean_angles(phase, ba
     """N_S's masks all background: the readout finds no spine in any image, so the logged
     readout SMAPE is the training-mean angles' SMAPE (the score evaluation gives them)."""
     config = with_setting("tcl", "through", "readout")
-    segmenter = build_segmenter(config, with_roie=phase == "tcl")
+    segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=phase == "tcl")
     segmenter.get_layer("classifier").bias.assign(np.array([-10.0], "float32"))
     mean = np.array([0.2, 0.1, 0.15], "float32")  # angles / 180: 36°, 18°, 27°
-    regressor = build_regressor(config) if phase == "tcl" else None
+    regressor = build_regressor(config.regressor, config.data.image_size) if phase == "tcl" else None
     trainer = phases.make_trainer(phase, segmenter, regressor, config, mean_angles=mean)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
     logs = trainer.test_on_batch(batch, return_dict=True)

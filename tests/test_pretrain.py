@@ -76,26 +76,29 @@ def trunk_outputs(regressor, inputs):
 def test_saved_trunk_loads_back_exactly_for_the_mask_input(tmp_path):
     config = tiny_config()
     run = pretraining.pretraining_config(config)
-    source = build_regressor(run)
+    source = build_regressor(run.regressor, run.data.image_size)
     path = tmp_path / "trunk.weights.h5"
     pretraining.save_trunk(source, path, "efficientnet_b1")
-    loaded = build_regressor(config_from_dict({**TINY, "regressor": {"weights": str(path), "input_mode": "mask"}}))
+    mask_mode = config_from_dict({**TINY, "regressor": {"weights": str(path), "input_mode": "mask"}})
+    loaded = build_regressor(mask_mode.regressor, mask_mode.data.image_size)
     inputs = np.random.default_rng(0).random((2, 64, 32, 1)).astype("float32")
     expected = trunk_outputs(source, inputs)
     tolerance = 1e-3 * np.abs(expected).max()  # an untrained trunk's features are ~1e-6
     np.testing.assert_allclose(trunk_outputs(loaded, inputs), expected, atol=tolerance)
     # A freshly initialised N_R computes something else: the comparison above can fail.
-    other = build_regressor(run)
+    other = build_regressor(run.regressor, run.data.image_size)
     assert not np.allclose(trunk_outputs(other, inputs), expected, atol=tolerance)
     # image+mask: each channel starts with half of the mask filters.
-    both = build_regressor(config_from_dict({**TINY, "regressor": {"weights": str(path), "input_mode": "image+mask"}}))
+    two_channels = config_from_dict({**TINY, "regressor": {"weights": str(path), "input_mode": "image+mask"}})
+    both = build_regressor(two_channels.regressor, two_channels.data.image_size)
     stem = pretraining.trunk(source).get_layer("stem_conv").get_weights()[0]
     stem2 = pretraining.trunk(both).get_layer("stem_conv").get_weights()[0]
     np.testing.assert_allclose(stem2, np.concatenate([stem / 2, stem / 2], axis=2), rtol=1e-5, atol=1e-7)
 
 
 def test_save_trunk_refuses_a_name_keras_cannot_read(tmp_path):
-    regressor = build_regressor(pretraining.pretraining_config(tiny_config()))
+    run = pretraining.pretraining_config(tiny_config())
+    regressor = build_regressor(run.regressor, run.data.image_size)
     with pytest.raises(ValueError, match=r"trunk\.h5.*'\.weights\.h5'"):
         pretraining.save_trunk(regressor, tmp_path / "trunk.h5", "efficientnet_b1")
     with pytest.raises(ValueError, match="resnet18"):
@@ -112,7 +115,8 @@ def test_pretrain_writes_weights_that_phase_reg_can_start_from(tmp_path):
     assert len(written["validation"]["val_smape"]) == 1 and np.isfinite(written["validation"]["val_smape"][0])
     assert written["settings"]["count"] == 16 and written["input"] == [64, 32]
     assert 0 < written["baseline"]["smape"] < 100
-    regressor = build_regressor(config_from_dict({**TINY, "regressor": {"weights": str(out), "input_mode": "mask"}}))
+    from_file = config_from_dict({**TINY, "regressor": {"weights": str(out), "input_mode": "mask"}})
+    regressor = build_regressor(from_file.regressor, from_file.data.image_size)
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(regressor(np.zeros((1, 64, 32, 1), "float32"))["angles"])))
 
 
@@ -132,27 +136,33 @@ def test_plain_cnn_pretraining_runs_on_a_cosine_schedule_and_phase_reg_starts_fr
     assert isinstance(rate, keras.optimizers.schedules.CosineDecay) and rate.decay_steps == 2 * (16 // 8)
     # Its trunk loads exactly into N_R on the mask with the same coordinate channels ...
     source_path = tmp_path / "source.weights.h5"
-    source = build_regressor(pretraining.pretraining_config(config_from_dict(values)))
+    run = pretraining.pretraining_config(config_from_dict(values))
+    source = build_regressor(run.regressor, run.data.image_size)
     pretraining.save_trunk(source, source_path, "plain_cnn")
-    loaded = build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(source_path), "input_mode": "mask"}}))
+    mask_mode = config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(source_path), "input_mode": "mask"}})
+    loaded = build_regressor(mask_mode.regressor, mask_mode.data.image_size)
     inputs = np.random.default_rng(1).random((2, 64, 32, 3)).astype("float32")  # mask + row + column
     expected = trunk_outputs(source, inputs)
     assert np.abs(expected).max() > 0
     np.testing.assert_allclose(trunk_outputs(loaded, inputs), expected, rtol=1e-5, atol=1e-6)
-    other = build_regressor(pretraining.pretraining_config(config_from_dict(values)))
+    run = pretraining.pretraining_config(config_from_dict(values))
+    other = build_regressor(run.regressor, run.data.image_size)
     assert not np.allclose(trunk_outputs(other, inputs), expected, rtol=1e-5, atol=1e-6)
     # ... and phase reg's N_R reads the file pretraining wrote.
-    assert build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(out), "input_mode": "mask"}}))
+    from_file = config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(out), "input_mode": "mask"}})
+    assert build_regressor(from_file.regressor, from_file.data.image_size)
     # For image ⊕ mask the image channel's first filters start at zero: whatever the image,
     # the trunk computes what the mask-mode trunk computes on the mask and coordinates.
-    both = build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(source_path), "input_mode": "image+mask"}}))
+    two_channels = config_from_dict({**TINY, "regressor": {**PLAIN, "weights": str(source_path), "input_mode": "image+mask"}})
+    both = build_regressor(two_channels.regressor, two_channels.data.image_size)
     image = np.random.default_rng(2).random((2, 64, 32, 1)).astype("float32")
     np.testing.assert_allclose(trunk_outputs(both, np.concatenate([image, inputs], axis=-1)), expected, rtol=1e-5, atol=1e-6)
     kernel = pretraining.trunk(both).get_layer(PLAIN_CNN_FIRST_CONV).kernel.numpy()
     assert kernel.shape[2] == 4 and not kernel[:, :, 0].any() and kernel[:, :, 1:].any()
     # Another channel layout is refused, naming the file.
     with pytest.raises(ValueError, match=r"plain\.weights\.h5: not a plain CNN trunk for 1 input channels"):
-        build_regressor(config_from_dict({**TINY, "regressor": {**PLAIN, "coordinate_channels": False, "weights": str(out), "input_mode": "mask"}}))
+        no_coordinates = config_from_dict({**TINY, "regressor": {**PLAIN, "coordinate_channels": False, "weights": str(out), "input_mode": "mask"}})
+        build_regressor(no_coordinates.regressor, no_coordinates.data.image_size)
 
 
 def test_cli_refuses_bad_names_existing_files_and_bad_configs(tmp_path, capsys):

@@ -147,7 +147,7 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root):
         def first_loss(strategy, eager):
             keras.utils.set_random_seed(1)
             with strategy.scope():
-                trainer = phases.make_trainer("seg", build_segmenter(config, synchronized=True), None, config)
+                trainer = phases.make_trainer("seg", build_segmenter(config.segmenter, config.data.image_size, synchronized=True), None, config)
                 trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=eager)
             data = tf.data.Dataset.from_tensors(batch)
             loop = Loop(trainer, None if strategy is tf.distribute.get_strategy() else strategy, eager)  # training.loop under a strategy
@@ -164,7 +164,7 @@ def test_mirrored_strategy_first_step_loss_equals_single_device(synthetic_root):
         def first_reg_loss(strategy, eager, synchronized):
             keras.utils.set_random_seed(1)
             with strategy.scope():
-                regressor = build_regressor(reg_config, synchronized=synchronized)
+                regressor = build_regressor(reg_config.regressor, reg_config.data.image_size, synchronized=synchronized)
                 trainer = phases.make_trainer("reg", None, regressor, reg_config)  # on the true masks
                 trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=eager)
             data = tf.data.Dataset.from_tensors(batch)
@@ -274,7 +274,7 @@ def test_keep_start_unless_beaten_keeps_the_starting_network_only_when_no_epoch_
         "roie": {**values["roie"], "keep_start_unless_beaten": True, "monitor": monitor, "precision": precision},
     })
     workdir = make_workdir(tmp_path / "run")  # writes reg/regressor.keras
-    segmenter = build_segmenter(config)
+    segmenter = build_segmenter(config.segmenter, config.data.image_size)
     set_constant_mask(segmenter, start_bias)
     network_path(workdir, "seg", "segmenter").parent.mkdir()
     segmenter.save(network_path(workdir, "seg", "segmenter"))
@@ -319,7 +319,7 @@ def test_regressor_weights_pretrain_pretrains_into_the_workdir_once_and_phase_re
     })
     workdir = tmp_path / "run"
     network_path(workdir, "seg", "segmenter").parent.mkdir(parents=True)
-    build_segmenter(config).save(network_path(workdir, "seg", "segmenter"))  # phase seg's N_S, untrained
+    build_segmenter(config.segmenter, config.data.image_size).save(network_path(workdir, "seg", "segmenter"))  # phase seg's N_S, untrained
     summary = run.train_phase("reg", config, workdir, verbose=0, run_eagerly=True)
     trunk_file = workdir / "pretrain" / "regressor_trunk.weights.h5"
     assert trunk_file.is_file()
@@ -328,17 +328,18 @@ def test_regressor_weights_pretrain_pretrains_into_the_workdir_once_and_phase_re
     assert "from a trunk pretrained on synthetic masks" in run.report(summary)
     # Phase reg builds N_R on that trunk ...
     from_file = config_from_dict({**config.to_dict(), "regressor": {**config.to_dict()["regressor"], "weights": str(trunk_file)}})
-    expected = [w.numpy() for w in build_regressor(from_file).get_layer("plain_cnn").weights]
+    expected = [w.numpy() for w in build_regressor(from_file.regressor, from_file.data.image_size).get_layer("plain_cnn").weights]
     built = run.load_networks(workdir, "reg", config, synchronized=False)[1].get_layer("plain_cnn").weights
     assert all(np.array_equal(w.numpy(), e) for w, e in zip(built, expected, strict=True))
-    fresh = build_regressor(config_from_dict({**from_file.to_dict(), "regressor": {**from_file.to_dict()["regressor"], "weights": "none"}}))
+    untrained = config_from_dict({**from_file.to_dict(), "regressor": {**from_file.to_dict()["regressor"], "weights": "none"}})
+    fresh = build_regressor(untrained.regressor, untrained.data.image_size)
     assert not all(np.array_equal(w.numpy(), e) for w, e in zip(fresh.get_layer("plain_cnn").weights, expected))
     # ... and a second run (a resume) does not pretrain again.
     monkeypatch.setattr(run, "pretrain", lambda *args, **kwargs: pytest.fail("pretrained twice"))
     assert run.ensure_pretrained_trunk(config, workdir) == summary["pretraining"]
     # Outside a workdir the keyword names nothing: building from it is refused.
     with pytest.raises(ValueError, match="regressor.weights: pretrain names the trunk `train` pretrains into its workdir"):
-        build_regressor(config)
+        build_regressor(config.regressor, config.data.image_size)
 
 
 def test_weights_pretrain_is_refused_where_nothing_pretrains():
@@ -356,8 +357,8 @@ def test_phases_after_seg_do_not_read_segmenter_weights(tmp_path):
     config = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "weights": str(missing)}})
     workdir = tmp_path / "run"
     keras.utils.set_random_seed(1)
-    trained = build_segmenter(SMOKE)
-    for phase, network, model in (("seg", "segmenter", trained), ("reg", "regressor", build_regressor(SMOKE))):
+    trained = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size)
+    for phase, network, model in (("seg", "segmenter", trained), ("reg", "regressor", build_regressor(SMOKE.regressor, SMOKE.data.image_size))):
         network_path(workdir, phase, network).parent.mkdir(parents=True)
         model.save(network_path(workdir, phase, network))
     run.check_weight_files(config, ["roie", "tcl", "refine"])

@@ -22,7 +22,7 @@ import os
 import keras
 from keras import layers
 
-from seg4reg_tf.config import Config
+from seg4reg_tf.config import SegmenterConfig
 from seg4reg_tf.layers import DilatedPyramid, LowLevelDecoder, ROIEGate
 from seg4reg_tf.layers.pyramid import apply_stack, conv_bn_relu
 from seg4reg_tf.models.backbone import dilated_resnet
@@ -39,11 +39,14 @@ TILT_HIDDEN = 64
 TRAINED_SEGMENTER_SUFFIX = ".keras"
 
 
-def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bool = False, name: str = "segmenter") -> keras.Model:
+def build_segmenter(
+    settings: SegmenterConfig, image_size: tuple[int, int], *, with_roie: bool = False, synchronized: bool = False, name: str = "segmenter"
+) -> keras.Model:
     """Builds N_S.
 
     Args:
-        config: uses `data.image_height/width` and `segmenter`.
+        settings: the config's `segmenter` section.
+        image_size: the input (H, W) in pixels (`data.image_size`).
         with_roie: add the `cam` input and the ROIE gate on f_m.
         synchronized: synchronised BatchNorm (for tf.distribute strategies).
         name: model name.
@@ -53,8 +56,7 @@ def build_segmenter(config: Config, *, with_roie: bool = False, synchronized: bo
         with the gate) and returning {"mask": (B, H, W, 1) probabilities,
         "mask_logits": (B, H, W, 1)}, and "tilt" (B, H, W, 2) with `tilt_weight` > 0.
     """
-    height, width = config.data.image_height, config.data.image_width
-    settings = config.segmenter
+    height, width = image_size
     image = keras.Input((height, width, 1), name="image")
     inputs = {"image": image}
     x = layers.Rescaling(255.0, offset=-_IMAGENET_GRAY_MEAN, name="preprocess")(image)

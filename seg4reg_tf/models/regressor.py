@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config
+from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, RegressorConfig
 from seg4reg_tf.layers import ClassActivationMap, CoordinateChannels
 from seg4reg_tf.models.backbone import PLAIN_CNN_FIRST_CONV, dilated_resnet, efficientnet_b1, plain_cnn
 
@@ -47,11 +47,12 @@ def mask_branch_inputs(mask, mode: str):
     return regressor_inputs(mask, mask, "image" if mode == "image" else "mask")
 
 
-def build_regressor(config: Config, *, synchronized: bool = False, name: str = "regressor") -> keras.Model:
+def build_regressor(settings: RegressorConfig, image_size: tuple[int, int], *, synchronized: bool = False, name: str = "regressor") -> keras.Model:
     """Builds N_R.
 
     Args:
-        config: uses `data.image_height/width` and `regressor`.
+        settings: the config's `regressor` section.
+        image_size: the input (H, W) in pixels (`data.image_size`).
         synchronized: synchronised BatchNorm (for tf.distribute strategies).
         name: model name.
 
@@ -60,14 +61,13 @@ def build_regressor(config: Config, *, synchronized: bool = False, name: str = "
         "cam" (B, H/32, W/32, 4) in [0, 1], "features" (B, H/32k, W/32k, 1280 for
         EfficientNet-B1, 512 for ResNet-18 and the plain CNN; k = `input_downsample`)}.
     """
-    settings = config.regressor
     if settings.weights == PRETRAIN_IN_WORKDIR:
         raise ValueError(
             f"regressor.weights: {PRETRAIN_IN_WORKDIR} names the trunk `train` pretrains into its workdir; "
             "build with `training.run.with_pretrained_trunk(config, workdir)`, or give a weights file"
         )
     channels = INPUT_CHANNELS[settings.input_mode]
-    shape = (config.data.image_height, config.data.image_width, channels)
+    shape = (*image_size, channels)
     inputs = keras.Input(shape, name="inputs")
     x = inputs
     if settings.input_downsample > 1:

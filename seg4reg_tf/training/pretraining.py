@@ -190,7 +190,7 @@ def pretrain(
     _LOG.info("drew %d + %d spine masks in %.0f s", settings.count, settings.validation_count, time.perf_counter() - started)
     distributed = loop.splits_batches(strategy)
     with loop.scope(strategy):
-        regressor = build_regressor(run, synchronized=distributed)
+        regressor = build_regressor(run.regressor, run.data.image_size, synchronized=distributed)
         mean = angles.mean(axis=0)
         start_at_mean_angles(regressor, mean / data.angle_scale_degrees)
         trainer = RegressionPhase(None, regressor, run, name="pretrain")

@@ -91,15 +91,16 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
         return model
 
     if phase == "seg":
-        return build_segmenter(config, synchronized=synchronized), None
+        return build_segmenter(config.segmenter, config.data.image_size, synchronized=synchronized), None
     # Only phase seg starts N_S from segmenter.weights; later phases take N_S from files.
-    fresh = dataclasses.replace(config, segmenter=dataclasses.replace(config.segmenter, weights="none"))
+    fresh = dataclasses.replace(config.segmenter, weights="none")
     if phase == "reg":
-        return load("seg", "segmenter"), build_regressor(with_pretrained_trunk(config, workdir), synchronized=synchronized)
+        with_trunk = with_pretrained_trunk(config, workdir)
+        return load("seg", "segmenter"), build_regressor(with_trunk.regressor, with_trunk.data.image_size, synchronized=synchronized)
     needs = dict((network, previous) for previous, network in PHASE_TABLE[phase].needs)
     regressor = load(needs["regressor"], "regressor")
     if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one
-        gated = build_segmenter(fresh, with_roie=True, synchronized=synchronized)
+        gated = build_segmenter(fresh, config.data.image_size, with_roie=True, synchronized=synchronized)
         copy_weights_by_name(load(needs["segmenter"], "segmenter"), gated)
         return gated, regressor
     return load(needs["segmenter"], "segmenter"), regressor
