@@ -31,7 +31,7 @@ from keras import ops
 
 from seg4reg_tf.curves_graph import find_curves
 from seg4reg_tf.data import pipeline, transforms
-from seg4reg_tf.geometric_readout import read_spine
+from seg4reg_tf.geometric_readout import read_corners, read_spine, trace_spine
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE, regressor_inputs
 from seg4reg_tf.models.segment import segment
 from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES
@@ -85,9 +85,10 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         out = regressor(regressor_inputs(images, mask, mode), training=False)
         by_regressor = ops.cast(out["angles"], "float32") * config.data.angle_scale_degrees
         cam = ops.cast(out["cam"][..., -1], "float32")
-    readout = read_spine(mask[..., 0], config.readout, letterbox)
+    positions, found = trace_spine(mask[..., 0], config.readout)
+    readout = read_corners(positions, found, letterbox, mask.shape[1])  # the centre line's reading
     refine = None if refiner is None else refined_tilts(refiner, fine_images, config.refiner)
-    vertebrae = vertebra_route(mask[..., 0], drawn["tilt"], config, letterbox, refine)
+    vertebrae = vertebra_route(mask[..., 0], drawn["tilt"], config, letterbox, refine, (positions, found, readout["cobb_angles"]))
     chosen = {"regressor": by_regressor, "geometric": readout["cobb_angles"], "vertebrae": vertebrae["cobb_angles"]}
     return {
         "cobb_angles": chosen[route],
@@ -106,12 +107,13 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
     }
 
 
-def vertebra_route(mask, tilt, config, letterbox=None, refine=None) -> dict:
+def vertebra_route(mask, tilt, config, letterbox=None, refine=None, centre_line=None) -> dict:
     """`vertebra_readout.read_vertebrae` on N_S's (B, H, W) mask and (B, H, W, 2) tilt
-    field (`refine`: its second look, `refined_tilts`); with no tilt field (None: N_S has no
+    field (`refine`: its second look, `refined_tilts`; `centre_line`: the centre line's
+    reading of the mask, as `read_vertebrae` takes it); with no tilt field (None: N_S has no
     tilt head) the same keys, all NaN, −1 and 0."""
     if tilt is not None:
-        return read_vertebrae(mask, tilt, config.readout, letterbox, refine)
+        return read_vertebrae(mask, tilt, config.readout, letterbox, refine, centre_line)
     batch = ops.shape(mask)[0]
     return {
         "cobb_angles": ops.full((batch, 3), float("nan")),

@@ -110,7 +110,7 @@ def tilted_corners(frames: dict, theta: tf.Tensor) -> tf.Tensor:
     return tf.reshape(quads, [-1, 4 * NUM_VERTEBRAE, 2])
 
 
-def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None, refine=None) -> dict[str, tf.Tensor]:
+def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None, refine=None, centre_line=None) -> dict[str, tf.Tensor]:
     """The vertebra route on a batch of N_S outputs.
 
     Args:
@@ -120,6 +120,9 @@ def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None,
         letterbox: (B, 3) scale, offset_y, offset_x of each original in the model frame, or None.
         refine: None, or a second look: (`vertebra_frames`, θ (B, 17) radians read off the
             field) → θ (B, 17) radians (`inference.refined_tilts`, the tilt refiner).
+        centre_line: the centre line's reading of the same mask, when the caller has it:
+            (positions (B, 68, 2) `trace_spine`'s corners in the model frame, found (B,),
+            its Cobb angles (B, 3) degrees); None: traced here.
 
     Returns:
         {"cobb_angles" (B, 3) float32 degrees (with `centre_line_share`, mixed with the
@@ -128,16 +131,18 @@ def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None,
         "found" (B,) bool, "confidence" (B, 17) in [0, 1]}; NaN, −1 and 0 where nothing was found.
     """
     probabilities = tf.cast(probabilities, tf.float32)
-    positions, found = trace_spine(probabilities, settings)
+    height = probabilities.shape[1]
+    if centre_line is None:
+        positions, found = trace_spine(probabilities, settings)
+        centre_line = (positions, found, read_corners(positions, found, letterbox, height)["cobb_angles"] if settings.centre_line_share > 0.0 else None)
+    positions, found, centre_line_angles = centre_line
     frames = vertebra_frames(positions)
     theta, confidence = read_tilts(tilt, probabilities, frames)
     theta = settings.tilt_gain * theta
     if refine is not None:
         theta = refine(frames, theta)
-    height = probabilities.shape[1]
     reading = read_corners(tilted_corners(frames, pointing_right(theta)), found, letterbox, height)
     share = settings.centre_line_share
     if share > 0.0:
-        centre_line = read_corners(positions, found, letterbox, height)["cobb_angles"]
-        reading["cobb_angles"] = (1.0 - share) * reading["cobb_angles"] + share * centre_line
+        reading["cobb_angles"] = (1.0 - share) * reading["cobb_angles"] + share * centre_line_angles
     return {**reading, "confidence": tf.where(found[:, None], confidence, 0.0)}

@@ -27,6 +27,7 @@ import keras
 
 import seg4reg_tf.layers  # noqa: F401  (registers the custom layers for loading)
 from seg4reg_tf.config import load_config, save_config
+from seg4reg_tf.models.pspnet import build_segmenter, copy_segmenter_weights, is_flat_segmenter, segmenter_layer
 
 NETWORK_FILES = {"segmenter": "segmenter.keras", "regressor": "regressor.keras"}
 # the other files of a phase folder (and of refiner/)
@@ -93,8 +94,29 @@ def load_refiner(sources: dict):
 
 
 def load_network(path):
-    """A saved network (.keras) without its training state (no optimizer, no compile)."""
-    return keras.saving.load_model(path, compile=False)
+    """A saved network (.keras) without its training state (no optimizer, no compile). An
+    N_S saved before N_S had an encoder and a head comes back in today's layout, built from
+    its workdir's config.yaml with the same weights.
+
+    Raises:
+        ValueError: such an N_S lies outside a workdir (no `<workdir>/config.yaml` two
+            folders up); named.
+    """
+    model = keras.saving.load_model(path, compile=False)
+    if not is_flat_segmenter(model):
+        return model
+    config_path = pathlib.Path(path).parent.parent / "config.yaml"
+    if not config_path.is_file():
+        raise ValueError(f"{path}: an N_S of the layout before encoder and head, outside a workdir (no {config_path}): "
+                         "load it from its workdir, or retrain")
+    config = load_config(config_path)
+    settings = dataclasses.replace(config.segmenter, weights="none")
+    names = {layer.name for layer in model.layers}
+    upgraded = build_segmenter(settings, config.data.image_size, with_roie="roie_gate" in names, name=model.name)
+    copy_segmenter_weights(model, upgraded, str(path))
+    if "roie_gate" in names:
+        segmenter_layer(upgraded, "roie_gate").set_weights(model.get_layer("roie_gate").get_weights())
+    return upgraded
 
 
 def evaluation_dir(workdir, split: str) -> pathlib.Path:
@@ -130,7 +152,7 @@ def write_networks(workdir, config, segmenter, regressor, alpha: float | None = 
     """
     workdir = pathlib.Path(workdir)
     if alpha is not None:
-        segmenter.get_layer("roie_gate").alpha.assign(alpha)
+        segmenter_layer(segmenter, "roie_gate").alpha.assign(alpha)
     for phase in ("roie", "reg"):
         phase_dir(workdir, phase).mkdir(parents=True, exist_ok=True)
     save_config(config, workdir / "config.yaml")

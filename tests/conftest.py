@@ -94,6 +94,14 @@ SMOKE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 
 @pytest.fixture(scope="session")
+def workdir_model(exported):
+    """The `exported` fixture's workdir loaded as predict loads one (`serving.loaded_system`)."""
+    from seg4reg_tf.serving import loaded_system
+
+    return loaded_system.load_workdir(str(exported["workdir"]))
+
+
+@pytest.fixture(scope="session")
 def smoke_ablation(synthetic_root, tmp_path_factory):
     """Paper Table 1's rows for the image ⊕ mask input on the smoke config with the light
     networks (ResNet-18 N_S, plain-CNN N_R: the table's mechanics do not depend on them, and

@@ -10,7 +10,7 @@ import tensorflow as tf
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data import synthetic
 from seg4reg_tf.geometry import VERTEBRA_NAMES
-from seg4reg_tf.models import build_regressor, build_segmenter
+from seg4reg_tf.models import build_regressor, build_segmenter, segmenter_layer
 from seg4reg_tf.models.tilt_refiner import build_tilt_refiner
 from seg4reg_tf.workdir import write_networks
 
@@ -57,7 +57,7 @@ def make_workdir(folder: pathlib.Path, **sections) -> pathlib.Path:
     config = config_from_dict({**values, **{name: {**values[name], **changes} for name, changes in sections.items()}})
     keras.utils.set_random_seed(0)
     segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
-    segmenter.get_layer("classifier").bias.assign(np.array([3.0], "float32"))
+    segmenter_layer(segmenter, "classifier").bias.assign(np.array([3.0], "float32"))
     refiner = build_tilt_refiner(config.refiner) if config.refiner.enabled else None
     if refiner is not None:  # an untrained refiner that turns every vertebra by ~3° or more
         refiner.get_layer("residual").bias.assign(np.array([0.6], "float32"))

@@ -6,7 +6,6 @@ path matters; the `exported` fixture of conftest.py) is shared by the session: t
 ResNet-50 + EfficientNet-B1 into two signatures is the expensive part.
 """
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -22,8 +21,7 @@ import tensorflow as tf
 
 from seg4reg_tf import export, serving_client
 from seg4reg_tf.data import pipeline, requests
-from seg4reg_tf.inference import mask_probabilities, predict_images, segmenter_outputs
-from seg4reg_tf.models.segment import segment
+from seg4reg_tf.inference import predict_images
 from seg4reg_tf.serving import client, loaded_system, saved_model
 from seg4reg_tf.serving.loopback_server import LoopbackServer
 from seg4reg_tf.workdir import final_networks
@@ -103,30 +101,6 @@ def test_export_records_the_routes_and_answers_with_the_chosen_one(exported):
     image = np.random.default_rng(3).random((1, 64, 32, 1)).astype(np.float32)
     out = exported["loaded"].signatures["predict_tensor"](images=tf.constant(image))
     np.testing.assert_array_equal(out["cobb_angles"].numpy(), out[f"cobb_angles_{recorded['choice']}"].numpy())
-
-
-def test_segmenter_flips_average_the_mask_with_the_mirror_images(exported, synthetic_root):
-    """`inference.segmenter_flips`: N_S's probabilities (through the two-pass ROIE gate, α =
-    0.5) averaged with those of the mirror image, mirrored back; mirroring the X-ray then
-    mirrors the mask exactly, which N_S alone does not do."""
-    segmenter, regressor, mode = exported["segmenter"], exported["regressor"], exported["config"].regressor.input_mode
-    images = tf.stack([pipeline.preprocess_encoded(tf.constant(encoded), "test", exported["config"].data) for encoded in synthetic_images(synthetic_root)])
-    mirror = images[:, :, ::-1]
-    plain = segment(segmenter, regressor, images, mode)["mask"].numpy()
-    by_hand = (plain + segment(segmenter, regressor, mirror, mode)["mask"].numpy()[:, :, ::-1]) / 2
-    flipped = mask_probabilities(segmenter, regressor, images, mode, flips=True).numpy()
-    np.testing.assert_allclose(flipped, by_hand, atol=1e-5)
-    np.testing.assert_allclose(mask_probabilities(segmenter, regressor, images, mode).numpy(), plain, atol=1e-6)
-    assert np.abs(plain - plain[:, :, ::-1]).max() > 1e-3  # N_S itself is not left-right symmetric
-    # the tilt field of the mirror image is mirrored back with its tilts negated
-    tilt = segment(segmenter, regressor, images, mode)["tilt"].numpy()
-    mirrored_tilt = segment(segmenter, regressor, mirror, mode)["tilt"].numpy()[:, :, ::-1] * np.array([1.0, -1.0])
-    drawn = segmenter_outputs(segmenter, regressor, images, mode, flips=True)
-    np.testing.assert_allclose(drawn["tilt"].numpy(), (tilt + mirrored_tilt) / 2, atol=1e-5)
-    np.testing.assert_allclose(mask_probabilities(segmenter, regressor, mirror, mode, flips=True).numpy(), flipped[:, :, ::-1], atol=1e-5)
-    config = dataclasses.replace(exported["config"], inference=dataclasses.replace(exported["config"].inference, segmenter_flips=True))
-    out = predict_images(segmenter, regressor, images, config, exported["route"])
-    np.testing.assert_allclose(out["mask"].numpy(), flipped[..., 0], atol=1e-5)
 
 
 def test_serving_landmarks_are_in_original_pixels(exported, synthetic_root):

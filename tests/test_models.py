@@ -12,9 +12,11 @@ from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.models import (
     build_regressor,
     build_segmenter,
-    copy_weights_by_name,
+    copy_segmenter_weights,
     mask_branch_inputs,
     regressor_inputs,
+    segmenter_layer,
+    segmenter_layers,
     start_at_mean_angles,
     synchronize_batch_norm,
 )
@@ -37,14 +39,14 @@ def test_segmenter_shapes_and_output_stride_8():
     out = model({"image": images()})
     assert out["mask"].shape == (2, 64, 32, 1) and out["mask_logits"].shape == (2, 64, 32, 1)
     assert 0.0 <= float(tf.reduce_min(out["mask"])) <= float(tf.reduce_max(out["mask"])) <= 1.0
-    assert model.get_layer("dilated_resnet50").output.shape == (None, 64 // 8, 32 // 8, 2048)
+    assert segmenter_layer(model, "dilated_resnet50").output.shape == (None, 64 // 8, 32 // 8, 2048)
 
 
 @pytest.mark.slow
 def test_paper_size_shapes():
     config = config_from_dict({"segmenter": {"weights": "none"}, "regressor": {"weights": "none"}})
     segmenter = build_segmenter(config.segmenter, config.data.image_size)
-    assert segmenter.get_layer("dilated_resnet50").output.shape == (None, 64, 32, 2048)
+    assert segmenter_layer(segmenter, "dilated_resnet50").output.shape == (None, 64, 32, 2048)
     assert segmenter({"image": images(1, 512, 256)})["mask"].shape == (1, 512, 256, 1)
     out = build_regressor(config.regressor, config.data.image_size)(images(1, 512, 256, 2))
     assert out["angles"].shape == (1, 3) and out["cam"].shape == (1, 16, 8, 4)
@@ -81,12 +83,12 @@ def test_regressor_can_start_as_the_mean_predictor():
 def test_gated_segmenter_at_alpha_zero_equals_the_ungated_one():
     plain = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size)
     gated = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size, with_roie=True)
-    assert copy_weights_by_name(plain, gated) == sum(1 for layer in plain.layers if layer.weights)
+    copy_segmenter_weights(plain, gated, "plain N_S")
     x = images()
     cam = RNG.random((2, 2, 1, 1)).astype("float32")
     expected = plain({"image": x}, training=False)
     assert_same_outputs(expected, gated({"image": x, "cam": cam}, training=False), atol=1e-6)
-    alpha = gated.get_layer("roie_gate").alpha
+    alpha = segmenter_layer(gated, "roie_gate").alpha
     with tf.GradientTape() as tape:
         out = gated({"image": x, "cam": cam}, training=False)
         loss = tf.reduce_mean(tf.square(out["mask"] - 1.0))
@@ -99,7 +101,7 @@ def test_gated_segmenter_at_alpha_zero_equals_the_ungated_one():
 
 def test_models_survive_keras_files(tmp_path):
     gated = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size, with_roie=True)
-    gated.get_layer("roie_gate").alpha.assign(0.3)
+    segmenter_layer(gated, "roie_gate").alpha.assign(0.3)
     inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
     assert_keras_file_round_trip(gated, inputs, tmp_path / "segmenter.keras")
     # 128×64 input: a 4×2 CAM (a 2×1 one is too small for its min-max normalisation).
@@ -123,7 +125,7 @@ def test_batch_norm_synchronised_on_request_and_kept_in_keras_files(tmp_path):
     segmenter.save(tmp_path / "segmenter.keras")
     loaded = keras.saving.load_model(tmp_path / "segmenter.keras")
     assert synchronize_batch_norm(loaded) == len(batch_norms(loaded))
-    pyramid = loaded.get_layer("pyramid")
+    pyramid = segmenter_layer(loaded, "pyramid")
     assert pyramid.get_config()["synchronized"] and all(layer.synchronized for layer in batch_norms(pyramid))
     loaded.save(tmp_path / "synchronized.keras")
     again = keras.saving.load_model(tmp_path / "synchronized.keras")
@@ -138,7 +140,7 @@ def test_segmenter_batch_norm_momentum_option_reaches_backbone_and_pyramid_and_s
     values = SMOKE.to_dict()
     config = config_from_dict({**values, "segmenter": {**values["segmenter"], "backbone": "resnet18", "batch_norm_momentum": 0.9}})
     segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
-    assert len(batch_norms(segmenter.get_layer("pyramid"))) == 3 and len(batch_norms(segmenter)) > 20
+    assert len(batch_norms(segmenter_layer(segmenter, "pyramid"))) == 3 and len(batch_norms(segmenter)) > 20
     assert all(layer.momentum == 0.9 for layer in batch_norms(segmenter))
     inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
     loaded = assert_keras_file_round_trip(segmenter, inputs, tmp_path / "segmenter.keras")
@@ -157,7 +159,7 @@ def test_local_weights_files_load_by_name_with_channel_adaptation(tmp_path):
         "segmenter": {**SMOKE.to_dict()["segmenter"], "weights": str(tmp_path / "resnet.weights.h5")},
         "regressor": {**SMOKE.to_dict()["regressor"], "weights": str(tmp_path / "effnet.weights.h5")},
     })
-    backbone = build_segmenter(config.segmenter, config.data.image_size).get_layer("dilated_resnet50")
+    backbone = segmenter_layer(build_segmenter(config.segmenter, config.data.image_size), "dilated_resnet50")
     stock_kernel = stock_resnet.get_layer("conv1_conv").kernel.numpy()
     np.testing.assert_allclose(backbone.get_layer("conv1_conv").kernel.numpy()[:, :, 0], stock_kernel.sum(axis=2), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(backbone.get_layer("conv5_block3_3_conv").kernel.numpy(), stock_resnet.get_layer("conv5_block3_3_conv").kernel.numpy())
@@ -207,16 +209,16 @@ def test_regressor_batch_norm_momentum_and_stochastic_depth_options_survive_kera
 def test_lighter_segmenter_backbones_keep_the_output_stride_and_survive_keras_files(backbone, channels, tmp_path):
     config = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "backbone": backbone}})
     segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
-    assert segmenter.get_layer(f"dilated_{backbone}").output.shape == (None, 64 // 8, 32 // 8, channels)
+    assert segmenter_layer(segmenter, f"dilated_{backbone}").output.shape == (None, 64 // 8, 32 // 8, channels)
     assert segmenter.count_params() < build_segmenter(SMOKE.segmenter, SMOKE.data.image_size).count_params()
-    segmenter.get_layer("roie_gate").alpha.assign(0.3)
+    segmenter_layer(segmenter, "roie_gate").alpha.assign(0.3)
     inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
     assert_keras_file_round_trip(segmenter, inputs, tmp_path / "segmenter.keras")
     # A weights file of the same network loads; ImageNet weights do not exist for it.
-    segmenter.get_layer(f"dilated_{backbone}").save_weights(tmp_path / "backbone.weights.h5")
+    segmenter_layer(segmenter, f"dilated_{backbone}").save_weights(tmp_path / "backbone.weights.h5")
     from_file = config_from_dict({**config.to_dict(), "segmenter": {**config.to_dict()["segmenter"], "weights": str(tmp_path / "backbone.weights.h5")}})
-    loaded = build_segmenter(from_file.segmenter, from_file.data.image_size).get_layer(f"dilated_{backbone}")
-    np.testing.assert_array_equal(loaded.get_layer("conv1_conv").kernel.numpy(), segmenter.get_layer(f"dilated_{backbone}").get_layer("conv1_conv").kernel.numpy())
+    loaded = segmenter_layer(build_segmenter(from_file.segmenter, from_file.data.image_size), f"dilated_{backbone}")
+    np.testing.assert_array_equal(loaded.get_layer("conv1_conv").kernel.numpy(), segmenter_layer(segmenter, f"dilated_{backbone}").get_layer("conv1_conv").kernel.numpy())
     with pytest.raises(ValueError, match="imagenet' exists only for backbone resnet50"):
         config_from_dict({"segmenter": {"backbone": backbone}})
     with pytest.raises(ValueError, match="'backbone' must be one of resnet50, resnet34, resnet18, got 'vgg'"):
@@ -229,14 +231,14 @@ def test_decoder_option_classifies_at_stride_4_and_survives_keras_files(output_s
     config = config_from_dict({**SMOKE.to_dict(), "segmenter": settings})
     assert SMOKE.segmenter.decoder == "none"  # the paper's PSPNet unless asked
     segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
-    assert segmenter.get_layer("dilated_resnet50").output[0].shape[1:3] == (64 // output_stride, 32 // output_stride)
-    assert segmenter.get_layer("dilated_resnet50").output[1].shape == (None, 64 // 4, 32 // 4, 256)
-    assert segmenter.get_layer("classifier").output.shape == (None, 64 // 4, 32 // 4, 1)
-    assert segmenter.get_layer("decoder").output.shape == (None, 16, 8, 8)
-    segmenter.get_layer("roie_gate").alpha.assign(0.3)
+    assert segmenter_layer(segmenter, "dilated_resnet50").output[0].shape[1:3] == (64 // output_stride, 32 // output_stride)
+    assert segmenter_layer(segmenter, "dilated_resnet50").output[1].shape == (None, 64 // 4, 32 // 4, 256)
+    assert segmenter_layer(segmenter, "classifier").output.shape == (None, 64 // 4, 32 // 4, 1)
+    assert segmenter_layer(segmenter, "decoder").output.shape == (None, 16, 8, 8)
+    segmenter_layer(segmenter, "roie_gate").alpha.assign(0.3)
     inputs = {"image": images(), "cam": RNG.random((2, 2, 1, 1)).astype("float32")}
     loaded = assert_keras_file_round_trip(segmenter, inputs, tmp_path / "segmenter.keras")
-    assert loaded.get_layer("decoder").filters == 8
+    assert segmenter_layer(loaded, "decoder").filters == 8
     # An N_S without the decoder cannot start this one (`segmenter.weights`): named.
     build_segmenter(SMOKE.segmenter, SMOKE.data.image_size).save(tmp_path / "pspnet.keras")
     started = config_from_dict({**config.to_dict(), "segmenter": {**config.to_dict()["segmenter"], "weights": str(tmp_path / "pspnet.keras")}})
@@ -253,7 +255,7 @@ def test_segmenter_starts_from_a_trained_segmenter_file_of_another_input_size(tm
     # whatever the input size it was trained at; a gated source's gate is not.
     small = config_from_dict({**SMOKE.to_dict(), "segmenter": {**SMOKE.to_dict()["segmenter"], "backbone": "resnet18", "weights": "none"}})
     trained = build_segmenter(small.segmenter, small.data.image_size, with_roie=True)
-    trained.get_layer("roie_gate").alpha.assign(0.5)
+    segmenter_layer(trained, "roie_gate").alpha.assign(0.5)
     for weight in trained.weights:  # BatchNorm statistics included
         weight.assign(RNG.normal(0.0, 0.1, weight.shape).astype("float32") + (1.0 if "variance" in weight.path else 0.0))
     trained.save(tmp_path / "segmenter.keras")
@@ -261,10 +263,10 @@ def test_segmenter_starts_from_a_trained_segmenter_file_of_another_input_size(tm
     larger = config_from_dict({**small.to_dict(), "segmenter": options, "data": {**small.to_dict()["data"], "image_height": 128, "image_width": 64}})
     started = build_segmenter(larger.segmenter, larger.data.image_size)
     assert started.input["image"].shape == (None, 128, 64, 1)
-    for layer in started.layers:
-        for ours, theirs in zip(layer.weights, trained.get_layer(layer.name).weights if layer.weights else []):
+    for layer in segmenter_layers(started):
+        for ours, theirs in zip(layer.weights, segmenter_layer(trained, layer.name).weights if layer.weights else []):
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=f"{layer.name}: {ours.path}")
-    assert float(build_segmenter(larger.segmenter, larger.data.image_size, with_roie=True).get_layer("roie_gate").alpha.numpy()) == 0.0
+    assert float(segmenter_layer(build_segmenter(larger.segmenter, larger.data.image_size, with_roie=True), "roie_gate").alpha.numpy()) == 0.0
     assert_keras_file_round_trip(started, {"image": images(1, 128, 64)}, tmp_path / "started.keras")
     # Another pyramid (or backbone) does not fit, and says which layer; a missing or foreign
     # file is named.

@@ -11,7 +11,7 @@ from seg4reg_tf import losses
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
-from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles
+from seg4reg_tf.models import build_regressor, build_segmenter, copy_segmenter_weights, segmenter_layer, start_at_mean_angles
 from seg4reg_tf.models.precision import set_precision
 from seg4reg_tf.models.segment import segment
 from seg4reg_tf.training import phases
@@ -59,7 +59,7 @@ def changed(before, model):
 def test_frozen_stays_bit_identical_and_trained_moves(phase, trained, frozen, batch):
     segmenter, regressor = networks(phase)
     if phase == "tcl":
-        segmenter.get_layer("roie_gate").alpha.assign(0.1)  # as after the roie phase
+        segmenter_layer(segmenter, "roie_gate").alpha.assign(0.1)  # as after the roie phase
     models = {"segmenter": segmenter, "regressor": regressor}
     trainer = phases.make_trainer(phase, segmenter, regressor, SMOKE)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
@@ -83,9 +83,9 @@ def test_roie_moves_alpha_off_zero(precision, batch):
     set_precision(segmenter, precision)
     trainer = phases.make_trainer("roie", segmenter, regressor, SMOKE)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=EAGER)
-    alpha = segmenter.get_layer("roie_gate").alpha
+    alpha = segmenter_layer(segmenter, "roie_gate").alpha
     assert float(alpha) == 0.0 and alpha.dtype == "float32"
-    assert segmenter.get_layer("roie_gate").compute_dtype == precision
+    assert segmenter_layer(segmenter, "roie_gate").compute_dtype == precision
     logs = trainer.train_on_batch(batch, return_dict=True)
     assert np.isfinite(logs["loss"])
     assert float(alpha) != 0.0
@@ -94,7 +94,7 @@ def test_roie_moves_alpha_off_zero(precision, batch):
 def test_gated_two_pass_equals_ungated_at_alpha_zero(batch):
     plain = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size)
     gated = build_segmenter(SMOKE.segmenter, SMOKE.data.image_size, with_roie=True)
-    copy_weights_by_name(plain, gated)
+    copy_segmenter_weights(plain, gated, "plain N_S")
     regressor = build_regressor(SMOKE.regressor, SMOKE.data.image_size)
     expected = segment(plain, None, batch["image"], "image+mask")["mask"]
     actual = segment(gated, regressor, batch["image"], "image+mask")["mask"]
@@ -111,7 +111,7 @@ def test_inference_skips_an_idle_gate_and_only_an_idle_one(batch):
     np.testing.assert_allclose(one_pass.numpy(), two_pass.numpy(), atol=1e-6)
     traced = tf.function(lambda x: segment(gated, None, x, "image+mask", skip_idle_gate=True)["mask"])  # as exports trace it
     np.testing.assert_allclose(traced(batch["image"]).numpy(), two_pass.numpy(), atol=1e-6)
-    gated.get_layer("roie_gate").alpha.assign(0.5)
+    segmenter_layer(gated, "roie_gate").alpha.assign(0.5)
     two_pass = segment(gated, regressor, batch["image"], "image+mask")["mask"]
     kept = segment(gated, regressor, batch["image"], "image+mask", skip_idle_gate=True)["mask"]
     np.testing.assert_array_equal(kept.numpy(), two_pass.numpy())
@@ -194,7 +194,7 @@ def test_tcl_trains_the_segmenter_for_every_regressor_input(mode, batch):
     # to N_R (in its image channel) or N_S gets no gradient at all.
     config = config_from_dict({**SMOKE.to_dict(), "regressor": {**SMOKE.to_dict()["regressor"], "input_mode": mode}})
     segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
-    segmenter.get_layer("roie_gate").alpha.assign(0.1)
+    segmenter_layer(segmenter, "roie_gate").alpha.assign(0.1)
     trainer = phases.make_trainer("tcl", segmenter, build_regressor(config.regressor, config.data.image_size), config)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
     before = snapshot(segmenter)
@@ -295,14 +295,14 @@ def test_inference_shares_one_backbone_run_between_the_gated_passes(decoder, bat
     the backbone once (with the decoder, its stride-4 features come from that one run)."""
     decoded = with_setting("segmenter", "decoder", decoder)
     gated = build_segmenter(decoded.segmenter, decoded.data.image_size, with_roie=True)
-    gated.get_layer("roie_gate").alpha.assign(0.7)
+    segmenter_layer(gated, "roie_gate").alpha.assign(0.7)
     regressor = build_regressor(SMOKE.regressor, SMOKE.data.image_size)
     image = batch["image"]
     zero = tf.zeros((image.shape[0], *gated.input["cam"].shape[1:]))
     first = gated({"image": image, "cam": zero}, training=False)["mask"]
     cam = regressor(tf.concat([image, first], axis=-1), training=False)["cam"][..., -1:]
     expected = gated({"image": image, "cam": cam}, training=False)["mask"]
-    backbone = gated.get_layer("dilated_resnet50")
+    backbone = segmenter_layer(gated, "dilated_resnet50")
     calls = []
     original = type(backbone).__call__
     monkeypatch.setattr(type(backbone), "__call__", lambda self, *a, **k: (calls.append(self.name) if self is backbone else None, original(self, *a, **k))[1])
@@ -318,8 +318,8 @@ def readout_tcl_step(batch, bias: float):
     (+3: most of the frame is spine, so the readout finds one; −10: it finds none)."""
     config = with_setting("tcl", "through", "readout")
     segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
-    segmenter.get_layer("roie_gate").alpha.assign(0.1)
-    segmenter.get_layer("classifier").bias.assign(np.array([bias], "float32"))
+    segmenter_layer(segmenter, "roie_gate").alpha.assign(0.1)
+    segmenter_layer(segmenter, "classifier").bias.assign(np.array([bias], "float32"))
     trainer = phases.make_trainer("tcl", segmenter, build_regressor(config.regressor, config.data.image_size), config)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
     before = snapshot(segmenter)
@@ -342,7 +342,7 @@ def test_tcl_through_the_readout_skips_images_without_a_spine_and_keeps_eq1(batc
     assert np.isfinite(logs["loss"]) and logs["loss"] > 0 and finite
     config = with_setting("tcl", "through", "readout")
     segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=True)
-    segmenter.get_layer("classifier").bias.assign(np.array([-10.0], "float32"))
+    segmenter_layer(segmenter, "classifier").bias.assign(np.array([-10.0], "float32"))
     trainer = phases.make_trainer("tcl", segmenter, build_regressor(config.regressor, config.data.image_size), config)
     loss, _, out = trainer.compute(batch, training=False)
     settings = config.segmenter
@@ -356,7 +356,7 @@ def test_readout_smape_scores_masks_without_a_spine_as_the_mean_angles(phase, ba
     readout SMAPE is the training-mean angles' SMAPE (the score evaluation gives them)."""
     config = with_setting("tcl", "through", "readout")
     segmenter = build_segmenter(config.segmenter, config.data.image_size, with_roie=phase == "tcl")
-    segmenter.get_layer("classifier").bias.assign(np.array([-10.0], "float32"))
+    segmenter_layer(segmenter, "classifier").bias.assign(np.array([-10.0], "float32"))
     mean = np.array([0.2, 0.1, 0.15], "float32")  # angles / 180: 36°, 18°, 27°
     regressor = build_regressor(config.regressor, config.data.image_size) if phase == "tcl" else None
     trainer = phases.make_trainer(phase, segmenter, regressor, config, mean_angles=mean)

@@ -1,12 +1,9 @@
-"""predict and its library (serving/analysis.py): input discovery, file formats, workdir vs
-SavedModel, failures in a folder, the report files and overlays."""
+"""The predict command: input discovery, file formats, workdir vs SavedModel, failures in a
+folder, the report files it writes."""
 
 import csv
-import dataclasses
 import json
 import pathlib
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -16,7 +13,7 @@ from seg4reg_tf import curve, predict
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
 from seg4reg_tf.serving import analysis, loaded_system, report
-from tests.harness import drawn_spine, drawn_system, write_dicom
+from tests.harness import write_dicom
 
 # --- finding and reading inputs ------------------------------------------------------------
 
@@ -70,11 +67,6 @@ def synthetic_gray(synthetic_root) -> np.ndarray:
     """A synthetic radiograph as (H, W) float64 in [0, 1]."""
     path = sorted((pathlib.Path(synthetic_root) / "data" / "test").glob("*.jpg"))[0]
     return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(np.float64) / 255.0
-
-
-@pytest.fixture(scope="module")
-def workdir_model(exported):
-    return loaded_system.load_workdir(str(exported["workdir"]))
 
 
 @pytest.mark.slow
@@ -198,153 +190,3 @@ def test_a_folder_with_bad_files_reports_them_and_keeps_the_good_rows(exported, 
     before = (out / "predictions.csv").read_bytes()
     assert predict.main(args) == 2
     assert (out / "predictions.csv").read_bytes() == before
-
-
-def test_end_vertebrae_are_named_t1_to_l5():
-    assert analysis.end_vertebrae_names([[5, 11], [0, 5], [11, 16]]) == ["T6–T12", "T1–T6", "T12–L5"]
-    assert analysis.end_vertebrae_names([[-1, -1]] * 3) == ["", "", ""]
-
-
-def overlay_scene():
-    """A drawn spine on a 600×300 gray radiograph, an empty mask and CAM at 64×32, and the
-    letterbox between them: (landmarks, pixels, mask, cam, letterbox)."""
-    from seg4reg_tf.data import synthetic
-
-    rng = synthetic.image_rng(0, "overlay-test", 0)
-    spine = synthetic.draw_spine(rng, 600, 300, synthetic.SyntheticConfig())
-    pixels = np.full((600, 300), 0.5, np.float32)
-    mask, cam = np.zeros((64, 32), np.float32), np.zeros((2, 1), np.float32)
-    return spine.landmarks, pixels, mask, cam, (64 / 600, 0.0, (32 - 300 * 64 / 600) / 2)
-
-
-def amber_pixels(picture):  # anti-aliased lines blend into the background
-    blue, green, red = (picture[..., channel].astype(int) for channel in range(3))
-    return int(((blue < 80) & (green > 150) & (red > 180)).sum())
-
-
-def test_overlay_draws_the_end_plates_of_the_largest_curve():
-    from seg4reg_tf.serving import overlay
-
-    landmarks, pixels, mask, cam, letterbox = overlay_scene()
-    assert overlay.ENDPLATE_COLOUR == (0, 215, 255)  # BGR amber
-
-    plain = overlay.render(pixels, mask, cam, letterbox, ["x"])
-    marked = overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[((3, 10), "MT 30.0 deg")])
-    assert amber_pixels(plain) == 0 and amber_pixels(marked) > 200  # two lines across a 300-pixel width
-    # the upper line passes through the upper end plate's middle (displayed at 600 rows: scale 1)
-    top = (landmarks[12] + landmarks[13]) / 2
-    x, y = np.round(top).astype(int)
-    band = marked[-600:][y - 2 : y + 3, x - 2 : x + 3]
-    assert amber_pixels(band) > 0
-
-
-def test_apply_threads_sets_the_pools_before_tensorflow_starts():
-    code = ("from seg4reg_tf.serving.loaded_system import apply_threads; import tensorflow as tf; assert apply_threads(1, 1); "
-            "tf.constant(1.0) + 1.0; t = tf.config.threading; print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads()); "
-            "print(apply_threads(2, 1))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split() == ["1", "1", "False"]  # pools fixed once TensorFlow has started
-
-
-@pytest.mark.slow
-def test_the_vertebra_route_fills_the_row_and_draws_the_fitted_vertebrae(workdir_model, synthetic_root, tmp_path):
-    """A system answering with the vertebra route (the `exported` fixture's N_S has the tilt
-    head): its angles in the row, its end vertebrae named, its 17 vertebrae on the overlay."""
-    from seg4reg_tf.serving import overlay
-
-    def by_vertebrae(images, fine_images=None):
-        out = workdir_model.run(images, fine_images)
-        return {**out, "cobb_angles": out["cobb_angles_vertebrae"]}
-
-    vertebral = dataclasses.replace(workdir_model, run=by_vertebrae, route="vertebrae")
-    path = sorted((pathlib.Path(synthetic_root) / "data" / "test").glob("*.jpg"))[0]
-    radiograph = radiographs.read_radiograph(str(path))
-    row = analysis.predict_radiograph(vertebral, radiograph, PredictConfig(), tmp_path / "v.png")
-    centre_line = analysis.predict_radiograph(workdir_model, radiograph, PredictConfig(), tmp_path / "c.png")
-    assert centre_line["route"] == workdir_model.route and centre_line["overlay"] == str(tmp_path / "c.png")
-    assert row["status"] == "ok" and row["route"] == "vertebrae"
-    assert [row[field] for field in report.ANGLE_FIELDS] == [row[field] for field in report.VERTEBRAE_FIELDS]
-    assert all(row[field] is not None for field in report.VERTEBRAE_FIELDS)
-    outputs = workdir_model.run(workdir_model.decode(radiograph.encoded, str(path))[0][None].numpy())
-    assert [row[field] for field in report.END_VERTEBRAE_FIELDS] == analysis.end_vertebrae_names(outputs["vertebra_end_vertebrae"][0])
-
-    def sky_blue(picture):
-        blue, green, red = (picture[..., channel].astype(int) for channel in range(3))
-        return int(((blue > 200) & (green > 150) & (red < 80)).sum())
-
-    assert overlay.VERTEBRA_COLOUR == (255, 200, 0)
-    # the CAM's colour map may hold such pixels too: the outlines add to them
-    assert sky_blue(cv2.imread(str(tmp_path / "v.png"))) > sky_blue(cv2.imread(str(tmp_path / "c.png"))) + 100
-
-
-def test_overlay_draws_each_curve_once():
-    from seg4reg_tf.serving import overlay
-
-    landmarks, pixels, mask, cam, letterbox = overlay_scene()
-    largest = ((3, 10), "MT 30.0 deg")
-    alone = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[largest]))
-    repeated = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[largest, ((3, 10), "MT 30.0 deg"), ((-1, -1), "")]))
-    more = amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[largest, ((0, 3), "PT 12.0 deg"), ((10, 16), "TL/L 15.0 deg")]))
-    assert repeated == alone and more > alone + 200
-    # the lower end plate of L5 (the third curve's lower end) is marked
-    bottom = (landmarks[66] + landmarks[67]) / 2
-    x, y = np.round(bottom).astype(int)
-    picture = overlay.render(pixels, mask, cam, letterbox, ["x"], landmarks=landmarks, curves=[largest, ((10, 16), "TL/L 15.0 deg")])
-    assert amber_pixels(picture[-600:][y - 2 : y + 3, x - 2 : x + 3]) > 0
-    assert amber_pixels(overlay.render(pixels, mask, cam, letterbox, ["x"], curves=[largest])) == 0  # no landmarks, nothing drawn
-
-
-def test_the_row_carries_the_clinical_reading(tmp_path):
-    """A triple curve drawn at known levels (see test_clinical_reading): the region columns,
-    the major curve, the Lenke type and the side convention; from a DICOM whose
-    PatientOrientation says its rows run toward the patient's right, the sides swap."""
-    landmarks = drawn_spine({"T1": 15, "T6": -15, "T12": 25, "L5": -15})
-    model = drawn_system(landmarks)
-    stored = np.random.default_rng(0).integers(0, 4096, (768, 640))
-    png = tmp_path / "spine.png"
-    cv2.imwrite(str(png), (stored // 16).astype(np.uint8))
-    row = analysis.predict_radiograph(model, radiographs.read_radiograph(str(png)), PredictConfig(), tmp_path / "o.png")
-    assert (row["curve_pt_levels"], row["curve_mt_levels"], row["curve_tll_levels"]) == ("T1–T6", "T6–T12", "T12–L5")
-    assert (row["curve_pt_apex"], row["curve_mt_apex"], row["curve_tll_apex"]) == ("T3–T4", "T9", "L2–L3")
-    assert row["curve_mt_deg"] == pytest.approx(40.0) and row["curve_pt_deg"] == pytest.approx(30.0)
-    assert (row["curve_pt_convexity"], row["curve_mt_convexity"], row["curve_tll_convexity"]) == ("right", "left", "right")
-    assert row["major_curve"] == "MT" and row["lenke_type_provisional"] == 4 and row["curve_mt_severity"] == "moderate"
-    assert "standard display" in row["convexity_convention"] and "provisional" in row["lenke_note"]
-    assert [c["region"] for c in row["curves"]] == ["PT", "MT", "TL/L"]
-    assert row["notice"] == report.NOTICE and "not a medical device" in report.NOTICE
-    assert cv2.imread(row["overlay"]) is not None
-
-    dicom_path = write_dicom(tmp_path / "spine.dcm", stored, PatientOrientation=["R", "F"])
-    mirrored = analysis.predict_radiograph(model, radiographs.read_radiograph(str(dicom_path)), PredictConfig())
-    assert (mirrored["curve_pt_convexity"], mirrored["curve_mt_convexity"]) == ("left", "right")
-    assert "PatientOrientation" in mirrored["convexity_convention"]
-    line = report.csv_line(mirrored).decode()
-    assert "T6–T12" in line and report.NOTICE in line
-
-
-def test_the_cam_is_off_by_default_and_stays_inside_the_spine():
-    from seg4reg_tf.serving import overlay
-
-    landmarks, pixels, _, _, letterbox = overlay_scene()
-    mask = np.zeros((64, 32), np.float32)
-    mask[10:50, 12:20] = 1.0
-    cam = np.linspace(0, 1, 2 * 1, dtype=np.float32).reshape(2, 1)
-    plain = overlay.render(pixels, mask, None, letterbox, ["x"])
-    tinted = overlay.render(pixels, mask, cam, letterbox, ["x"])
-    grey = plain[-600:].astype(int)
-    assert (np.ptp(grey, axis=2) <= 1).sum() > 0.9 * grey[..., 0].size  # no heat map: grey, but the green outline
-    changed = np.any(tinted[-600:] != plain[-600:], axis=2)
-    spine = overlay.to_display(mask, letterbox, 1.0, (300, 600)) > 0.5
-    assert changed.any() and not (changed & ~spine).any()  # the heat map only inside the outline
-
-
-def test_end_plate_lines_end_at_the_image_edge():
-    from seg4reg_tf.serving import overlay
-
-    for point, direction in (((5.0, 50.0), (-1.0, 0.0)), ((290.0, 10.0), (0.6, -0.8)), ((150.0, 300.0), (0.0, 1.0))):
-        reach = overlay.inside_reach(np.array(point), np.array(direction), (600, 300, 3), 1000.0)
-        end = np.array(point) + reach * np.array(direction)
-        assert -1e-6 <= end[0] <= 299 + 1e-6 and -1e-6 <= end[1] <= 599 + 1e-6
-        assert np.isclose(end[0], 0) or np.isclose(end[0], 299) or np.isclose(end[1], 0) or np.isclose(end[1], 599)
-    assert overlay.inside_reach(np.array([150.0, 300.0]), np.array([1.0, 0.0]), (600, 300, 3), 20.0) == 20.0

@@ -13,7 +13,7 @@ import pytest
 from seg4reg_tf import train
 from seg4reg_tf.config import config_from_dict, load_config
 from seg4reg_tf.data.records import resolve_records
-from seg4reg_tf.models import build_regressor, build_segmenter
+from seg4reg_tf.models import build_regressor, build_segmenter, segmenter_layer, segmenter_layers
 from seg4reg_tf.models.precision import resolve_precision
 from seg4reg_tf.training import run
 from seg4reg_tf.workdir import PHASES, network_path, produced_path
@@ -111,7 +111,7 @@ def test_all_phases_end_to_end(smoke_ablation, capsys):
         assert (workdir / phase / "history.csv").read_text().count("\n") == 1 + summary["epochs"]
     assert "mean-angle baseline" in out and "mean-mask baseline" in out
     gated = keras.saving.load_model(workdir / "tcl" / "segmenter.keras", compile=False)
-    assert float(gated.get_layer("roie_gate").alpha.numpy()) != 0.0
+    assert float(segmenter_layer(gated, "roie_gate").alpha.numpy()) != 0.0
     # Another configuration in the same workdir is refused, and the workdir is left as it was.
     other = workdir.parent / "other.yaml"
     other.write_text((workdir / "config.yaml").read_text().replace("epochs: 1", "epochs: 2", 1))
@@ -249,7 +249,7 @@ class SetClassifier(keras.callbacks.Callback):
 
 
 def set_constant_mask(segmenter, bias):
-    classifier = segmenter.get_layer("classifier")
+    classifier = segmenter_layer(segmenter, "classifier")
     classifier.kernel.assign(np.zeros(classifier.kernel.shape, "float32"))
     classifier.bias.assign(np.full(classifier.bias.shape, bias, "float32"))
 
@@ -282,7 +282,7 @@ def test_keep_start_unless_beaten_keeps_the_starting_network_only_when_no_epoch_
 
     class Policies(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            seen.append({layer.compute_dtype for layer in self.model.segmenter.layers if layer.weights})
+            seen.append({layer.compute_dtype for layer in segmenter_layers(self.model.segmenter) if layer.weights})
 
     callbacks = [SetClassifier(epoch_bias), Policies()]
     summary = run.train_phase("roie", config, workdir, verbose=0, run_eagerly=True, extra_callbacks=callbacks)
@@ -290,13 +290,13 @@ def test_keep_start_unless_beaten_keeps_the_starting_network_only_when_no_epoch_
     assert seen[0] == {precision} and summary["precision"] == precision
     assert ("N_S trained in bfloat16" in run.report(summary)) == (precision == "bfloat16")
     written = keras.saving.load_model(produced_path(workdir, "roie"), compile=False)
-    assert {layer.compute_dtype for layer in written.layers} == {"float32"}
+    assert {layer.compute_dtype for layer in segmenter_layers(written)} == {"float32"}
     assert np.isfinite(summary["history"]["loss"]).all() and 0.0 <= summary["validation"]["dice"] <= 100.0
     image = np.random.default_rng(0).uniform(size=(1, *written.input["image"].shape[1:])).astype("float32")
     cam = np.zeros((1, *written.input["cam"].shape[1:]), "float32")
     assert written({"image": image, "cam": cam})["mask"].dtype == "float32"
     kept_bias = start_bias if expected_epoch == 0 else epoch_bias
-    np.testing.assert_allclose(written.get_layer("classifier").bias.numpy(), kept_bias)
+    np.testing.assert_allclose(segmenter_layer(written, "classifier").bias.numpy(), kept_bias)
     assert ("kept its starting network" in run.report(summary)) == (expected_epoch == 0)
     assert summary["monitor"] == {"dice": "val_dice", "readout": "val_readout_smape"}[monitor]
     if expected_epoch == 0:
@@ -365,7 +365,7 @@ def test_phases_after_seg_do_not_read_segmenter_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"segmenter.weights: file not found: {missing}"):
         run.check_weight_files(config, ["seg"])
     gated, _ = run.load_networks(workdir, "roie", config, synchronized=False)
-    assert float(gated.get_layer("roie_gate").alpha.numpy()) == 0.0
-    for layer in trained.layers:
-        for got, expected in zip(gated.get_layer(layer.name).weights, layer.weights, strict=True):
+    assert float(segmenter_layer(gated, "roie_gate").alpha.numpy()) == 0.0
+    for layer in segmenter_layers(trained):
+        for got, expected in zip(segmenter_layer(gated, layer.name).weights, layer.weights, strict=True):
             np.testing.assert_array_equal(got.numpy(), expected.numpy())

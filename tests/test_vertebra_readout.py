@@ -152,6 +152,15 @@ def test_the_centre_line_share_mixes_the_two_routes_angles_and_keeps_the_routes_
         np.testing.assert_allclose(mixed["cobb_angles"].numpy(), (1 - share) * alone["cobb_angles"].numpy() + share * centre, atol=1e-3)
         for key in ("landmarks", "end_vertebrae", "confidence", "found"):
             np.testing.assert_array_equal(mixed[key].numpy(), alone[key].numpy())
+        # A caller that has the centre line's reading passes it in and gets the same answer;
+        # its angles are the ones mixed in (a stand-in of zeros shows they are used).
+        positions, found = trace_spine(mask, SETTINGS)
+        settings = dataclasses.replace(SETTINGS, centre_line_share=share)
+        given = read_vertebrae(mask, tilt, settings, centre_line=(positions, found, tf.constant(centre)))
+        for key in mixed:
+            np.testing.assert_allclose(given[key].numpy(), mixed[key].numpy(), atol=1e-4)
+        zeros = read_vertebrae(mask, tilt, settings, centre_line=(positions, found, tf.zeros_like(centre)))
+        np.testing.assert_allclose(zeros["cobb_angles"].numpy(), (1 - share) * alone["cobb_angles"].numpy(), atol=1e-3)
 
 
 def test_a_tilt_past_the_vertical_is_turned_to_point_right():

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from seg4reg_tf.models.pspnet import decode_features, encoder_features
+from seg4reg_tf.models.pspnet import decode_features, encoder_features, segmenter_layer
 from seg4reg_tf.models.regressor import regressor_inputs
 
 
@@ -28,7 +28,7 @@ def gate_is_idle(segmenter: keras.Model) -> bool:
     if not is_gated(segmenter):
         return False
     with tf.init_scope():  # the variable's value now, also while a tf.function is traced
-        return float(segmenter.get_layer("roie_gate").alpha.numpy()) == 0.0
+        return float(segmenter_layer(segmenter, "roie_gate").alpha.numpy()) == 0.0
 
 
 def segment(segmenter, regressor, image, mode: str, training: bool = False, skip_idle_gate: bool = False):
@@ -40,7 +40,7 @@ def segment(segmenter, regressor, image, mode: str, training: bool = False, skip
         image: (B, H, W, 1) in [0, 1].
         mode: N_R's input mode.
         training: training mode of the second (final) N_S pass. In inference the two
-            passes share one backbone run (the image is the same; only the gate's CAM
+            passes share one encoder run (the image is the same; only the gate's CAM
             differs), which halves the cost of the backbone.
         skip_idle_gate: for fixed weights only (inference on loaded networks, exports): a
             gated N_S whose α is 0 when this is traced runs one pass with a zero CAM, which

@@ -32,7 +32,7 @@ from seg4reg_tf import metrics
 from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config, SegmentationPhaseConfig
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.records import resolve_records
-from seg4reg_tf.models import build_regressor, build_segmenter, copy_weights_by_name, start_at_mean_angles, synchronize_batch_norm
+from seg4reg_tf.models import build_regressor, build_segmenter, copy_segmenter_weights, start_at_mean_angles, synchronize_batch_norm
 from seg4reg_tf.models.precision import resolve_precision, set_precision
 from seg4reg_tf.training import workers
 from seg4reg_tf.training.loop import Loop, scope, splits_batches
@@ -101,7 +101,7 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
     regressor = load(needs["regressor"], "regressor")
     if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one
         gated = build_segmenter(fresh, config.data.image_size, with_roie=True, synchronized=synchronized)
-        copy_weights_by_name(load(needs["segmenter"], "segmenter"), gated)
+        copy_segmenter_weights(load(needs["segmenter"], "segmenter"), gated, str(network_path(workdir, needs["segmenter"], "segmenter")))
         return gated, regressor
     return load(needs["segmenter"], "segmenter"), regressor
 
