@@ -210,9 +210,23 @@ def make_dataset(
     dataset = tf.data.Dataset.from_tensor_slices(elements)
     dataset = dataset.map(_loader(config), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = _cache(dataset, records, config, "train" if training else "eval")
+    return batches(dataset, len(records), batch_size, drop_remainder, training, seed, config)
+
+
+def batches(dataset, count: int, batch_size: int, drop_remainder: bool, training: bool, seed: int, config: DataConfig, prepare=None):
+    """The tail of every training pipeline: with `training`, shuffled each epoch; batched;
+    each batch through `prepare` (None: as it is); with `training`, augmented jointly
+    (`transforms.augment`, `config`'s settings) with a fresh seed pair per batch; prefetched.
+
+    Args:
+        dataset: elements of one sample each (dicts with "image", "mask", ...).
+        count: the number of elements (the shuffle buffer holds them all).
+    """
     if training:
-        dataset = dataset.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if prepare is not None:
+        dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(

@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from seg4reg_tf import geometry, metrics
 from seg4reg_tf.config import PRETRAINABLE, Config, DataConfig
-from seg4reg_tf.data import synthetic, transforms
+from seg4reg_tf.data import pipeline, synthetic, transforms
 from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models import build_regressor, copy_weights_by_name, start_at_mean_angles
 from seg4reg_tf.training import loop
@@ -102,17 +102,9 @@ def mask_dataset(
     """
     scaled = transforms.scale_angles(angles, data.angle_scale_degrees).numpy()
     dataset = tf.data.Dataset.from_tensor_slices({"mask": masks, "angles": scaled})
-    if training:
-        dataset = dataset.shuffle(len(masks), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
-    dataset = dataset.map(lambda batch: {**batch, "image": tf.cast(batch["mask"], tf.float32)}, num_parallel_calls=tf.data.AUTOTUNE)
-    if training:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda batch, pair: transforms.augment(batch, pair, data.rotation_degrees, data.scale_range, data.flip),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    return pipeline.batches(dataset, len(masks), batch_size, drop_remainder, training, seed, data,
+                            prepare=lambda batch: {**batch, "image": tf.cast(batch["mask"], tf.float32)})
 
 
 def pretraining_config(config: Config) -> Config:
