@@ -247,8 +247,15 @@ def read_spine(probabilities, settings: ReadoutConfig, letterbox=None) -> dict[s
         lower end vertebra of each angle (0 = T1 … 16 = L5), "found": (B,) bool}; NaN and
         −1 where nothing was found.
     """
+    return read_spine_traced(probabilities, settings, letterbox)[1]
+
+
+def read_spine_traced(probabilities, settings: ReadoutConfig, letterbox=None) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """`read_spine` and the 17 pseudo vertebrae it read: ((B, 68, 2) `trace_spine`'s corners
+    in the model frame, `read_spine`'s dict), for a caller that reads them again (the
+    vertebra route)."""
     corners, found = trace_spine(probabilities, settings)
-    return read_corners(corners, found, letterbox, probabilities.shape[1])
+    return corners, read_corners(corners, found, letterbox, probabilities.shape[1])
 
 
 def _straight_spine(batch) -> tf.Tensor:

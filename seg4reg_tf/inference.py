@@ -31,7 +31,7 @@ from keras import ops
 
 from seg4reg_tf.curves_graph import find_curves
 from seg4reg_tf.data import pipeline, transforms
-from seg4reg_tf.geometric_readout import read_corners, read_spine, trace_spine
+from seg4reg_tf.geometric_readout import read_spine, read_spine_traced
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE, regressor_inputs
 from seg4reg_tf.models.segment import segment
 from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES
@@ -85,10 +85,9 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         out = regressor(regressor_inputs(images, mask, mode), training=False)
         by_regressor = ops.cast(out["angles"], "float32") * config.data.angle_scale_degrees
         cam = ops.cast(out["cam"][..., -1], "float32")
-    positions, found = trace_spine(mask[..., 0], config.readout)
-    readout = read_corners(positions, found, letterbox, mask.shape[1])  # the centre line's reading
+    positions, readout = read_spine_traced(mask[..., 0], config.readout, letterbox)  # the centre line
     refine = None if refiner is None else refined_tilts(refiner, fine_images, config.refiner)
-    vertebrae = vertebra_route(mask[..., 0], drawn["tilt"], config, letterbox, refine, (positions, found, readout["cobb_angles"]))
+    vertebrae = vertebra_route(mask[..., 0], drawn["tilt"], config, letterbox, refine, (positions, readout))
     chosen = {"regressor": by_regressor, "geometric": readout["cobb_angles"], "vertebrae": vertebrae["cobb_angles"]}
     return {
         "cobb_angles": chosen[route],

@@ -33,7 +33,7 @@ import math
 import tensorflow as tf
 
 from seg4reg_tf.config import ReadoutConfig
-from seg4reg_tf.geometric_readout import NUM_VERTEBRAE, read_corners, safe_norm, trace_spine
+from seg4reg_tf.geometric_readout import NUM_VERTEBRAE, read_corners, read_spine_traced, safe_norm
 from seg4reg_tf.vertebra_crops import sample_at
 
 # points sampled across each vertebra's middle
@@ -120,9 +120,8 @@ def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None,
         letterbox: (B, 3) scale, offset_y, offset_x of each original in the model frame, or None.
         refine: None, or a second look: (`vertebra_frames`, θ (B, 17) radians read off the
             field) → θ (B, 17) radians (`inference.refined_tilts`, the tilt refiner).
-        centre_line: the centre line's reading of the same mask, when the caller has it:
-            (positions (B, 68, 2) `trace_spine`'s corners in the model frame, found (B,),
-            its Cobb angles (B, 3) degrees); None: traced here.
+        centre_line: the centre line's reading of the same mask, when the caller has it
+            (`geometric_readout.read_spine_traced`'s pair); None: read here.
 
     Returns:
         {"cobb_angles" (B, 3) float32 degrees (with `centre_line_share`, mixed with the
@@ -131,18 +130,15 @@ def read_vertebrae(probabilities, tilt, settings: ReadoutConfig, letterbox=None,
         "found" (B,) bool, "confidence" (B, 17) in [0, 1]}; NaN, −1 and 0 where nothing was found.
     """
     probabilities = tf.cast(probabilities, tf.float32)
-    height = probabilities.shape[1]
-    if centre_line is None:
-        positions, found = trace_spine(probabilities, settings)
-        centre_line = (positions, found, read_corners(positions, found, letterbox, height)["cobb_angles"] if settings.centre_line_share > 0.0 else None)
-    positions, found, centre_line_angles = centre_line
+    positions, centre = read_spine_traced(probabilities, settings, letterbox) if centre_line is None else centre_line
+    found = centre["found"]
     frames = vertebra_frames(positions)
     theta, confidence = read_tilts(tilt, probabilities, frames)
     theta = settings.tilt_gain * theta
     if refine is not None:
         theta = refine(frames, theta)
-    reading = read_corners(tilted_corners(frames, pointing_right(theta)), found, letterbox, height)
+    reading = read_corners(tilted_corners(frames, pointing_right(theta)), found, letterbox, probabilities.shape[1])
     share = settings.centre_line_share
     if share > 0.0:
-        reading["cobb_angles"] = (1.0 - share) * reading["cobb_angles"] + share * centre_line_angles
+        reading["cobb_angles"] = (1.0 - share) * reading["cobb_angles"] + share * centre["cobb_angles"]
     return {**reading, "confidence": tf.where(found[:, None], confidence, 0.0)}

@@ -113,9 +113,7 @@ def load_network(path):
     settings = dataclasses.replace(config.segmenter, weights="none")
     names = {layer.name for layer in model.layers}
     upgraded = build_segmenter(settings, config.data.image_size, with_roie="roie_gate" in names, name=model.name)
-    copy_segmenter_weights(model, upgraded, str(path))
-    if "roie_gate" in names:
-        segmenter_layer(upgraded, "roie_gate").set_weights(model.get_layer("roie_gate").get_weights())
+    copy_segmenter_weights(model, upgraded, str(path), gate=True)
     return upgraded
 
 

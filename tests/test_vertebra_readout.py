@@ -11,7 +11,7 @@ import tensorflow as tf
 from seg4reg_tf import geometry
 from seg4reg_tf.config import ReadoutConfig
 from seg4reg_tf.data import transforms
-from seg4reg_tf.geometric_readout import read_spine, trace_spine
+from seg4reg_tf.geometric_readout import read_spine, read_spine_traced, trace_spine
 from seg4reg_tf.tilt_field import mirror_tilt, row_tilt_targets, tilt_loss
 from seg4reg_tf.vertebra_readout import WEIGHT_FLOOR, pointing_right, read_vertebrae, vertebra_frames
 from tests.harness import drawn_spines as generated_spines
@@ -154,12 +154,12 @@ def test_the_centre_line_share_mixes_the_two_routes_angles_and_keeps_the_routes_
             np.testing.assert_array_equal(mixed[key].numpy(), alone[key].numpy())
         # A caller that has the centre line's reading passes it in and gets the same answer;
         # its angles are the ones mixed in (a stand-in of zeros shows they are used).
-        positions, found = trace_spine(mask, SETTINGS)
+        positions, reading = read_spine_traced(mask, SETTINGS)
         settings = dataclasses.replace(SETTINGS, centre_line_share=share)
-        given = read_vertebrae(mask, tilt, settings, centre_line=(positions, found, tf.constant(centre)))
+        given = read_vertebrae(mask, tilt, settings, centre_line=(positions, reading))
         for key in mixed:
             np.testing.assert_allclose(given[key].numpy(), mixed[key].numpy(), atol=1e-4)
-        zeros = read_vertebrae(mask, tilt, settings, centre_line=(positions, found, tf.zeros_like(centre)))
+        zeros = read_vertebrae(mask, tilt, settings, centre_line=(positions, {**reading, "cobb_angles": tf.zeros_like(centre)}))
         np.testing.assert_allclose(zeros["cobb_angles"].numpy(), (1 - share) * alone["cobb_angles"].numpy(), atol=1e-3)
 
 

@@ -64,16 +64,12 @@ def build_segmenter(
         "mask_logits": (B, H, W, 1)}, and "tilt" (B, H, W, 2) with `tilt_weight` > 0. Its
         layers are two: `ENCODER` and `HEAD` (`segmenter_layer` finds one inside them).
     """
-    height, width = image_size
     encoder = build_encoder(settings, image_size, synchronized)
     head = build_head(settings, encoder, with_roie, synchronized)
-    image = keras.Input((height, width, 1), name="image")
-    inputs = {"image": image}
-    features = encoder(image)
-    head_inputs = dict(zip(FEATURES, features)) if isinstance(features, (list, tuple)) else {FEATURES[0]: features}
+    inputs = {"image": keras.Input((*image_size, 1), name="image")}
     if with_roie:
-        inputs["cam"] = head_inputs["cam"] = keras.Input((height // REGRESSOR_STRIDE, width // REGRESSOR_STRIDE, 1), name="cam")
-    model = keras.Model(inputs, head(head_inputs), name=name)
+        inputs["cam"] = keras.Input(head.input["cam"].shape[1:], name="cam")
+    model = keras.Model(inputs, head(_head_inputs(encoder(inputs["image"]), inputs.get("cam"))), name=name)
     if settings.weights.endswith(TRAINED_SEGMENTER_SUFFIX):
         start_from_trained_segmenter(model, settings.weights)
     return model
@@ -123,6 +119,13 @@ def build_head(settings: SegmenterConfig, encoder: keras.Model, with_roie: bool 
     if settings.tilt_weight > 0:
         outputs["tilt"] = tilt_head(x, upsampling, synchronized, settings.batch_norm_momentum)
     return keras.Model(inputs, outputs, name=HEAD)
+
+
+def _head_inputs(features, cam=None) -> dict:
+    """The head's input dict from the encoder's output (f_m, or [f_m, stride-4 features]) and
+    the CAM (None for an ungated N_S)."""
+    inputs = dict(zip(FEATURES, features)) if isinstance(features, (list, tuple)) else {FEATURES[0]: features}
+    return inputs if cam is None else {**inputs, "cam": cam}
 
 
 def segmenter_layers(segmenter: keras.Model) -> list:
@@ -181,10 +184,11 @@ def start_from_trained_segmenter(segmenter: keras.Model, path: str) -> None:
     copy_segmenter_weights(source, segmenter, f"segmenter.weights: {path}")
 
 
-def copy_segmenter_weights(source: keras.Model, target: keras.Model, where: str) -> None:
+def copy_segmenter_weights(source: keras.Model, target: keras.Model, where: str, gate: bool = False) -> None:
     """Copies every weighted layer of N_S `target` from N_S `source`, by name, all or
-    nothing; the ROIE gate is not copied (it starts from α = 0, Eq. 2). `source` may be of
-    the layout before N_S had an encoder and a head (its layers side by side).
+    nothing. The ROIE gate only with `gate` (else it starts from α = 0, Eq. 2: a new gate).
+    `source` may be of the layout before N_S had an encoder and a head (its layers side by
+    side).
 
     Raises:
         ValueError: `source` lacks a layer of `target` or holds it in other shapes; `where`
@@ -192,7 +196,7 @@ def copy_segmenter_weights(source: keras.Model, target: keras.Model, where: str)
     """
     pairs = []
     for layer in segmenter_layers(target):
-        if not layer.weights or layer.name == "roie_gate":
+        if not layer.weights or (layer.name == "roie_gate" and not gate):
             continue
         try:
             values = _layer_of(source, layer.name).get_weights()
@@ -207,8 +211,7 @@ def copy_segmenter_weights(source: keras.Model, target: keras.Model, where: str)
 
 def _layer_of(source: keras.Model, name: str):
     """`source`'s layer `name`: inside its encoder or head, or (the earlier layout) at its top."""
-    names = [layer.name for layer in source.layers]
-    return segmenter_layer(source, name) if ENCODER in names and HEAD in names else source.get_layer(name)
+    return source.get_layer(name) if is_flat_segmenter(source) else segmenter_layer(source, name)
 
 
 def is_flat_segmenter(model: keras.Model) -> bool:
@@ -237,7 +240,4 @@ def decode_features(segmenter: keras.Model, features, cam=None) -> dict:
         {"mask": (B, H, W, 1) probabilities, "mask_logits": (B, H, W, 1)}, and "tilt"
         (B, H, W, 2) when N_S has the tilt head.
     """
-    inputs = dict(zip(FEATURES, features)) if isinstance(features, (list, tuple)) else {FEATURES[0]: features}
-    if cam is not None:
-        inputs["cam"] = cam
-    return dict(segmenter.get_layer(HEAD)(inputs, training=False))
+    return dict(segmenter.get_layer(HEAD)(_head_inputs(features, cam), training=False))
