@@ -8,8 +8,11 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# -qq: pip's errors (a dependency conflict) still show; its warnings do not (a machine's pip
+# configuration may name index folders that do not exist, one warning per package)
 $(VENV)/.installed: setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,batch]"
+	@echo "installing seg4reg_tf with its test and batch extras into $(VENV) (a few minutes, once) ..."
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -e ".[test,batch]"
 	touch $@
 
 ## install: create .venv and install seg4reg_tf with its test and batch (Apache Beam) extras

@@ -7,8 +7,8 @@ the decision threshold, left-right flip averaging, and which pixels cost the poi
 N_S is `<workdir>/<phase>/segmenter.keras` (ungated, or gated with α still 0: roie and tcl
 kept their start); records and preprocessing are the workdir config's, as `evaluate` reads them. Dice is
 per image, in percent, at 0.5 unless a threshold is named. "Flip-averaged" averages the
-probabilities of the image and of its left-right mirror (mirrored back), as
-`inference.segmenter_flips` does. The points lost,
+probabilities of the image and of its left-right mirror (mirrored back): N_S's test-time
+flips, measured no gain and not an option. The points lost,
 100 − Dice = 100·(FP + FN) / (2·TP + FP + FN) per image, are split into false positives
 above, inside or below the rows the true spine spans, and false negatives. Prints
 tables; `--figure` also draws the 4 worst images as `evaluate`'s segmentation figure does

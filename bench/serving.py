@@ -12,8 +12,9 @@ JPEGs (the AASCE X-ray size; decoding and letterbox included) and `predict_tenso
 preprocessed tensors: the median of `--repeats` calls after one warm-up call, per batch
 size. Then the time of each stage of the same path at batch 1 (decode and letterbox, N_S
 with the gate's two passes, N_R, the geometric readout), so the slowest part is visible.
-`--precision` and the thread options are the export's (`export.precision`, the pools that
-`predict` sets from `export.intra_op_threads` / `inter_op_threads`). Prints Markdown tables.
+`--precision` is the export's (`export.precision`); the thread options set TensorFlow's pools
+in this process (TF Serving's `--tensorflow_intra_op_parallelism` and
+`--tensorflow_inter_op_parallelism`). Prints Markdown tables.
 """
 
 import argparse
@@ -37,7 +38,6 @@ from seg4reg_tf.models import build_regressor, build_segmenter, regressor_inputs
 from seg4reg_tf.models.precision import with_precision  # noqa: E402
 from seg4reg_tf.models.segment import gate_is_idle, is_gated, segment  # noqa: E402
 from seg4reg_tf.serving import saved_model  # noqa: E402
-from seg4reg_tf.serving.loaded_system import apply_threads  # noqa: E402
 from seg4reg_tf.workdir import final_networks, load_refiner, write_networks  # noqa: E402
 
 
@@ -108,7 +108,10 @@ def main() -> None:
     parser.add_argument("--intra-op-threads", type=int, default=0, help="0: TensorFlow's choice")
     parser.add_argument("--inter-op-threads", type=int, default=0, help="0: TensorFlow's choice")
     args = parser.parse_args()
-    apply_threads(args.intra_op_threads, args.inter_op_threads)
+    if args.intra_op_threads:  # before TensorFlow runs anything
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     with tempfile.TemporaryDirectory() as folder:
         folder = pathlib.Path(folder)
         if args.workdir:

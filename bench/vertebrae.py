@@ -21,7 +21,7 @@ costs), the vertebra route on N_S's masks and tilts with the refiner's second lo
 tilt and the tilt head's.
 
 With `--flips`, N_S's mask and tilt field are the means over the X-ray and its mirror image
-(`inference.segmenter_flips`). With `--fit-gain` it first fits `readout.tilt_gain` on the
+(N_S's test-time flips, measured no gain and not an option). With `--fit-gain` it first fits `readout.tilt_gain` on the
 training part (never on the validation split): the least-squares slope of the tilts N_S
 draws against the true field's at the same positions, through the origin; the gain is its
 inverse, used in the rows below.
@@ -125,7 +125,7 @@ def main():
     parser.add_argument("--weights", help="or a weights file of the config's N_S (e.g. <workdir>/seg/best.weights.h5)")
     parser.add_argument("--fit-gain", action="store_true", help="fit readout.tilt_gain on the training part first")
     parser.add_argument("--refiner", help="a trained tilt refiner (.keras): rows with its second look")
-    parser.add_argument("--flips", action="store_true", help="N_S's test-time flips (inference.segmenter_flips): mask and tilt field averaged with the mirror image's")
+    parser.add_argument("--flips", action="store_true", help="N_S's test-time flips: mask and tilt field averaged with the mirror image's")
     args = parser.parse_args()
     config = load_config(args.config)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=args.data))
@@ -144,7 +144,7 @@ def main():
     refiner = keras.saving.load_model(args.refiner, compile=False) if args.refiner else None
     if refiner is not None:  # the settings it was trained with, beside it
         trained = json.loads((pathlib.Path(args.refiner).parent / "summary.json").read_text())["settings"]
-        config = dataclasses.replace(config, refiner=RefinerConfig(**trained))
+        config = dataclasses.replace(config, refiner=RefinerConfig(**{field.name: trained[field.name] for field in dataclasses.fields(RefinerConfig)}))
 
     @tf.function
     def readings(mask, tilt, letterbox):

@@ -61,20 +61,17 @@ class DataConfig:
         validation_fraction: share of the training records held out for validation.
         exclude: image file names left out of training and validation (e.g. a known
             annotation error); the split of the other images does not change.
-        seed: seed of the validation split and of the shuffling.
+        seed: seed of the validation split, of the shuffling, of the embedded synthetic data
+            set and of N_R's pretraining spines.
         flip: random horizontal flip during training.
         rotation_degrees: rotations drawn uniformly in ±this many degrees.
         scale_range: isotropic rescaling factors (x and y alike) drawn in this range.
-        angle_scale_degrees: angles in degrees are divided by this to lie in [0, 1] (the
-            regressor ends in a sigmoid); 180 covers every angle the Cobb algorithm returns,
-            including the 156° annotation outlier of AASCE training image 480.
         cache: where decoded, resized images are kept after the first epoch: "memory",
             "none", or a folder for cache files (for data sets larger than memory).
-        clahe: contrast-limited adaptive histogram equalisation after resizing (Seg4Reg).
-        clahe_clip_limit: CLAHE contrast limit (OpenCV's clipLimit).
-        clahe_grid: CLAHE tiles along (height, width); must divide the input size.
-        synthetic_train, synthetic_test, synthetic_seed: size and seed of the embedded
-            synthetic data set used when `root` is unset (generated on first use).
+        clahe: contrast-limited adaptive histogram equalisation after resizing (Seg4Reg),
+            OpenCV's clip limit 2 on 8 × 4 tiles (`data.transforms.clahe`).
+        synthetic_train, synthetic_test: size of the embedded synthetic data set used when
+            `root` is unset (generated on first use, with `seed`).
     """
 
     root: str | None = None
@@ -87,14 +84,10 @@ class DataConfig:
     flip: bool = True
     rotation_degrees: float = 45.0
     scale_range: tuple[float, float] = (0.85, 1.25)
-    angle_scale_degrees: float = 180.0
     cache: str = "memory"
     clahe: bool = False
-    clahe_clip_limit: float = 2.0
-    clahe_grid: tuple[int, int] = (8, 4)
     synthetic_train: int = 200
     synthetic_test: int = 50
-    synthetic_seed: int = 0
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -115,21 +108,11 @@ class DataConfig:
         low, high = self.scale_range
         if not 0.0 < low <= high:
             raise ValueError(f"'scale_range' must satisfy 0 < low <= high, got {self.scale_range}")
-        if self.angle_scale_degrees <= 0:
-            raise ValueError(
-                f"'angle_scale_degrees' must be positive, got {self.angle_scale_degrees}"
-            )
         if not self.cache:
             raise ValueError("'cache' must be 'memory', 'none' or a folder, got ''")
         if self.synthetic_train < 1 or self.synthetic_test < 0:
             raise ValueError(
                 f"'synthetic_train' must be >= 1 and 'synthetic_test' >= 0, got {self.synthetic_train} and {self.synthetic_test}"
-            )
-        rows, cols = self.clahe_grid
-        if rows < 1 or cols < 1 or self.image_height % rows or self.image_width % cols:
-            raise ValueError(
-                f"'clahe_grid' {self.clahe_grid} must divide the input size "
-                f"{self.image_height}x{self.image_width}"
             )
 
 
@@ -154,10 +137,9 @@ class SegmenterConfig:
         decoder_filters: channels of that decoder's fusing convolutions.
         ce_weight: λ of Eq. 1, the weight of cross-entropy next to the Dice loss.
         boundary_weight: beyond the paper, extra cross-entropy weight of the pixels within
-            `boundary_width` pixels of the true mask's outline (weight 1 + this; 0 is Eq. 1),
+            2 pixels (`losses.BOUNDARY_WIDTH`) of the true mask's outline (weight 1 + this; 0 is Eq. 1),
             where a short run's masks lose most of their Dice: the vertebrae's outlines and
             the gaps between them (U-Net's border weighting, simplified to a band).
-        boundary_width: that band's half-width in pixels of N_S's input.
         tilt_weight: beyond the paper, the weight of the tilt field's loss next to Eq. 1
             (`tilt_field.tilt_loss`); above 0, N_S has a second head, `tilt`, which draws
             each vertebra's tilt (what the vertebra route reads). 0: no such head.
@@ -176,7 +158,6 @@ class SegmenterConfig:
     decoder_filters: int = 64
     ce_weight: float = 1.0
     boundary_weight: float = 0.0
-    boundary_width: int = 2
     tilt_weight: float = 0.0
     dropout: float = 0.1
     batch_norm_momentum: float = 0.99
@@ -196,8 +177,6 @@ class SegmenterConfig:
             raise ValueError(f"'decoder' must be one of {', '.join(SEGMENTER_DECODERS)}, got {self.decoder!r}")
         if self.boundary_weight < 0:
             raise ValueError(f"'boundary_weight' must be >= 0, got {self.boundary_weight}")
-        if self.boundary_width < 1:
-            raise ValueError(f"'boundary_width' must be >= 1 pixel, got {self.boundary_width}")
         if not 0.0 <= self.tilt_weight < float("inf"):
             raise ValueError(f"'tilt_weight' must be finite and >= 0, got {self.tilt_weight}")
         if self.decoder_filters < 1:
@@ -222,7 +201,6 @@ class RegressorConfig:
             spine masks with the `pretrain:` settings, into the workdir
             (`<workdir>/pretrain/`), and phase reg starts from it.
         input_mode: what N_R sees: the image, the mask, or both as two channels.
-        smape_epsilon: ε of the SMAPE loss (Eq. 3), on angles scaled to [0, 1].
         dropout: dropout rate before the output layer.
         batch_norm_momentum: momentum of the trunk's BatchNorm moving statistics; Keras'
             0.99 suits long runs (after n steps (0.99)ⁿ of the initial statistics remain).
@@ -243,7 +221,6 @@ class RegressorConfig:
     backbone: Literal["efficientnet_b1", "resnet18", "plain_cnn"] = "efficientnet_b1"
     weights: str = "imagenet"
     input_mode: Literal["image", "mask", "image+mask"] = "image+mask"
-    smape_epsilon: float = 1e-6
     dropout: float = 0.2
     batch_norm_momentum: float = 0.99
     stochastic_depth: bool = True
@@ -370,26 +347,17 @@ class ExportConfig:
             decompression bomb cannot exhaust the server's memory.
         precision: "float32", or "bfloat16": the signatures compute in bfloat16 with the
             float32 weights (beyond the paper; `models.precision`); outputs stay float32.
-        intra_op_threads, inter_op_threads: TensorFlow's thread pools for `predict` on the
-            export (0: TensorFlow's choice, one per core); recorded in seg4reg.json. TF
-            Serving takes the same numbers as `--tensorflow_intra_op_parallelism` and
-            `--tensorflow_inter_op_parallelism` (docs/serving.md).
     """
 
     model_name: str = "seg4reg"
     max_image_pixels: int = 40_000_000
     precision: Literal["float32", "bfloat16"] = "float32"
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
 
     def __post_init__(self) -> None:
         if not self.model_name or "/" in self.model_name:
             raise ValueError(f"'model_name' must be a plain folder name, got {self.model_name!r}")
         if self.max_image_pixels < 1:
             raise ValueError(f"'max_image_pixels' must be positive, got {self.max_image_pixels}")
-        for name in ("intra_op_threads", "inter_op_threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"'{name}' must be >= 0 (0: TensorFlow's choice), got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,8 +366,8 @@ class PredictConfig:
 
     Attributes:
         tta: average the angles over flipped and isotropically rescaled views of each image
-            (Cobb angles are invariant to both) and report their spread.
-        tta_flip: include the left-right mirror of each view.
+            (Cobb angles are invariant to both) and report their spread: each zoom and the
+            image itself, and the mirror image of each.
         tta_scales: isotropic zoom factors about the image centre besides 1.0.
         low_confidence_spread_degrees: an image whose spread (max − min over the views) of
             any angle exceeds this many degrees is flagged `low_confidence` (the default
@@ -409,7 +377,6 @@ class PredictConfig:
     """
 
     tta: bool = False
-    tta_flip: bool = True
     tta_scales: tuple[float, ...] = (0.9, 1.1)
     low_confidence_spread_degrees: float = 10.0
     disagreement_degrees: float = 10.0
@@ -436,10 +403,10 @@ class PretrainConfig:
         epochs: passes over the `count` masks.
         batch_size: masks per step.
         learning_rate: Adam step size (the starting one under a schedule).
-        weight_decay: weight decay of the optimizer.
-        seed: seed of the drawn spines.
-        weights: the trunk's starting point: "none", "imagenet" or a weights file.
         schedule: "constant" or "cosine" (decayed to 0 over the run, as `PhaseConfig`).
+
+    The trunk starts from scratch, with phase reg's weight decay; the spines are drawn with
+    `data.seed`.
     """
 
     count: int = 20000
@@ -447,9 +414,6 @@ class PretrainConfig:
     epochs: int = 4
     batch_size: int = 16
     learning_rate: float = 1e-3
-    weight_decay: float = 1e-5
-    seed: int = 0
-    weights: str = "none"
     schedule: Literal["constant", "cosine"] = "constant"
 
     def __post_init__(self) -> None:
@@ -458,9 +422,6 @@ class PretrainConfig:
                 raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"'learning_rate' must be positive, got {self.learning_rate}")
-        if self.weight_decay < 0:
-            raise ValueError(f"'weight_decay' must be >= 0, got {self.weight_decay}")
-        _check_weights(self.weights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -504,13 +465,9 @@ class InferenceConfig:
             `segmenter.tilt_weight` > 0) or "auto": whichever scored the lower validation SMAPE when the workdir
             was trained (recorded in `<workdir>/routes.json` by train and evaluate, `routes`; the regressor when
             nothing is recorded).
-        segmenter_flips: test-time flips of N_S: its mask is the mean of the probabilities
-            for the X-ray and for its left-right mirror image (mirrored back), at twice N_S's
-            cost per X-ray. The recorded `auto` route was scored with the workdir's setting.
     """
 
     angles: Literal["regressor", "geometric", "centre_line", "vertebrae", "auto"] = "auto"
-    segmenter_flips: bool = False
 
     def __post_init__(self) -> None:
         if self.angles == "centre_line":  # one name inside: the outputs say `geometric`
@@ -540,25 +497,19 @@ class RefinerConfig:
             when false).
         scale: fine image pixels per model-frame pixel: the crops come from the X-ray
             letterboxed at (scale·H, scale·W) with the same CLAHE.
-        crop_size: crop side in pixels.
-        margin: crop side over the vertebra's width.
-        jitter_degrees: training crops are turned by the true tilt plus a uniform error in
-            ±this (the first estimate's error the refiner learns to remove).
+        crop_size: crop side in pixels (a multiple of 16).
         epochs: passes over the training part's vertebrae.
         batch_size: crops per step.
-        learning_rate: Adam step size, cosine-decayed to 0 over the run.
-        seed: seed of the training crops' jitter.
+
+    The crop's margin, the training jitter and the step size are constants of
+    `models.tilt_refiner` and `training.refiner` (their variants measured no gain).
     """
 
     enabled: bool = False
     scale: int = 3
     crop_size: int = 64
-    margin: float = 1.3
-    jitter_degrees: float = 10.0
     epochs: int = 20
     batch_size: int = 64
-    learning_rate: float = 1e-3
-    seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("scale", "epochs", "batch_size"):
@@ -566,10 +517,6 @@ class RefinerConfig:
                 raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")
         if self.crop_size < 16 or self.crop_size % 16:
             raise ValueError(f"'crop_size' must be a positive multiple of 16, got {self.crop_size}")
-        _check_range(self, ("margin",), 0.5, 4.0, False, False)
-        _check_range(self, ("jitter_degrees",), 0.0, 45.0, False, False)
-        if self.learning_rate <= 0:
-            raise ValueError(f"'learning_rate' must be positive, got {self.learning_rate}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -708,6 +655,25 @@ REMOVED = {
                                   f"geometric_readout.{name.upper()}")
        for name, value in (("threshold", 0.5), ("smoothing", 0.036), ("width_smoothing", 0.01), ("trim", 0.02),
                            ("gap", 0.06), ("window", 0.15), ("min_length", 0.2))},
+    **{f"refiner.{name}": (value, "a constant of the tilt refiner tuned once (its variants measured no gain): "
+                                  f"{home}.{name.upper()}")
+       for name, value, home in (("margin", 1.3, "models.tilt_refiner"), ("jitter_degrees", 10.0, "training.refiner"),
+                                 ("learning_rate", 1e-3, "training.refiner"), ("seed", 0, "training.refiner"))},
+    "inference.segmenter_flips": (False, "N_S's test-time flips doubled its cost for no gain (system 10.31 → 10.37%)"),
+    **{f"export.{name}": (0, "TensorFlow's own thread pools were as fast (±5%); TF Serving takes its own "
+                             "--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism")
+       for name in ("intra_op_threads", "inter_op_threads")},
+    "regressor.smape_epsilon": (1e-6, "a numerical guard of Eq. 3 that no config changed: losses.smape_loss's epsilon"),
+    "data.clahe_clip_limit": (2.0, "CLAHE's constants were tuned once and set in no config: data.transforms.CLAHE_CLIP_LIMIT"),
+    "data.clahe_grid": ((8, 4), "CLAHE's constants were tuned once and set in no config: data.transforms.CLAHE_GRID"),
+    "segmenter.boundary_width": (2, "the band's width was never changed: losses.BOUNDARY_WIDTH"),
+    **{f"pretrain.{name}": (value, why) for name, value, why in (
+        ("weights", "none", "N_R's pretraining starts from scratch (a trunk with weights needs no pretraining)"),
+        ("seed", 0, "the spines are drawn with data.seed"),
+        ("weight_decay", 1e-5, "pretraining takes phase reg's weight decay"))},
+    "data.angle_scale_degrees": (180.0, "N_R's output scale is a constant: data.transforms.ANGLE_SCALE_DEGREES"),
+    "predict.tta_flip": (True, "the mirror image of each view is always one of TTA's views"),
+    "data.synthetic_seed": (0, "the embedded synthetic data set is drawn with data.seed"),
     "regressor.vertebra_weight": (0.0, "N_R's dense supervision (a per-vertebra head) made the angles worse; "
                                        "the vertebra route reads the vertebrae off N_S instead (segmenter.tilt_weight)"),
 }

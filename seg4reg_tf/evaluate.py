@@ -46,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="split folder, or 'validation' for the held-out records (default: test)")
     parser.add_argument("--out", help="output folder (default: <workdir>/evaluation/<split>; with --ablation workdirs/ablation-<config>)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--segmenter-flips", action=argparse.BooleanOptionalAction, default=None,
-                        help="N_S's test-time flips (mask averaged with the mirror image's) (default: the workdir config's inference.segmenter_flips)")
     parser.add_argument("--ablation", action="store_true", help="train and evaluate paper Table 1's variants from --config")
     parser.add_argument("--config", help="with --ablation: the recipe every variant starts from")
     parser.add_argument("--inputs", default="image,mask,image+mask", help="with --ablation: N_R inputs (columns) to run")
@@ -63,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.workdir:
         parser.error("--workdir is required (or --ablation with --config)")
     try:
-        results = evaluate_workdir(args.workdir, args.data, args.split, args.batch_size, args.segmenter_flips)
+        results = evaluate_workdir(args.workdir, args.data, args.split, args.batch_size)
     except (FileNotFoundError, ValueError) as error:
         return cli.fail(error)
     out = pathlib.Path(args.out) if args.out else evaluation_dir(args.workdir, args.split)

@@ -23,15 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--max-image-pixels", type=int, help="refuse larger images at serving_default (default: the config's)")
     parser.add_argument("--precision", choices=["float32", "bfloat16"], help="arithmetic of the signatures (default: the config's export.precision)")
-    parser.add_argument("--segmenter-flips", action=argparse.BooleanOptionalAction, default=None,
-                        help="N_S's test-time flips (mask averaged with the mirror image's; twice N_S's time) (default: the config's inference.segmenter_flips)")
-    parser.add_argument("--intra-op-threads", type=int, help="predict's intra-op threads, recorded in seg4reg.json (0: TensorFlow's choice)")
-    parser.add_argument("--inter-op-threads", type=int, help="predict's inter-op threads, recorded in seg4reg.json (0: TensorFlow's choice)")
     args = cli.parse(parser, argv)
     try:
         path = export_saved_model(
             pathlib.Path(args.workdir), pathlib.Path(args.out), args.name, args.version, args.max_image_pixels,
-            segmenter_flips=args.segmenter_flips, precision=args.precision, intra_op_threads=args.intra_op_threads, inter_op_threads=args.inter_op_threads,
+            precision=args.precision,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         return cli.fail(error)

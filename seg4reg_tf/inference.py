@@ -1,8 +1,7 @@
 """The inference path, from a model-frame image to every output the system gives; the one
 home that export, evaluate and predict import.
 
-    image (B, H, W, 1) → N_S (two passes when gated by ROIE, α ≠ 0; with
-                         `inference.segmenter_flips`, also on the mirror image) → mask
+    image (B, H, W, 1) → N_S (two passes when gated by ROIE, α ≠ 0)  → mask
                        → N_R on the config's input            → cobb_angles_regressor
                        → geometric readout of the mask        → cobb_angles_geometric,
                                                                 landmarks, end_vertebrae,
@@ -31,10 +30,11 @@ from keras import ops
 
 from seg4reg_tf.curves_graph import find_curves
 from seg4reg_tf.data import pipeline, transforms
+from seg4reg_tf.data.transforms import ANGLE_SCALE_DEGREES
 from seg4reg_tf.geometric_readout import read_spine, read_spine_traced
 from seg4reg_tf.models.regressor import REGRESSOR_STRIDE, regressor_inputs
 from seg4reg_tf.models.segment import segment
-from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES
+from seg4reg_tf.models.tilt_refiner import MARGIN, RESIDUAL_UNIT_DEGREES
 from seg4reg_tf.routes import ROUTES
 from seg4reg_tf.tilt_field import mirror_tilt
 from seg4reg_tf.vertebra_crops import crop_vertebrae
@@ -48,8 +48,7 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         segmenter, regressor: N_S (gated or not) and N_R; N_R may be None with an ungated
             N_S (a workdir after phase seg): its angles are then NaN and the CAM zero.
         images: (B, H, W, 1) float32 in [0, 1], letterboxed into the model frame.
-        config: uses `regressor.input_mode`, `data.angle_scale_degrees`, `readout` and
-            `inference.segmenter_flips`.
+        config: uses `regressor.input_mode` and `readout`.
         route: "regressor", "geometric" or "vertebrae": which route `cobb_angles` repeats.
         letterbox: (B, 3) scale, offset_y, offset_x of each original in the model frame, or
             None: landmarks then stay in the model frame.
@@ -75,7 +74,7 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
     images = ops.convert_to_tensor(images, "float32")
     mode = config.regressor.input_mode
-    drawn = segmenter_outputs(segmenter, regressor, images, mode, config.inference.segmenter_flips)
+    drawn = segmenter_outputs(segmenter, regressor, images, mode)
     mask = drawn["mask"]
     if regressor is None:
         batch, height, width = ops.shape(images)[0], ops.shape(images)[1], ops.shape(images)[2]
@@ -83,7 +82,7 @@ def predict_images(segmenter, regressor, images, config, route: str, letterbox=N
         cam = ops.zeros((batch, height // REGRESSOR_STRIDE, width // REGRESSOR_STRIDE))
     else:
         out = regressor(regressor_inputs(images, mask, mode), training=False)
-        by_regressor = ops.cast(out["angles"], "float32") * config.data.angle_scale_degrees
+        by_regressor = ops.cast(out["angles"], "float32") * ANGLE_SCALE_DEGREES
         cam = ops.cast(out["cam"][..., -1], "float32")
     positions, readout = read_spine_traced(mask[..., 0], config.readout, letterbox)  # the centre line
     refine = None if refiner is None else refined_tilts(refiner, fine_images, config.refiner)
@@ -125,7 +124,7 @@ def vertebra_route(mask, tilt, config, letterbox=None, refine=None, centre_line=
 def refined_tilts(refiner, fine_images, settings):
     """The vertebra route's second look: (`vertebra_frames`, θ (B, 17) radians) → θ plus the
     tilt refiner's residual on each vertebra's crop of `fine_images` (B, s·H, s·W, 1), turned
-    by θ, `settings.margin` times the vertebra's width on a side (`vertebra_crops`)."""
+    by θ, `MARGIN` times the vertebra's width on a side (`vertebra_crops`)."""
     if fine_images is None:
         raise ValueError("the tilt refiner needs the fine images (refiner.scale times the model frame)")
     fine_images = ops.convert_to_tensor(fine_images, "float32")
@@ -133,7 +132,7 @@ def refined_tilts(refiner, fine_images, settings):
     def refine(frames, theta):
         batch, count = ops.shape(theta)[0], ops.shape(theta)[1]
         index = ops.repeat(ops.arange(batch, dtype="int32"), count)
-        side = 2.0 * settings.margin * ops.reshape(frames["half_width"], [-1])
+        side = 2.0 * MARGIN * ops.reshape(frames["half_width"], [-1])
         crops = crop_vertebrae(fine_images, index, ops.reshape(frames["centre"], [-1, 2]), ops.reshape(theta, [-1]), side,
                                settings.crop_size, settings.scale)
         residual = ops.cast(refiner(crops, training=False), "float32")

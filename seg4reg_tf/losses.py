@@ -47,7 +47,11 @@ def boundary_band(y_true, width: int):
     return dilated - eroded
 
 
-def weighted_cross_entropy(y_true, logits, positive_weight: float = 1.0, boundary_weight: float = 0.0, boundary_width: int = 2):
+# half-width in pixels of the band along the true outline that `boundary_weight` weighs
+BOUNDARY_WIDTH = 2
+
+
+def weighted_cross_entropy(y_true, logits, positive_weight: float = 1.0, boundary_weight: float = 0.0, boundary_width: int = BOUNDARY_WIDTH):
     """Binary cross-entropy from logits, spine pixels weighted by `positive_weight` and
     pixels of the outline band (`boundary_band`) by 1 + `boundary_weight` on top.
 
@@ -68,7 +72,7 @@ def weighted_cross_entropy(y_true, logits, positive_weight: float = 1.0, boundar
 
 
 def segmentation_loss(
-    y_true, logits, ce_weight: float = 1.0, positive_weight: float = 1.0, boundary_weight: float = 0.0, boundary_width: int = 2
+    y_true, logits, ce_weight: float = 1.0, positive_weight: float = 1.0, boundary_weight: float = 0.0, boundary_width: int = BOUNDARY_WIDTH
 ):
     """Eq. 1: Dice loss + λ · (class- and outline-weighted) cross-entropy.
 

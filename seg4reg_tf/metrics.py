@@ -16,6 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from seg4reg_tf.data.transforms import ANGLE_SCALE_DEGREES
+
 SEGMENTATION_SCORES = ("jaccard", "dice", "pixel_accuracy", "sensitivity", "specificity")
 
 
@@ -135,7 +137,7 @@ class AngleMAE(_PerImageMean):
         column: 0, 1 or 2 for one AASCE column; None for all three.
     """
 
-    def __init__(self, angle_scale_degrees: float = 180.0, column: int | None = None, name: str | None = None, **kwargs):
+    def __init__(self, angle_scale_degrees: float = ANGLE_SCALE_DEGREES, column: int | None = None, name: str | None = None, **kwargs):
         super().__init__(name=name or ("mae" if column is None else f"mae_{column + 1}"), **kwargs)
         self.angle_scale_degrees = angle_scale_degrees
         self.column = column

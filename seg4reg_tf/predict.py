@@ -40,8 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series", help="with --dicomweb: only this Series Instance UID")
     parser.add_argument("--dicomweb-timeout", type=float, default=30.0, help="seconds to wait for each DICOMweb answer (default 30)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="test-time augmentation (default: the config's predict.tta)")
-    parser.add_argument("--segmenter-flips", action=argparse.BooleanOptionalAction, default=None,
-                        help="with --workdir: N_S's test-time flips (default: the config's inference.segmenter_flips; a SavedModel has its export's)")
     parser.add_argument("--low-confidence-spread", type=float, help="degrees of spread over the TTA views that flag an image (default: the config's)")
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -50,13 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--dicomweb needs --study and takes no input files")
     if not args.dicomweb and (args.study or args.series or not args.inputs):
         parser.error("give input files, or --dicomweb URL --study UID")
-    if args.saved_model and args.segmenter_flips is not None:
-        parser.error("--segmenter-flips needs --workdir: a SavedModel runs the choice made at export (export --segmenter-flips)")
 
     paths, missing = radiographs.find_inputs(args.inputs) if args.inputs else ([], [])
     try:
         client = pacs.connect(args.dicomweb, timeout=args.dicomweb_timeout) if args.dicomweb else None
-        model = load_workdir(args.workdir, args.segmenter_flips) if args.workdir else load_saved_model(args.saved_model)
+        model = load_workdir(args.workdir) if args.workdir else load_saved_model(args.saved_model)
         settings = model.config.predict
         if args.tta is not None:
             settings = dataclasses.replace(settings, tta=args.tta)

@@ -187,13 +187,11 @@ def phase_sources(workdir, phase: str) -> dict:
     return sources
 
 
-def final_networks(workdir, inference: dict | None = None):
+def final_networks(workdir):
     """The last trained N_S and N_R of a workdir.
 
     Args:
         workdir: a training workdir.
-        inference: `inference:` settings replacing those of the workdir's config (e.g.
-            {"segmenter_flips": True}); None values are ignored.
 
     Returns:
         (config, segmenter, regressor, sources), sources naming the file of each network,
@@ -208,8 +206,6 @@ def final_networks(workdir, inference: dict | None = None):
     if not config_path.exists():
         raise FileNotFoundError(f"{config_path} not found: {workdir} is not a training workdir (run `python -m seg4reg_tf.train` first)")
     config = load_config(config_path)
-    overrides = {key: value for key, value in (inference or {}).items() if value is not None}
-    config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **overrides))
     sources = phase_sources(workdir, PHASES[-1])  # the last phase: every network trained so far
     for network, path in sources.items():
         if path is None:

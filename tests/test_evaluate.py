@@ -124,22 +124,6 @@ def test_dice_of_the_final_system_by_hand(exported, synthetic_root):
     assert results["segmentation"]["N_S + ROIE"]["dice"] == pytest.approx(100 * np.mean(dice), abs=1e-3)
 
 
-def test_segmenter_flips_option_scores_the_flip_averaged_masks(exported, synthetic_root, evaluated):
-    """`evaluate --segmenter-flips` (here its library call) overrides the workdir config's
-    `inference.segmenter_flips`: every N_S row scores masks averaged with the mirror image's."""
-    from seg4reg_tf.inference import mask_probabilities
-
-    results = scoring.evaluate_workdir(exported["workdir"], str(synthetic_root), "test", segmenter_flips=True)
-    assert results["segmenter_flips"] is True and "segmenter flips" in evaluation_results.table(results)
-    images = results["predictions"]["images"][..., None]
-    mode = exported["config"].regressor.input_mode
-    expected = mask_probabilities(exported["segmenter"], exported["regressor"], images, mode, flips=True).numpy()[..., 0]
-    np.testing.assert_allclose(results["predictions"]["masks"], expected, atol=1e-5)
-    plain = mask_probabilities(exported["segmenter"], exported["regressor"], images, mode).numpy()[..., 0]
-    assert np.abs(results["predictions"]["masks"] - plain).max() > 1e-3
-    assert evaluated["metrics"]["segmenter_flips"] is False  # the workdir's setting, without the option
-
-
 def test_a_missing_split_is_an_error(exported, synthetic_root, capsys):
     assert evaluate.main(["--workdir", str(exported["workdir"]), "--data", str(synthetic_root), "--split", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
@@ -250,6 +234,10 @@ def test_phase_table_scores_the_system_as_each_phase_left_it(evaluated):
     # On the test split an auto system (smoke.yaml's setting) is not decided per phase:
     # training decides it on the validation split.
     assert rows["reg"]["system"] is None and rows["reg"]["route"] is None
+    # except after the phase that left the final networks: the route training recorded
+    final = metrics["route"]
+    assert rows["roie"]["route"] == final
+    assert rows["roie"]["system"] == pytest.approx(metrics["angles"][f"system (route: {final})"]["smape"], abs=1e-6)
     table = (evaluated["out"] / "table.md").read_text()
     assert "| after phase | Dice (%)" in table and "| roie |" in table and "| baselines (training means) |" in table
 

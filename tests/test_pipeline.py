@@ -15,7 +15,7 @@ from seg4reg_tf.config import DataConfig
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.aasce import read_split
 
-SMALL = DataConfig(image_height=64, image_width=32, clahe_grid=(4, 2))
+SMALL = DataConfig(image_height=64, image_width=32)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from seg4reg_tf import curve, predict
 from seg4reg_tf.config import PredictConfig
 from seg4reg_tf.data import radiographs
-from seg4reg_tf.serving import analysis, loaded_system, report
+from seg4reg_tf.serving import analysis, report
 from tests.harness import write_dicom
 
 # --- finding and reading inputs ------------------------------------------------------------
@@ -128,16 +128,6 @@ def test_workdir_and_saved_model_agree_with_tta(exported, synthetic_root, tmp_pa
 
 
 @pytest.mark.slow
-def test_segmenter_flips_apply_to_a_workdir_and_are_refused_with_a_saved_model(exported, tmp_path, capsys):
-    """`--segmenter-flips` sets the loaded workdir's `inference.segmenter_flips` (which
-    `predict_images` applies; tests/test_export.py); a SavedModel has its export's choice
-    built in, so the option is refused there, before any report is written."""
-    assert loaded_system.load_workdir(str(exported["workdir"]), segmenter_flips=True).config.inference.segmenter_flips is True
-    assert exported["config"].inference.segmenter_flips is False  # the workdir's own setting
-    with pytest.raises(SystemExit) as exit_:
-        predict.main(["--saved-model", str(exported["path"]), "x.jpg", "--out", str(tmp_path / "out"), "--segmenter-flips"])
-    assert exit_.value.code == 2 and "--segmenter-flips needs --workdir" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

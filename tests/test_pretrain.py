@@ -62,7 +62,7 @@ def test_dataset_augments_masks_and_keeps_angles():
     plain = next(iter(pretraining.mask_dataset(masks, angles, config.data, 8, training=False)))
     np.testing.assert_array_equal(plain["mask"].numpy(), masks)
     np.testing.assert_array_equal(plain["image"].numpy(), masks.astype(np.float32))
-    np.testing.assert_allclose(plain["angles"].numpy(), angles / config.data.angle_scale_degrees, rtol=1e-6)
+    np.testing.assert_allclose(plain["angles"].numpy(), angles / 180.0, rtol=1e-6)
     # Shuffled and warped: the batch's angles are a permutation, its masks are not the drawn ones.
     np.testing.assert_allclose(np.sort(batch["angles"].numpy(), axis=0), np.sort(plain["angles"].numpy(), axis=0), rtol=1e-6)
     assert not np.array_equal(batch["mask"].numpy(), masks)

@@ -12,7 +12,7 @@ def test_tta_views():
     assert tta.views(PredictConfig(tta=False)) == [(1.0, 1.0)]
     views = tta.views(PredictConfig(tta=True, tta_scales=(0.9, 1.1)))
     assert views[0] == (1.0, 1.0) and len(views) == 6 and len(set(views)) == 6
-    assert tta.views(PredictConfig(tta=True, tta_flip=False, tta_scales=(1.0, 0.8))) == [(1.0, 1.0), (1.0, 0.8)]
+    assert tta.views(PredictConfig(tta=True, tta_scales=(1.0, 0.8))) == [(1.0, 1.0), (1.0, 0.8), (-1.0, 1.0), (-1.0, 0.8)]
 
 
 def test_tta_augment_flips_and_zooms_about_the_centre():

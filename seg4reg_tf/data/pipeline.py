@@ -8,7 +8,7 @@ whole batches. Evaluation order is
 the record order.
 
 Batches are dicts: `image` (B, H, W, 1) float32 in [0, 1], `mask` (B, H, W, 1) uint8,
-`angles` (B, 3) float32 in [0, 1] (degrees / `angle_scale_degrees`), `landmarks`
+`angles` (B, 3) float32 in [0, 1] (degrees / `transforms.ANGLE_SCALE_DEGREES`), `landmarks`
 (B, 68, 2) float32 model-frame pixels.
 """
 
@@ -117,7 +117,7 @@ def prepare_decoded(image: tf.Tensor, config: DataConfig) -> tf.Tensor:
     resized = transforms.resize_with_pad(image, height, width)
     if config.clahe:
         valid = transforms.content_mask(shape[0], shape[1], height, width)
-        resized = transforms.clahe(resized, valid, config.clahe_clip_limit, config.clahe_grid)
+        resized = transforms.clahe(resized, valid)
     return resized
 
 
@@ -163,7 +163,7 @@ def _cache(dataset: tf.data.Dataset, records: Sequence[Record], config: DataConf
     for record in records:
         key.update(f"{record.image_path}|{record.height}|{record.width}\n".encode())
     key.update(repr((config.image_height, config.image_width, config.clahe,
-                     config.clahe_clip_limit, config.clahe_grid)).encode())
+                     transforms.CLAHE_CLIP_LIMIT, transforms.CLAHE_GRID)).encode())
     return dataset.cache(os.path.join(config.cache, f"{role}-{key.hexdigest()[:16]}"))
 
 
@@ -205,7 +205,7 @@ def make_dataset(
     elements = {
         "path": [record.image_path for record in records],
         "landmarks": model_frame_landmarks(records, config),
-        "angles": transforms.scale_angles(angles, config.angle_scale_degrees).numpy(),
+        "angles": transforms.scale_angles(angles).numpy(),
     }
     dataset = tf.data.Dataset.from_tensor_slices(elements)
     dataset = dataset.map(_loader(config), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -27,10 +27,10 @@ def resolve_records(config: Config):
     data = config.data
     root = data.root
     if root is None:
-        root = data_home() / f"synthetic-seed{data.synthetic_seed}-{data.synthetic_train}-{data.synthetic_test}"
+        root = data_home() / f"synthetic-seed{data.seed}-{data.synthetic_train}-{data.synthetic_test}"
         if not root.exists():
             _LOG.info("generating the embedded synthetic data set in %s ...", root)
-            synthetic.generate_dataset(root, data.synthetic_train, data.synthetic_test, data.synthetic_seed)
+            synthetic.generate_dataset(root, data.synthetic_train, data.synthetic_test, data.seed)
     records = read_split(root, data.split)
     unknown = set(data.exclude) - {record.name for record in records}
     if unknown:

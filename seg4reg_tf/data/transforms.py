@@ -96,7 +96,13 @@ def content_mask(height, width, target_height: int, target_width: int) -> tf.Ten
     return tf.cast(inside, tf.float32)[..., None]
 
 
-def clahe(image: tf.Tensor, valid: tf.Tensor, clip_limit: float = 2.0, grid=(8, 4)) -> tf.Tensor:
+# CLAHE's contrast limit (OpenCV's clipLimit) and tiles along (height, width): 8 × 4 divides
+# every input size the config allows (multiples of 32)
+CLAHE_CLIP_LIMIT = 2.0
+CLAHE_GRID = (8, 4)
+
+
+def clahe(image: tf.Tensor, valid: tf.Tensor, clip_limit: float = CLAHE_CLIP_LIMIT, grid=CLAHE_GRID) -> tf.Tensor:
     """Contrast-limited adaptive histogram equalisation (as OpenCV's CLAHE), in TensorFlow.
 
     Each of grid[0] × grid[1] tiles gets a 256-bin histogram of its valid pixels, clipped
@@ -155,7 +161,13 @@ def clahe(image: tf.Tensor, valid: tf.Tensor, clip_limit: float = 2.0, grid=(8, 
     return ((top * (1 - fy) + bottom * fy) * weights)[..., None]
 
 
-def scale_angles(angles_degrees, angle_scale_degrees: float) -> tf.Tensor:
+# N_R's outputs are angles in degrees over this, in [0, 1] (it ends in a sigmoid): 180 covers
+# every angle the Cobb algorithm returns, including the 156° annotation outlier of AASCE
+# training image 480
+ANGLE_SCALE_DEGREES = 180.0
+
+
+def scale_angles(angles_degrees, angle_scale_degrees: float = ANGLE_SCALE_DEGREES) -> tf.Tensor:
     """Degrees → [0, 1] targets of the sigmoid output: angle / scale, clipped to [0, 1].
 
     With the default scale of 180° nothing is clipped (arccos never exceeds 180°).

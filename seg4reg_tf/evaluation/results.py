@@ -19,8 +19,7 @@ def table(results: dict) -> str:
     """Markdown tables of the angle and segmentation figures."""
     names = " | ".join(f"MAE {column} (°)" for column in ANGLE_COLUMNS)
     lines = [
-        f"{results['images']} images, split `{results['split']}` of {results['data']}"
-        + ("; N_S masks averaged with the mirror image's (segmenter flips)" if results.get("segmenter_flips") else ""),
+        f"{results['images']} images, split `{results['split']}` of {results['data']}",
         "",
         f"| angles | SMAPE (%) | MAE (°) | {names} | largest within 5° (%) | no spine found |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

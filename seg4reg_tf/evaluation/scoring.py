@@ -141,10 +141,8 @@ class Runs:
         return self.get(segmenter_path, regressor_path)["masks"]
 
 
-def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test", batch_size: int = 8, segmenter_flips: bool | None = None) -> dict:
+def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test", batch_size: int = 8) -> dict:
     """All figures of a workdir on a split; see the module docstring.
-
-    `segmenter_flips` replaces the config's `inference.segmenter_flips` unless None.
 
     Returns:
         {"split", "images", "angles": {label: `angle_figures`}, "segmentation": {row:
@@ -152,7 +150,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
         system, "segmentation_masks": {row: (N, H, W)} per N_S, "files": [names], ...}.
     """
     workdir = pathlib.Path(workdir)
-    config, segmenter, regressor, sources = final_networks(workdir, {"segmenter_flips": segmenter_flips})
+    config, segmenter, regressor, sources = final_networks(workdir)
     route = route_for_evaluation(workdir, config, sources, segmenter, regressor)
     training, records, root = evaluation_records(config, data_root, split)
     refiner = load_refiner(sources)
@@ -160,7 +158,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
     final = predict_records(segmenter, regressor, records, config, batch_size, route, refiner, runs.fine)
     runs.add(sources["segmenter"], sources["regressor"], segmenter, regressor, final)
     mean = np.stack([record.angles for record in training]).mean(axis=0)
-    by_phase = phase_rows(workdir, config, runs, mean, split == "validation")
+    by_phase = phase_rows(workdir, config, runs, mean, split == "validation", final=(sources, route))
     truth = final["truth_angles"]
     segmentation, segmentation_masks = {}, {}
     for phase, label in SEGMENTER_ROWS:
@@ -178,7 +176,6 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
         "images": len(records),
         "networks": sources,
         "route": route,
-        "segmenter_flips": config.inference.segmenter_flips,
         "angles": {
             f"system (route: {route})": angle_figures(truth, final["angles"], mean),
             "N_R": angle_figures(truth, final["angles_regressor"], mean),
@@ -195,7 +192,7 @@ def evaluate_workdir(workdir, data_root: str | None = None, split: str = "test",
     }
 
 
-def phase_rows(workdir, config, runs: Runs, mean, choose: bool = False) -> dict:
+def phase_rows(workdir, config, runs: Runs, mean, choose: bool = False, final: tuple[dict, str] | None = None) -> dict:
     """The system as it stood after each trained phase, scored on `runs.records`.
 
     Args:
@@ -203,8 +200,10 @@ def phase_rows(workdir, config, runs: Runs, mean, choose: bool = False) -> dict:
         mean: (3,) training-mean angles in degrees (the baseline, and the score of images
             where no spine is found).
         choose: the records are the validation split, so `inference.angles: auto` can be
-            decided on them (as training decides it); otherwise an auto system is not scored
-            per phase.
+            decided on them (as training decides it); otherwise an auto system is scored
+            only after the phase that left the final networks.
+        final: (sources, route) of the final networks (`workdir.final_networks`' file names)
+            and the route the evaluation answers with (the one training recorded).
 
     Returns:
         {phase: {"dice", "jaccard" %, "readout", "regressor", "vertebrae" SMAPE % (None
@@ -230,6 +229,8 @@ def phase_rows(workdir, config, runs: Runs, mean, choose: bool = False) -> dict:
             route = routes.choose_route(setting, None)
         elif choose:
             route = routes.choose_route("auto", {"validation_smape": smape})
+        elif final is not None and all(str(sources[network]) == final[0][network] for network in ("segmenter", "regressor")):
+            route = final[1]
         rows[phase] = {"dice": scores["dice"], "jaccard": scores["jaccard"], "readout": smape["geometric"], "regressor": smape["regressor"],
                        "vertebrae": smape["vertebrae"], "system": None if route is None else smape[route], "route": route}
     return rows

@@ -3,7 +3,7 @@
 inputs (B, H, W, C) in [0, 1] → ×255 (Keras' EfficientNet rescales internally) →
 EfficientNet-B1 trunk (B, H/32, W/32, 1280) = `features` → `ClassActivationMap` head:
 `logits` (B, 3), `cam` (B, H/32, W/32, 4) = one map per angle and their mean, each
-min-max normalised → `angles` = sigmoid(logits) in [0, 1] (× angle_scale_degrees).
+min-max normalised → `angles` = sigmoid(logits) in [0, 1] (× `data.transforms.ANGLE_SCALE_DEGREES`).
 
 Input modes: "image" (C = 1, the X-ray), "mask" (C = 1, the spine mask) and "image+mask"
 (C = 2, X-ray then mask). The Siamese branches of the attention-regularisation module share

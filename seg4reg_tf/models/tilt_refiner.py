@@ -16,6 +16,8 @@ from seg4reg_tf.config import RefinerConfig
 # the refiner's output unit: a residual of 1 means 5° (a first estimate is off by a few degrees)
 RESIDUAL_UNIT_DEGREES = 5.0
 _FILTERS = (16, 32, 64, 128)
+# a crop's side over its vertebra's width (the route's crops and the training crops alike)
+MARGIN = 1.3
 
 
 def build_tilt_refiner(settings: RefinerConfig, *, synchronized: bool = False, name: str = "tilt_refiner") -> keras.Model:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import pathlib
 import re
 import urllib.parse
@@ -115,10 +114,9 @@ def _tf_message(error, name: str) -> str:
     return f"{name}: {first}" if name not in first else first
 
 
-def load_workdir(workdir: str, segmenter_flips: bool | None = None) -> LoadedSystem:
-    """The last N_S and N_R of a training workdir (see `workdir.final_networks`);
-    `segmenter_flips` replaces the config's `inference.segmenter_flips` unless None."""
-    config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir), {"segmenter_flips": segmenter_flips})
+def load_workdir(workdir: str) -> LoadedSystem:
+    """The last N_S and N_R of a training workdir (see `workdir.final_networks`)."""
+    config, segmenter, regressor, sources = final_networks(pathlib.Path(workdir))
     route, _ = route_for_workdir(workdir, config.inference.angles, sources)
     refiner = load_refiner(sources)
     height, width = config.data.image_height, config.data.image_width
@@ -154,25 +152,6 @@ def resolve_saved_model(path: str) -> pathlib.Path:
     return versions[-1][1]
 
 
-def apply_threads(intra_op: int, inter_op: int) -> bool:
-    """Sets TensorFlow's intra- and inter-op thread pools (0 leaves TensorFlow's choice).
-
-    Returns:
-        False when TensorFlow had already started with other values (they cannot change
-        then; a warning is logged), else True.
-    """
-    threading = tf.config.threading
-    try:
-        if intra_op and threading.get_intra_op_parallelism_threads() != intra_op:
-            threading.set_intra_op_parallelism_threads(intra_op)
-        if inter_op and threading.get_inter_op_parallelism_threads() != inter_op:
-            threading.set_inter_op_parallelism_threads(inter_op)
-    except RuntimeError as error:
-        logging.getLogger(__name__).warning("thread settings %s/%s not applied: %s", intra_op, inter_op, error)
-        return False
-    return True
-
-
 def read_export(path: str) -> tuple[pathlib.Path, dict, Config]:
     """(version folder, its assets.extra/seg4reg.json, the training config in it), without
     loading the networks.
@@ -196,10 +175,8 @@ def export_route(info: dict) -> str:
 
 
 def load_saved_model(path: str) -> LoadedSystem:
-    """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature,
-    with the thread settings the export recorded."""
+    """An export of `python -m seg4reg_tf.export`, through its `predict_tensor` signature."""
     version, info, config = read_export(path)
-    apply_threads(config.export.intra_op_threads, config.export.inter_op_threads)
     loaded = tf.saved_model.load(str(version))
     signature = loaded.signatures["predict_tensor"]
 

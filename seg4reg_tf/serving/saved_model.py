@@ -142,8 +142,7 @@ def export_saved_model(
     name: str | None = None,
     version: int | None = None,
     max_image_pixels: int | None = None,
-    segmenter_flips: bool | None = None,
-    **export_settings,
+    precision: str | None = None,
 ) -> pathlib.Path:
     """Exports a workdir's trained system; returns `<export_base>/<name>/<version>`.
 
@@ -153,19 +152,17 @@ def export_saved_model(
         name: model name (default: the config's `export.model_name`).
         version: version number (default: the next free one); an existing one is refused.
         max_image_pixels: pixel limit of `serving_default` (default: the config's).
-        segmenter_flips: N_S's test-time flips, built into the signatures (default: the
-            config's `inference.segmenter_flips`).
-        export_settings: other `export:` settings replacing the config's (precision,
-            intra_op_threads, inter_op_threads); None values are ignored.
+        precision: the signatures' arithmetic, "float32" or "bfloat16" (default: the
+            config's `export.precision`).
 
     Raises:
         FileNotFoundError: the workdir lacks trained networks.
         FileExistsError: the version already exists.
         ValueError: a version below 1.
     """
-    config, segmenter, regressor, sources = final_networks(workdir, {"segmenter_flips": segmenter_flips})
-    overrides = {key: value for key, value in export_settings.items() if value is not None}
-    config = dataclasses.replace(config, export=dataclasses.replace(config.export, **overrides))
+    config, segmenter, regressor, sources = final_networks(workdir)
+    if precision is not None:
+        config = dataclasses.replace(config, export=dataclasses.replace(config.export, precision=precision))
     route, recorded = route_for_workdir(workdir, config.inference.angles, sources)
     name = name or config.export.model_name
     max_pixels = max_image_pixels or config.export.max_image_pixels
@@ -193,7 +190,6 @@ def export_saved_model(
             "angle_columns": list(ANGLE_COLUMNS),
             "max_image_pixels": max_pixels,
             "precision": config.export.precision,
-            "threads": {"intra_op": config.export.intra_op_threads, "inter_op": config.export.inter_op_threads},
             "angles": {"setting": config.inference.angles, "route": route, "validation_smape": (recorded or {}).get("validation_smape"),
                        "recorded": recorded is not None},
             "config": config.to_dict(),

@@ -20,7 +20,7 @@ def views(settings: PredictConfig) -> list[tuple[float, float]]:
     if not settings.tta:
         return [(1.0, 1.0)]
     scales = [1.0] + [scale for scale in settings.tta_scales if scale != 1.0]
-    mirrors = [1.0, -1.0] if settings.tta_flip else [1.0]
+    mirrors = [1.0, -1.0]
     return [(mirror, scale) for mirror in mirrors for scale in scales]
 
 

@@ -30,6 +30,7 @@ from keras import ops
 
 from seg4reg_tf import losses, metrics
 from seg4reg_tf.config import Config
+from seg4reg_tf.data.transforms import ANGLE_SCALE_DEGREES
 from seg4reg_tf.geometric_readout import read_spine
 from seg4reg_tf.models.regressor import mask_branch_inputs, regressor_inputs
 from seg4reg_tf.models.segment import segment
@@ -60,18 +61,18 @@ class PhaseTrainer(keras.Model):
     def readout_angles(self, reading):
         """A `read_spine` result → (B, 3) its Cobb angles scaled to [0, 1], the training-mean
         angles where it found no spine; no gradient (a validation figure)."""
-        scale = self.config.data.angle_scale_degrees
+        scale = ANGLE_SCALE_DEGREES
         found = reading["found"][:, None]
         angles = ops.where(found, ops.where(found, reading["cobb_angles"], 0.0) / scale, self.mean_angles[None])
         return ops.stop_gradient(angles)
 
     def segmentation_loss(self, batch, out):
-        """Eq. 1 with the config's weights (`segmenter.ce_weight`, `boundary_weight`,
-        `boundary_width`) on the true mask and N_S's `mask_logits`, plus
+        """Eq. 1 with the config's weights (`segmenter.ce_weight`, `boundary_weight`) on the
+        true mask and N_S's `mask_logits`, plus
         `tilt_weight` × the tilt field's loss when N_S has the tilt head → scalar."""
         settings = self.config.segmenter
         loss = losses.segmentation_loss(
-            batch["mask"], out["mask_logits"], settings.ce_weight, boundary_weight=settings.boundary_weight, boundary_width=settings.boundary_width
+            batch["mask"], out["mask_logits"], settings.ce_weight, boundary_weight=settings.boundary_weight
         )
         if "tilt" in out:
             loss += settings.tilt_weight * tilt_loss(batch["landmarks"], batch["mask"], out["tilt"])
@@ -159,7 +160,7 @@ class RegressionPhase(PhaseTrainer):
         self.settings = getattr(config, phase)
         # the loss terms this phase's config makes non-zero, named for what they are
         self.track("loss", *self.term_names())
-        scale = config.data.angle_scale_degrees
+        scale = ANGLE_SCALE_DEGREES
         self.validation_metrics = [metrics.Smape(), metrics.AngleMAE(scale)] + [metrics.AngleMAE(scale, column=i) for i in range(3)]
 
     def term_names(self) -> tuple[str, ...]:
@@ -182,18 +183,17 @@ class RegressionPhase(PhaseTrainer):
     def compute(self, batch, training: bool):
         image, angles = batch["image"], batch["angles"]
         mask = self.masks(batch)
-        epsilon = self.config.regressor.smape_epsilon
         branch_a = regressor_inputs(image, mask, self.mode)
         if self.settings.ar_weight == 0:
             out = self.regressor(branch_a, training=training)
-            angle = losses.angle_loss(self.settings.loss, angles, out["angles"], epsilon)
+            angle = losses.angle_loss(self.settings.loss, angles, out["angles"])
             return angle, self.named_terms(angle), out
         both = self.regressor(ops.concatenate([branch_a, mask_branch_inputs(mask, self.mode)], axis=0), training=training)
         half = ops.shape(image)[0]
         a = {key: value[:half] for key, value in both.items()}
         b = {key: value[half:] for key, value in both.items()}
-        smape_a = losses.angle_loss(self.settings.loss, angles, a["angles"], epsilon)
-        smape_b = losses.angle_loss(self.settings.loss, angles, b["angles"], epsilon)
+        smape_a = losses.angle_loss(self.settings.loss, angles, a["angles"])
+        smape_b = losses.angle_loss(self.settings.loss, angles, b["angles"])
         ar = losses.attention_regularization_loss(a["cam"][..., :3], b["cam"][..., :3])
         loss = smape_a + smape_b + self.settings.ar_weight * ar
         return loss, self.named_terms(smape_a, smape_b, ar), a
@@ -208,7 +208,7 @@ class ConsistencyPhase(PhaseTrainer):
         super().__init__(segmenter, regressor, config, mean_angles, **kwargs)
         regressor.trainable = False
         self.track("loss")
-        scale = config.data.angle_scale_degrees
+        scale = ANGLE_SCALE_DEGREES
         self.validation_metrics = [
             metrics.Smape(),
             metrics.AngleMAE(scale),
@@ -232,7 +232,7 @@ class ConsistencyPhase(PhaseTrainer):
             return self.compute_through_readout(batch, out, truth)
         target = ops.stop_gradient(self.regressor(self.reading(image, truth), training=False)["angles"])
         predicted = self.regressor(self.reading(image, out["mask"]), training=False)["angles"]
-        loss = losses.smape_loss(target, predicted, self.config.regressor.smape_epsilon)
+        loss = losses.smape_loss(target, predicted)
         return loss, {}, {**out, "angles": predicted}
 
     def compute_through_readout(self, batch, out, truth):
@@ -244,7 +244,7 @@ class ConsistencyPhase(PhaseTrainer):
         probabilities above its threshold. Eq. 1 anchors the masks: without it, a mask the
         readout does not find costs nothing, and a measured run drove every mask below
         the threshold within one epoch."""
-        scale = self.config.data.angle_scale_degrees
+        scale = ANGLE_SCALE_DEGREES
         target = read_spine(truth[..., 0], self.config.readout)
         reading = read_spine(out["mask"][..., 0], self.config.readout)
         both = ops.logical_and(target["found"], reading["found"])

@@ -41,6 +41,7 @@ import tensorflow as tf
 from seg4reg_tf import geometry, metrics
 from seg4reg_tf.config import PRETRAINABLE, Config, DataConfig
 from seg4reg_tf.data import pipeline, synthetic, transforms
+from seg4reg_tf.data.transforms import ANGLE_SCALE_DEGREES
 from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models import build_regressor, copy_weights_by_name, start_at_mean_angles
 from seg4reg_tf.training import loop
@@ -100,7 +101,7 @@ def mask_dataset(
         A tf.data.Dataset; "image" is the mask as float32 (warped bilinearly when training;
         N_R on the mask reads "mask").
     """
-    scaled = transforms.scale_angles(angles, data.angle_scale_degrees).numpy()
+    scaled = transforms.scale_angles(angles).numpy()
     dataset = tf.data.Dataset.from_tensor_slices({"mask": masks, "angles": scaled})
     drop_remainder = training if drop_remainder is None else drop_remainder
     return pipeline.batches(dataset, len(masks), batch_size, drop_remainder, training, seed, data,
@@ -109,17 +110,18 @@ def mask_dataset(
 
 def pretraining_config(config: Config) -> Config:
     """The run's config turned into what pretraining trains: N_R on the mask alone, from
-    `pretrain.weights`, on ground-truth masks, no AR (both branches would see the mask)."""
+    scratch, on ground-truth masks, no AR (both branches would see the mask), with phase
+    reg's weight decay."""
     settings = config.pretrain
     if config.regressor.backbone not in PRETRAINABLE:
         raise ValueError(
             f"pretraining writes the trunk of {' or '.join(PRETRAINABLE)}; regressor.backbone is {config.regressor.backbone} "
             "(train it from scratch, or choose one of those)"
         )
-    regressor = dataclasses.replace(config.regressor, input_mode="mask", weights=settings.weights)
+    regressor = dataclasses.replace(config.regressor, input_mode="mask", weights="none")
     reg = dataclasses.replace(
         config.reg, epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-        weight_decay=settings.weight_decay, ar_weight=0.0,
+        ar_weight=0.0,
     )
     return dataclasses.replace(config, regressor=regressor, reg=reg)
 
@@ -177,20 +179,20 @@ def pretrain(
     settings, data = config.pretrain, config.data
     run = pretraining_config(config)
     started = time.perf_counter()
-    masks, angles = draw_masks(settings.count, 0, settings.seed, data)
-    val_masks, val_angles = draw_masks(settings.validation_count, settings.count, settings.seed, data)
+    masks, angles = draw_masks(settings.count, 0, data.seed, data)
+    val_masks, val_angles = draw_masks(settings.validation_count, settings.count, data.seed, data)
     _LOG.info("drew %d + %d spine masks in %.0f s", settings.count, settings.validation_count, time.perf_counter() - started)
     distributed = loop.splits_batches(strategy)
     with loop.scope(strategy):
         regressor = build_regressor(run.regressor, run.data.image_size, synchronized=distributed)
         mean = angles.mean(axis=0)
-        start_at_mean_angles(regressor, mean / data.angle_scale_degrees)
+        start_at_mean_angles(regressor, mean / ANGLE_SCALE_DEGREES)
         trainer = RegressionPhase(None, regressor, run, name="pretrain")
         step_size = learning_rate(settings, settings.count)
-        trainer.compile(optimizer=keras.optimizers.Adam(step_size, weight_decay=settings.weight_decay or None), run_eagerly=run_eagerly)
+        trainer.compile(optimizer=keras.optimizers.Adam(step_size, weight_decay=run.reg.weight_decay or None), run_eagerly=run_eagerly)
     callbacks = [keras.callbacks.TensorBoard(log_dir)] if log_dir else []
     history = loop.Loop(trainer, strategy, run_eagerly).fit(
-        mask_dataset(masks, angles, data, settings.batch_size, training=True, seed=settings.seed),
+        mask_dataset(masks, angles, data, settings.batch_size, training=True, seed=data.seed),
         validation_data=mask_dataset(val_masks, val_angles, data, settings.batch_size, training=False, drop_remainder=distributed),
         epochs=settings.epochs, callbacks=callbacks, verbose=verbose,
     )

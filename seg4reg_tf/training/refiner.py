@@ -4,7 +4,7 @@ it after phase seg when `refiner.enabled` (it needs no N_S, so it can run at any
 Each epoch cuts one crop per vertebra of every training X-ray (`vertebra_crops`) from the
 X-ray letterboxed at `refiner.scale` times the model frame, at the true vertebra jittered as
 the vertebra route's first estimate is wrong: turned by the true tilt plus a uniform error
-in ±`jitter_degrees`, centre moved by a normal error of 12% of the crop's side, side scaled
+in ±`JITTER_DEGREES`, centre moved by a normal error of 12% of the crop's side, side scaled
 in [0.85, 1.2], and mirrored left-right half the time (which negates the residual). The
 refiner learns the residual tilt (true − turn) in units of 5° under a Huber loss, with Adam
 and a cosine-decayed step size. The validation figure is the RMS residual error in degrees on
@@ -29,23 +29,30 @@ import tensorflow as tf
 from seg4reg_tf.config import Config
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.files import atomic_write
-from seg4reg_tf.models.tilt_refiner import RESIDUAL_UNIT_DEGREES, build_tilt_refiner
+from seg4reg_tf.models.tilt_refiner import MARGIN, RESIDUAL_UNIT_DEGREES, build_tilt_refiner
 from seg4reg_tf.vertebra_crops import crop_vertebrae, true_frames
 from seg4reg_tf.workdir import SUMMARY
 
 # standard deviation of the training crops' centre error, in crop sides
 CENTRE_JITTER = 0.12
 SIDE_RANGE = (0.85, 1.2)
+# the training turn's uniform error in ±degrees (the first estimate's error the refiner removes)
+JITTER_DEGREES = 10.0
+# Adam's starting step size, cosine-decayed to 0 over the run
+LEARNING_RATE = 1e-3
+# seed of the training crops' jitter (the validation crops use SEED + 1)
+SEED = 0
 
 
-def jittered_crops(fine, landmarks, settings, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
+def jittered_crops(fine, landmarks, settings, seed: int, margin: float = MARGIN) -> tuple[tf.Tensor, tf.Tensor]:
     """One jittered crop per vertebra and its residual tilt.
 
     Args:
         fine: (N, s·H, s·W, 1) fine images (`pipeline.fine_images`).
         landmarks: (N, 68, 2) true corners in model-frame pixels.
-        settings: the `refiner:` section.
+        settings: the `refiner:` section (crop size and scale).
         seed: the jitter's seed (the same seed, the same crops).
+        margin: crop side over the vertebra's width.
 
     Returns:
         (crops (N·17, S, S, 1) float32, residuals (N·17, 1) float32 in units of
@@ -54,9 +61,9 @@ def jittered_crops(fine, landmarks, settings, seed: int) -> tuple[tf.Tensor, tf.
     frames = true_frames(tf.convert_to_tensor(landmarks, tf.float32))
     count = tf.size(frames["tilt"])
     rng = tf.random.Generator.from_seed(seed)
-    jitter = math.radians(settings.jitter_degrees)
+    jitter = math.radians(JITTER_DEGREES)
     turn = tf.reshape(frames["tilt"], [-1]) + rng.uniform([count], -jitter, jitter)
-    side = 2.0 * tf.reshape(frames["half_width"], [-1]) * settings.margin * rng.uniform([count], *SIDE_RANGE)
+    side = 2.0 * tf.reshape(frames["half_width"], [-1]) * margin * rng.uniform([count], *SIDE_RANGE)
     centre = tf.reshape(frames["centre"], [-1, 2]) + rng.normal([count, 2]) * CENTRE_JITTER * side[:, None]
     image_index = tf.repeat(tf.range(tf.shape(landmarks)[0]), tf.shape(frames["tilt"])[1])
     crops = crop_vertebrae(fine, image_index, centre, turn, side, settings.crop_size, settings.scale)
@@ -86,15 +93,15 @@ def train_refiner(training, validation, config: Config, out: pathlib.Path, verbo
     fine = pipeline.fine_images(training, config.data, settings.scale)
     landmarks = pipeline.model_frame_landmarks(training, config.data)
     val_fine = pipeline.fine_images(validation, config.data, settings.scale) if validation else None
-    val_crops, val_targets = (jittered_crops(val_fine, pipeline.model_frame_landmarks(validation, config.data), settings, settings.seed + 1)
+    val_crops, val_targets = (jittered_crops(val_fine, pipeline.model_frame_landmarks(validation, config.data), settings, SEED + 1)
                               if validation else (None, None))
     refiner = build_tilt_refiner(settings)
     steps = settings.epochs * max(1, (len(training) * 17) // settings.batch_size)
-    refiner.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps)),
+    refiner.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)),
                     loss=keras.losses.Huber(1.0))
     history = []
     for epoch in range(settings.epochs):
-        crops, targets = jittered_crops(fine, landmarks, settings, settings.seed * 1000 + epoch + 2)
+        crops, targets = jittered_crops(fine, landmarks, settings, SEED * 1000 + epoch + 2)
         fit = refiner.fit(crops, targets, batch_size=settings.batch_size, epochs=1, shuffle=True, verbose=0)
         row = {"epoch": epoch + 1, "loss": float(fit.history["loss"][-1])}
         if val_crops is not None:

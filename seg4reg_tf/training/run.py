@@ -32,6 +32,7 @@ from seg4reg_tf import metrics
 from seg4reg_tf.config import PRETRAIN_IN_WORKDIR, Config, SegmentationPhaseConfig
 from seg4reg_tf.data import pipeline
 from seg4reg_tf.data.records import resolve_records
+from seg4reg_tf.data.transforms import ANGLE_SCALE_DEGREES
 from seg4reg_tf.models import build_regressor, build_segmenter, copy_segmenter_weights, start_at_mean_angles, synchronize_batch_norm
 from seg4reg_tf.models.precision import resolve_precision, set_precision
 from seg4reg_tf.training import workers
@@ -100,8 +101,9 @@ def load_networks(workdir: pathlib.Path, phase: str, config: Config, synchronize
     needs = dict((network, previous) for previous, network in PHASE_TABLE[phase].needs)
     regressor = load(needs["regressor"], "regressor")
     if phase == "roie":  # the gate is new: the ungated N_S's weights go into a gated one
+        source = network_path(workdir, needs["segmenter"], "segmenter")
         gated = build_segmenter(fresh, config.data.image_size, with_roie=True, synchronized=synchronized)
-        copy_segmenter_weights(load(needs["segmenter"], "segmenter"), gated, str(network_path(workdir, needs["segmenter"], "segmenter")))
+        copy_segmenter_weights(load_network(source), gated, str(source))
         return gated, regressor
     return load(needs["segmenter"], "segmenter"), regressor
 
@@ -291,7 +293,7 @@ def _run_phase(phase, config, workdir, folder, out, strategy, jit_compile, verbo
     distributed = splits_batches(strategy)
     with scope(strategy):
         segmenter, regressor = load_networks(workdir, phase, config, synchronized=distributed)
-        mean = np.mean([record.angles for record in training], axis=0) / config.data.angle_scale_degrees
+        mean = np.mean([record.angles for record in training], axis=0) / ANGLE_SCALE_DEGREES
         if phase == "reg":
             start_at_mean_angles(regressor, mean)
         # seg and roie may train N_S in bfloat16 (`precision`); the other phases in float32
