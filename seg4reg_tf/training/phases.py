@@ -61,9 +61,8 @@ class PhaseTrainer(keras.Model):
     def readout_angles(self, reading):
         """A `read_spine` result → (B, 3) its Cobb angles scaled to [0, 1], the training-mean
         angles where it found no spine; no gradient (a validation figure)."""
-        scale = ANGLE_SCALE_DEGREES
         found = reading["found"][:, None]
-        angles = ops.where(found, ops.where(found, reading["cobb_angles"], 0.0) / scale, self.mean_angles[None])
+        angles = ops.where(found, ops.where(found, reading["cobb_angles"], 0.0) / ANGLE_SCALE_DEGREES, self.mean_angles[None])
         return ops.stop_gradient(angles)
 
     def segmentation_loss(self, batch, out):
@@ -160,8 +159,7 @@ class RegressionPhase(PhaseTrainer):
         self.settings = getattr(config, phase)
         # the loss terms this phase's config makes non-zero, named for what they are
         self.track("loss", *self.term_names())
-        scale = ANGLE_SCALE_DEGREES
-        self.validation_metrics = [metrics.Smape(), metrics.AngleMAE(scale)] + [metrics.AngleMAE(scale, column=i) for i in range(3)]
+        self.validation_metrics = [metrics.Smape(), metrics.AngleMAE()] + [metrics.AngleMAE(column=i) for i in range(3)]
 
     def term_names(self) -> tuple[str, ...]:
         """The logged loss terms: the angle loss on branch A (`reg.loss`: L1 or SMAPE), with
@@ -208,10 +206,9 @@ class ConsistencyPhase(PhaseTrainer):
         super().__init__(segmenter, regressor, config, mean_angles, **kwargs)
         regressor.trainable = False
         self.track("loss")
-        scale = ANGLE_SCALE_DEGREES
         self.validation_metrics = [
             metrics.Smape(),
-            metrics.AngleMAE(scale),
+            metrics.AngleMAE(),
             metrics.SegmentationScore("dice"),
             metrics.SegmentationScore("jaccard"),
         ]
@@ -244,13 +241,12 @@ class ConsistencyPhase(PhaseTrainer):
         probabilities above its threshold. Eq. 1 anchors the masks: without it, a mask the
         readout does not find costs nothing, and a measured run drove every mask below
         the threshold within one epoch."""
-        scale = ANGLE_SCALE_DEGREES
         target = read_spine(truth[..., 0], self.config.readout)
         reading = read_spine(out["mask"][..., 0], self.config.readout)
         both = ops.logical_and(target["found"], reading["found"])
         # NaN where nothing was found: replaced before the difference, so no NaN reaches a gradient.
-        predicted = ops.where(both[:, None], reading["cobb_angles"], 0.0) / scale
-        expected = ops.stop_gradient(ops.where(both[:, None], target["cobb_angles"], 0.0) / scale)
+        predicted = ops.where(both[:, None], reading["cobb_angles"], 0.0) / ANGLE_SCALE_DEGREES
+        expected = ops.stop_gradient(ops.where(both[:, None], target["cobb_angles"], 0.0) / ANGLE_SCALE_DEGREES)
         per_image = ops.mean(ops.abs(predicted - expected), axis=-1)
         consistency = ops.sum(per_image) / ops.maximum(ops.sum(ops.cast(both, "float32")), 1.0)
         anchor = self.segmentation_loss(batch, out)

@@ -41,7 +41,6 @@ import tensorflow as tf
 from seg4reg_tf import geometry, metrics
 from seg4reg_tf.config import PRETRAINABLE, Config, DataConfig
 from seg4reg_tf.data import pipeline, synthetic, transforms
-from seg4reg_tf.data.transforms import ANGLE_SCALE_DEGREES
 from seg4reg_tf.files import atomic_write
 from seg4reg_tf.models import build_regressor, copy_weights_by_name, start_at_mean_angles
 from seg4reg_tf.training import loop
@@ -186,7 +185,7 @@ def pretrain(
     with loop.scope(strategy):
         regressor = build_regressor(run.regressor, run.data.image_size, synchronized=distributed)
         mean = angles.mean(axis=0)
-        start_at_mean_angles(regressor, mean / ANGLE_SCALE_DEGREES)
+        start_at_mean_angles(regressor, mean / transforms.ANGLE_SCALE_DEGREES)
         trainer = RegressionPhase(None, regressor, run, name="pretrain")
         step_size = learning_rate(settings, settings.count)
         trainer.compile(optimizer=keras.optimizers.Adam(step_size, weight_decay=run.reg.weight_decay or None), run_eagerly=run_eagerly)
