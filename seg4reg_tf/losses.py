@@ -51,43 +51,40 @@ def boundary_band(y_true, width: int):
 BOUNDARY_WIDTH = 2
 
 
-def weighted_cross_entropy(y_true, logits, positive_weight: float = 1.0, boundary_weight: float = 0.0, boundary_width: int = BOUNDARY_WIDTH):
-    """Binary cross-entropy from logits, spine pixels weighted by `positive_weight` and
-    pixels of the outline band (`boundary_band`) by 1 + `boundary_weight` on top.
+def weighted_cross_entropy(y_true, logits, boundary_weight: float = 0.0, boundary_width: int = BOUNDARY_WIDTH):
+    """Binary cross-entropy from logits, the pixels of the outline band (`boundary_band`,
+    `boundary_width` pixels either side) weighted 1 + `boundary_weight`.
 
     Args:
         y_true: (B, H, W, 1) masks in {0, 1}.
         logits: (B, H, W, 1) pre-sigmoid scores.
 
     Returns:
-        Scalar: mean over pixels and images of b·(−w·y·log σ(z) − (1 − y)·log(1 − σ(z))),
+        Scalar: mean over pixels and images of b·(−y·log σ(z) − (1 − y)·log(1 − σ(z))),
         b = 1 + boundary_weight on the band and 1 elsewhere.
     """
     y_true = ops.cast(y_true, logits.dtype)
     # log σ(z) = −softplus(−z), log(1 − σ(z)) = −softplus(z): stable for large |z|.
-    per_pixel = positive_weight * y_true * ops.softplus(-logits) + (1.0 - y_true) * ops.softplus(logits)
+    per_pixel = y_true * ops.softplus(-logits) + (1.0 - y_true) * ops.softplus(logits)
     if boundary_weight:
         per_pixel = per_pixel * (1.0 + boundary_weight * ops.cast(boundary_band(y_true, boundary_width), logits.dtype))
     return ops.mean(per_pixel)
 
 
-def segmentation_loss(
-    y_true, logits, ce_weight: float = 1.0, positive_weight: float = 1.0, boundary_weight: float = 0.0, boundary_width: int = BOUNDARY_WIDTH
-):
-    """Eq. 1: Dice loss + λ · (class- and outline-weighted) cross-entropy.
+def segmentation_loss(y_true, logits, ce_weight: float = 1.0, boundary_weight: float = 0.0):
+    """Eq. 1: Dice loss + λ · (outline-weighted) cross-entropy.
 
     Args:
         y_true: (B, H, W, 1) masks in {0, 1}.
         logits: (B, H, W, 1) pre-sigmoid scores of N_S.
         ce_weight: λ.
-        positive_weight: weight of spine pixels in the cross-entropy.
-        boundary_weight, boundary_width: extra cross-entropy weight of the pixels within
-            `boundary_width` pixels of the true outline (0: the paper's Eq. 1).
+        boundary_weight: extra cross-entropy weight of the pixels within `BOUNDARY_WIDTH`
+            pixels of the true outline (0: the paper's Eq. 1).
 
     Returns:
         Scalar.
     """
-    cross_entropy = weighted_cross_entropy(y_true, logits, positive_weight, boundary_weight, boundary_width)
+    cross_entropy = weighted_cross_entropy(y_true, logits, boundary_weight)
     return dice_loss(y_true, ops.sigmoid(logits)) + ce_weight * cross_entropy
 
 

@@ -132,22 +132,22 @@ class Smape(_PerImageMean):
 class AngleMAE(_PerImageMean):
     """Streaming mean absolute error in degrees, of one angle column or of all three.
 
+    Outputs in [0, 1] are turned back into degrees by `ANGLE_SCALE_DEGREES`.
+
     Args:
-        angle_scale_degrees: converts [0, 1] outputs back to degrees.
         column: 0, 1 or 2 for one AASCE column; None for all three.
     """
 
-    def __init__(self, angle_scale_degrees: float = ANGLE_SCALE_DEGREES, column: int | None = None, name: str | None = None, **kwargs):
+    def __init__(self, column: int | None = None, name: str | None = None, **kwargs):
         super().__init__(name=name or ("mae" if column is None else f"mae_{column + 1}"), **kwargs)
-        self.angle_scale_degrees = angle_scale_degrees
         self.column = column
 
     def per_image(self, y_true, y_pred):
-        error = ops.abs(ops.cast(y_true, "float32") - ops.cast(y_pred, "float32")) * self.angle_scale_degrees
+        error = ops.abs(ops.cast(y_true, "float32") - ops.cast(y_pred, "float32")) * ANGLE_SCALE_DEGREES
         return ops.mean(error, axis=-1) if self.column is None else error[:, self.column]
 
     def get_config(self):
-        return {**super().get_config(), "angle_scale_degrees": self.angle_scale_degrees, "column": self.column}
+        return {**super().get_config(), "column": self.column}
 
 
 @keras.saving.register_keras_serializable(package="seg4reg")

@@ -45,8 +45,8 @@ def test_segmentation_scores_by_hand():
 
 def test_streaming_metrics_equal_numpy_over_several_batches():
     smape = metrics.Smape()
-    mae = metrics.AngleMAE(angle_scale_degrees=180.0)
-    mae_first = metrics.AngleMAE(angle_scale_degrees=180.0, column=0)
+    mae = metrics.AngleMAE()
+    mae_first = metrics.AngleMAE(column=0)
     for rows in (slice(0, 2), slice(2, 3)):
         smape.update_state(GT[rows] / 180, PRED[rows] / 180)
         mae.update_state(GT[rows] / 180, PRED[rows] / 180)
@@ -64,7 +64,7 @@ def test_streaming_metrics_equal_numpy_over_several_batches():
 
 
 def test_metric_configs_round_trip():
-    for metric in (metrics.Smape(), metrics.AngleMAE(90.0, column=2), metrics.SegmentationScore("specificity", 0.3)):
+    for metric in (metrics.Smape(), metrics.AngleMAE(column=2), metrics.SegmentationScore("specificity", 0.3)):
         clone = keras.metrics.deserialize(keras.metrics.serialize(metric))
         assert type(clone) is type(metric) and clone.get_config() == metric.get_config()
     with pytest.raises(ValueError, match="unknown segmentation score"):

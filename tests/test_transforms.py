@@ -32,7 +32,7 @@ def spines(count=40):
         ("letterbox landmarks", lambda p: transforms.letterbox_landmarks(p, 900, 300, 64, 32), (RNG.random((68, 2), np.float32) * 300,)),
         ("content mask", lambda h: transforms.content_mask(h, 300, 64, 32), (np.int32(900),)),
         ("clahe", lambda i: transforms.clahe(i, tf.ones_like(i), 2.0, (4, 2)), (RNG.random((64, 32, 1), np.float32),)),
-        ("scale angles", lambda a: transforms.scale_angles(a, 180.0), (np.array([156.0, 20.0, 0.0]),)),
+        ("scale angles", lambda a: transforms.scale_angles(a), (np.array([156.0, 20.0, 0.0]),)),
         (
             "augment",
             lambda i, m, p: transforms.augment({"image": i, "mask": m, "landmarks": p}, tf.constant([3, 4]), 45.0, (0.85, 1.25), True),
@@ -166,7 +166,7 @@ def test_clahe_matches_opencv_and_leaves_padding_alone():
 
 def test_angle_scaling_covers_the_aasce_outlier():
     degrees = np.array([156.39, 38.7, 0.0])
-    scaled = transforms.scale_angles(degrees, 180.0).numpy()
+    scaled = transforms.scale_angles(degrees).numpy()
     assert scaled.max() < 1.0 and scaled.min() == 0.0
     np.testing.assert_allclose(scaled * 180.0, degrees, rtol=1e-6)  # inference multiplies back
-    assert transforms.scale_angles([200.0], 180.0).numpy()[0] == 1.0  # clipped, by design
+    assert transforms.scale_angles([200.0]).numpy()[0] == 1.0  # clipped, by design

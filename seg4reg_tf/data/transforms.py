@@ -167,12 +167,11 @@ def clahe(image: tf.Tensor, valid: tf.Tensor, clip_limit: float = CLAHE_CLIP_LIM
 ANGLE_SCALE_DEGREES = 180.0
 
 
-def scale_angles(angles_degrees, angle_scale_degrees: float = ANGLE_SCALE_DEGREES) -> tf.Tensor:
-    """Degrees → [0, 1] targets of the sigmoid output: angle / scale, clipped to [0, 1].
-
-    With the default scale of 180° nothing is clipped (arccos never exceeds 180°).
+def scale_angles(angles_degrees) -> tf.Tensor:
+    """Degrees → [0, 1] targets of the sigmoid output: angle / `ANGLE_SCALE_DEGREES`,
+    clipped to [0, 1]. At 180° nothing is clipped (arccos never exceeds 180°).
     """
-    return tf.clip_by_value(tf.cast(angles_degrees, tf.float32) / angle_scale_degrees, 0.0, 1.0)
+    return tf.clip_by_value(tf.cast(angles_degrees, tf.float32) / ANGLE_SCALE_DEGREES, 0.0, 1.0)
 
 
 def random_affine(seed: tf.Tensor, batch: tf.Tensor, rotation_degrees: float, scale_range, flip: bool):
